@@ -1,0 +1,59 @@
+// Kokkos version shims: the only place that knows which Kokkos release is in use.
+// Supported: Kokkos 3.4 (Debian's, built by scripts/setup.sh) through 4.x.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <string>
+
+#ifndef KOKKOS_VERSION
+#error "scorekit: Kokkos_Core.hpp did not define KOKKOS_VERSION; Kokkos 3.4 or newer is required"
+#endif
+#if KOKKOS_VERSION < 30400
+#error "scorekit: Kokkos 3.4 or newer is required"
+#endif
+
+namespace scorekit {
+namespace math {
+// Kokkos 3.7 moved the mathematical functions from Kokkos::Experimental into Kokkos.
+#if KOKKOS_VERSION >= 30700
+using Kokkos::atan2;
+using Kokkos::cos;
+using Kokkos::exp;
+using Kokkos::expm1;
+using Kokkos::fabs;
+using Kokkos::isfinite;
+using Kokkos::log;
+using Kokkos::log1p;
+using Kokkos::sin;
+using Kokkos::sqrt;
+#else
+using Kokkos::Experimental::atan2;
+using Kokkos::Experimental::cos;
+using Kokkos::Experimental::exp;
+using Kokkos::Experimental::expm1;
+using Kokkos::Experimental::fabs;
+using Kokkos::Experimental::isfinite;
+using Kokkos::Experimental::log;
+using Kokkos::Experimental::log1p;
+using Kokkos::Experimental::sin;
+using Kokkos::Experimental::sqrt;
+#endif
+
+template <class Real>
+KOKKOS_INLINE_FUNCTION constexpr Real pi() {
+  return Real(3.14159265358979323846264338327950288);
+}
+}  // namespace math
+
+/// A named profiling region for the lifetime of the object (Kokkos::Profiling::ScopedRegion
+/// exists only from Kokkos 3.7 on).
+class ScopedRegion {
+ public:
+  explicit ScopedRegion(const std::string& name) { Kokkos::Profiling::pushRegion(name); }
+  ~ScopedRegion() { Kokkos::Profiling::popRegion(); }
+  ScopedRegion(const ScopedRegion&) = delete;
+  ScopedRegion& operator=(const ScopedRegion&) = delete;
+};
+
+}  // namespace scorekit

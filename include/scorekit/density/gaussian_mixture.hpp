@@ -1,0 +1,352 @@
+// Gaussian mixtures with isotropic, diagonal or full covariances, and their Gaussian perturbations in
+// closed form: if X ~ sum_k w_k N(mu_k, Sigma_k) and Z ~ N(0, I) is independent, then
+//   a X + sigma Z ~ sum_k w_k N(a mu_k, a^2 Sigma_k + sigma^2 I).
+// With a = 1 this is the mixture convolved with N(0, sigma^2 I) (NCSN, VE SDE); with a = alpha_t and
+// sigma = sqrt(1 - alpha_t^2) it is the variance-preserving marginal (DDPM, VP SDE). Each component is
+// stored through its eigendecomposition Sigma_k = Q_k diag(lambda_k) Q_k^T, so every perturbed covariance
+// is Q_k diag(a^2 lambda_k + sigma^2) Q_k^T without a new factorisation.
+//
+// Log-densities are normalised (they include the log of the normalising constant). Scores and
+// Laplacians use a streaming log-sum-exp over components (one pass, no per-component storage).
+#pragma once
+
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Dense>
+#include <Eigen/Eigenvalues>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace scorekit {
+
+/// The covariance structure of the components; full costs O(d^2) per component and evaluation,
+/// isotropic and diagonal cost O(d).
+enum class CovarianceKind { isotropic, diagonal, full };
+
+/// A Gaussian mixture density, or the law of a X + sigma Z for it. A cheap value type: copies share
+/// their views, so it is passed by value into kernels.
+template <class Real = double, class MemorySpace = Kokkos::DefaultExecutionSpace::memory_space>
+class GaussianMixture {
+ public:
+  using value_type = Real;
+  using memory_space = MemorySpace;
+
+  GaussianMixture() = default;
+
+  /// Components N(mu_k, variance_k I). means: K x d, one row a component; weights need not sum to 1.
+  static GaussianMixture isotropic(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                                   const Eigen::VectorXd& variances) {
+    const char* where = "GaussianMixture::isotropic";
+    check_weights_means(weights, means, where);
+    require_dimension(variances.size(), means.rows(), "variances (one per component)", where);
+    Eigen::MatrixXd lambda(means.rows(), means.cols());
+    for (Eigen::Index k = 0; k < means.rows(); ++k) {
+      require_positive(variances[k], "each component variance", where);
+      lambda.row(k).setConstant(variances[k]);
+    }
+    return GaussianMixture(weights, means, lambda, {}, CovarianceKind::isotropic);
+  }
+
+  /// Components N(mu_k, diag(variances.row(k))). variances: K x d.
+  static GaussianMixture diagonal(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                                  const Eigen::MatrixXd& variances) {
+    const char* where = "GaussianMixture::diagonal";
+    check_weights_means(weights, means, where);
+    require_dimension(variances.rows(), means.rows(), "variances (rows, one per component)", where);
+    require_dimension(variances.cols(), means.cols(), "variances (columns)", where);
+    for (Eigen::Index k = 0; k < variances.rows(); ++k)
+      for (Eigen::Index j = 0; j < variances.cols(); ++j)
+        require_positive(variances(k, j), "each diagonal variance", where);
+    return GaussianMixture(weights, means, variances, {}, CovarianceKind::diagonal);
+  }
+
+  /// Components N(mu_k, covariances[k]) with full symmetric positive definite covariances.
+  static GaussianMixture full(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                              const std::vector<Eigen::MatrixXd>& covariances) {
+    const char* where = "GaussianMixture::full";
+    check_weights_means(weights, means, where);
+    require_dimension(Eigen::Index(covariances.size()), means.rows(),
+                      "covariances (one per component)", where);
+    const Eigen::Index d = means.cols();
+    Eigen::MatrixXd lambda(means.rows(), d);
+    std::vector<Eigen::MatrixXd> vectors;
+    for (std::size_t k = 0; k < covariances.size(); ++k) {
+      const Eigen::MatrixXd& c = covariances[k];
+      require_dimension(c.rows(), d, "a covariance (rows)", where);
+      require_dimension(c.cols(), d, "a covariance (columns)", where);
+      if (!c.allFinite()) throw invalid_argument(detail::concat(where, ": covariance ", k, " has NaN or inf"));
+      if (!c.isApprox(c.transpose(), 1e-12))
+        throw invalid_argument(detail::concat(where, ": covariance ", k, " is not symmetric"));
+      if (Eigen::LLT<Eigen::MatrixXd>(c).info() != Eigen::Success)
+        throw invalid_argument(
+            detail::concat(where, ": covariance ", k, " is not positive definite (Cholesky failed)"));
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(c);
+      if (eig.eigenvalues().minCoeff() <= 0)
+        throw invalid_argument(detail::concat(where, ": covariance ", k, " is not positive definite"));
+      lambda.row(Eigen::Index(k)) = eig.eigenvalues().transpose();
+      vectors.push_back(eig.eigenvectors());
+    }
+    return GaussianMixture(weights, means, lambda, vectors, CovarianceKind::full);
+  }
+
+  /// The law of a X + sigma Z (Z ~ N(0, I) independent of X ~ this mixture's base). a > 0, sigma >= 0.
+  GaussianMixture perturbed(Real a, Real sigma) const {
+    const char* where = "GaussianMixture::perturbed";
+    require_positive(a, "the scale a", where);
+    if (!(sigma >= Real(0)) || !math::isfinite(sigma))
+      throw invalid_argument(detail::concat(where, ": sigma must be finite and >= 0, got ", sigma));
+    GaussianMixture p = *this;
+    p.m_a = a;
+    p.m_sigma = sigma;
+    p.tabulate(std::vector<Real>{a}, std::vector<Real>{sigma});
+    return p;
+  }
+
+  int dim() const { return m_dim; }
+  int n_components() const { return m_k; }
+  CovarianceKind covariance_kind() const { return m_kind; }
+  Real scale() const { return m_a; }
+  Real noise() const { return m_sigma; }
+  /// Workspace (values) one evaluation needs: 3 d for full covariances (x - a mu_k, the rotated
+  /// coordinates, and the score while the Laplacian is formed), d otherwise.
+  int workspace_size() const { return m_kind == CovarianceKind::full ? 3 * m_dim : m_dim; }
+
+  /// Normalised log-density at x.
+  KOKKOS_INLINE_FUNCTION Real log_prob(const Real* x, Real* work) const {
+    return evaluate<false, false>(x, m_a, m_sigma, 0, nullptr, work, nullptr);
+  }
+  /// grad_x log p(x).
+  KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out, Real* work) const {
+    evaluate<true, false>(x, m_a, m_sigma, 0, out, work, nullptr);
+  }
+  /// Laplacian of log p at x (the divergence of the score).
+  KOKKOS_INLINE_FUNCTION Real laplacian(const Real* x, Real* work) const {
+    Real lap = 0;
+    Real* grad = work + (m_kind == CovarianceKind::full ? 2 * m_dim : 0);
+    evaluate<true, true>(x, m_a, m_sigma, 0, grad, work, &lap);
+    return lap;
+  }
+
+  /// One exact draw (needs uniform() and normal() from the generator).
+  template <class Rng>
+  KOKKOS_INLINE_FUNCTION void draw(Rng& rng, Real* out) const {
+    const Real u = rng.uniform();
+    int k = 0;
+    while (k + 1 < m_k && u > m_cumulative_weight(k)) ++k;
+    for (int j = 0; j < m_dim; ++j) out[j] = m_a * m_mean(k, j);
+    for (int i = 0; i < m_dim; ++i) {
+      const Real s = math::sqrt(m_a * m_a * m_lambda(k, i) + m_sigma * m_sigma) * rng.normal();
+      if (m_kind == CovarianceKind::full)
+        for (int j = 0; j < m_dim; ++j) out[j] += m_vectors_t(k, i, j) * s;
+      else
+        out[i] += s;
+    }
+  }
+
+  // --- used by noise-conditional wrappers (score/perturbed_mixture.hpp) ----------------------------
+
+  /// Precomputes, for each (a_l, sigma_l), the inverse variances and per-component log-normalisers, so
+  /// that evaluations at a tabulated level need no log or division. Level 0 is this object's own.
+  void tabulate(const std::vector<Real>& a, const std::vector<Real>& sigma) {
+    const int n_levels = int(a.size());
+    Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> inv_var("scorekit::mixture_inv_var",
+                                                                    n_levels, m_k, m_dim);
+    Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> log_norm("scorekit::mixture_log_norm",
+                                                                    n_levels, m_k);
+    auto h_inv = Kokkos::create_mirror_view(inv_var);
+    auto h_norm = Kokkos::create_mirror_view(log_norm);
+    auto h_lambda = Kokkos::create_mirror_view(m_lambda);
+    auto h_logw = Kokkos::create_mirror_view(m_log_weight);
+    Kokkos::deep_copy(h_lambda, m_lambda);
+    Kokkos::deep_copy(h_logw, m_log_weight);
+    for (int l = 0; l < n_levels; ++l)
+      for (int k = 0; k < m_k; ++k) {
+        double logdet = 0;
+        for (int i = 0; i < m_dim; ++i) {
+          const double v = double(a[l]) * a[l] * h_lambda(k, i) + double(sigma[l]) * sigma[l];
+          h_inv(l, k, i) = Real(1.0 / v);
+          logdet += std::log(v);
+        }
+        h_norm(l, k) = Real(double(h_logw(k)) - 0.5 * logdet - 0.5 * m_dim * std::log(2 * 3.14159265358979323846));
+      }
+    Kokkos::deep_copy(inv_var, h_inv);
+    Kokkos::deep_copy(log_norm, h_norm);
+    m_inv_var = inv_var;
+    m_log_norm = log_norm;
+  }
+
+  /// The core evaluation for the law of a X + sigma Z. `level` selects tabulated constants; level < 0
+  /// computes them on the fly (d logs and divisions per component). Returns log p; writes the score to
+  /// `out` when Score, and the Laplacian to *lap when Laplacian.
+  template <bool Score, bool Laplacian>
+  KOKKOS_INLINE_FUNCTION Real evaluate(const Real* x, Real a, Real sigma, int level, Real* out,
+                                       Real* work, Real* lap) const {
+    const int d = m_dim;
+    const bool full = m_kind == CovarianceKind::full;
+    Real* diff = work;       // x - a mu_k (full only)
+    Real* z = work + d;      // Q_k^T (x - a mu_k) (full only)
+    Real run_max = 0;        // largest l_k so far (set by the first component)
+    Real run_sum = 0;        // sum_k exp(l_k - run_max)
+    Real run_lap = 0;        // sum_k exp(l_k - run_max) (|g_k|^2 - tr P_k)
+    if (Score)
+      for (int j = 0; j < d; ++j) out[j] = 0;
+    for (int k = 0; k < m_k; ++k) {
+      Real quad = 0, grad2 = 0, trace = 0, log_norm;
+      if (level >= 0)
+        log_norm = m_log_norm(level, k);
+      else {
+        log_norm = m_log_weight(k) - Real(0.5) * Real(d) * math::log(2 * math::pi<Real>());
+        for (int i = 0; i < d; ++i) log_norm -= Real(0.5) * math::log(a * a * m_lambda(k, i) + sigma * sigma);
+      }
+      if (full) {
+        for (int j = 0; j < d; ++j) diff[j] = x[j] - a * m_mean(k, j);
+        for (int i = 0; i < d; ++i) {
+          Real zi = 0;
+          for (int j = 0; j < d; ++j) zi += m_vectors_t(k, i, j) * diff[j];
+          const Real iv = inv_var(level, k, i, a, sigma);
+          z[i] = zi * iv;  // P-scaled coordinate
+          quad += zi * zi * iv;
+          if (Laplacian) {
+            grad2 += zi * zi * iv * iv;
+            trace += iv;
+          }
+        }
+      } else {
+        for (int j = 0; j < d; ++j) {
+          const Real dj = x[j] - a * m_mean(k, j);
+          const Real iv = inv_var(level, k, j, a, sigma);
+          quad += dj * dj * iv;
+          if (Laplacian) {
+            grad2 += dj * dj * iv * iv;
+            trace += iv;
+          }
+        }
+      }
+      const Real lk = log_norm - Real(0.5) * quad;
+      // Streaming log-sum-exp: rescale what has been accumulated when a larger term arrives.
+      Real w;
+      if (k == 0) {
+        run_max = lk;
+        w = 1;
+      } else if (lk > run_max) {
+        const Real rescale = math::exp(run_max - lk);
+        run_sum *= rescale;
+        if (Laplacian) run_lap *= rescale;
+        if (Score)
+          for (int j = 0; j < d; ++j) out[j] *= rescale;
+        run_max = lk;
+        w = 1;
+      } else {
+        w = math::exp(lk - run_max);
+      }
+      run_sum += w;
+      if (Laplacian) run_lap += w * (grad2 - trace);
+      if (Score) {
+        if (full) {
+          for (int i = 0; i < d; ++i) {
+            const Real wz = w * z[i];
+            for (int j = 0; j < d; ++j) out[j] -= m_vectors_t(k, i, j) * wz;
+          }
+        } else {
+          for (int j = 0; j < d; ++j)
+            out[j] -= w * (x[j] - a * m_mean(k, j)) * inv_var(level, k, j, a, sigma);
+        }
+      }
+    }
+    const Real inv_sum = Real(1) / run_sum;
+    Real s2 = 0;
+    if (Score)
+      for (int j = 0; j < d; ++j) {
+        out[j] *= inv_sum;
+        s2 += out[j] * out[j];
+      }
+    if (Laplacian) *lap = run_lap * inv_sum - s2;
+    return run_max + math::log(run_sum);
+  }
+
+  /// Means (K x d), log-weights (normalised), eigenvalues (K x d) on the device.
+  auto means() const { return m_mean; }
+  auto log_weights() const { return m_log_weight; }
+  auto eigenvalues() const { return m_lambda; }
+
+ private:
+  GaussianMixture(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                  const Eigen::MatrixXd& lambda, const std::vector<Eigen::MatrixXd>& vectors,
+                  CovarianceKind kind)
+      : m_kind(kind), m_k(int(means.rows())), m_dim(int(means.cols())) {
+    m_mean = decltype(m_mean)("scorekit::mixture_mean", m_k, m_dim);
+    m_lambda = decltype(m_lambda)("scorekit::mixture_lambda", m_k, m_dim);
+    m_log_weight = decltype(m_log_weight)("scorekit::mixture_log_weight", m_k);
+    m_cumulative_weight = decltype(m_cumulative_weight)("scorekit::mixture_cumulative_weight", m_k);
+    auto h_mean = Kokkos::create_mirror_view(m_mean);
+    auto h_lambda = Kokkos::create_mirror_view(m_lambda);
+    auto h_logw = Kokkos::create_mirror_view(m_log_weight);
+    auto h_cum = Kokkos::create_mirror_view(m_cumulative_weight);
+    const double total = weights.sum();
+    double cum = 0;
+    for (int k = 0; k < m_k; ++k) {
+      h_logw(k) = Real(std::log(weights[k] / total));
+      cum += weights[k] / total;
+      h_cum(k) = Real(k + 1 == m_k ? 1.0 : cum);
+      for (int j = 0; j < m_dim; ++j) {
+        h_mean(k, j) = Real(means(k, j));
+        h_lambda(k, j) = Real(lambda(k, j));
+      }
+    }
+    Kokkos::deep_copy(m_mean, h_mean);
+    Kokkos::deep_copy(m_lambda, h_lambda);
+    Kokkos::deep_copy(m_log_weight, h_logw);
+    Kokkos::deep_copy(m_cumulative_weight, h_cum);
+    if (kind == CovarianceKind::full) {
+      m_vectors_t = decltype(m_vectors_t)("scorekit::mixture_eigenvectors", m_k, m_dim, m_dim);
+      auto h_vec = Kokkos::create_mirror_view(m_vectors_t);
+      for (int k = 0; k < m_k; ++k)
+        for (int i = 0; i < m_dim; ++i)
+          for (int j = 0; j < m_dim; ++j) h_vec(k, i, j) = Real(vectors[std::size_t(k)](j, i));
+      Kokkos::deep_copy(m_vectors_t, h_vec);
+    }
+    tabulate(std::vector<Real>{Real(1)}, std::vector<Real>{Real(0)});
+  }
+
+  static void check_weights_means(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                                  const char* where) {
+    if (means.rows() == 0 || means.cols() == 0)
+      throw invalid_argument(detail::concat(where, ": needs at least one component of dimension >= 1"));
+    require_dimension(weights.size(), means.rows(), "weights (one per component)", where);
+    for (Eigen::Index k = 0; k < weights.size(); ++k)
+      require_positive(weights[k], "each mixture weight", where);
+    if (!means.allFinite()) throw invalid_argument(detail::concat(where, ": means contain NaN or inf"));
+  }
+
+  KOKKOS_INLINE_FUNCTION Real inv_var(int level, int k, int i, Real a, Real sigma) const {
+    return level >= 0 ? m_inv_var(level, k, i) : Real(1) / (a * a * m_lambda(k, i) + sigma * sigma);
+  }
+
+  CovarianceKind m_kind = CovarianceKind::isotropic;
+  int m_k = 0;
+  int m_dim = 0;
+  Real m_a = 1;
+  Real m_sigma = 0;
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_mean;
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_lambda;
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_vectors_t;  // (k, i, j) = Q_k(j, i)
+  Kokkos::View<Real*, MemorySpace> m_log_weight;
+  Kokkos::View<Real*, MemorySpace> m_cumulative_weight;
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_inv_var;  // (level, k, i)
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_log_norm;  // (level, k)
+};
+
+/// A Gaussian N(mean, covariance) with full covariance: a one-component mixture (the covariance is
+/// checked positive definite by Cholesky and factored by a symmetric eigendecomposition).
+template <class Real = double, class MemorySpace = Kokkos::DefaultExecutionSpace::memory_space>
+GaussianMixture<Real, MemorySpace> gaussian(const Eigen::VectorXd& mean, const Eigen::MatrixXd& covariance) {
+  return GaussianMixture<Real, MemorySpace>::full(Eigen::VectorXd::Ones(1), mean.transpose(),
+                                                  std::vector<Eigen::MatrixXd>{covariance});
+}
+
+}  // namespace scorekit

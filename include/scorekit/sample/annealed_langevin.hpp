@@ -1,0 +1,130 @@
+// Annealed Langevin dynamics (Song and Ermon 2019, "Generative modeling by estimating gradients of the
+// data distribution", Algorithm 1): for each noise level sigma_1 > ... > sigma_L, T steps of
+//   x <- x + (alpha_i / 2) s(x, sigma_i) + sqrt(alpha_i) z,   alpha_i = eps sigma_i^2 / sigma_L^2,
+// optionally followed by one denoising step x <- x + sigma_L^2 s(x, sigma_L) (Tweedie's formula; Song and
+// Ermon 2020, "Improved techniques", appendix; Jolicoeur-Martineau et al. 2021).
+#pragma once
+
+#include <scorekit/core/random.hpp>
+#include <scorekit/sample/sampler_common.hpp>
+
+#include <vector>
+
+namespace scorekit {
+
+template <class Real = double>
+struct AnnealedLangevinSettings {
+  std::vector<Real> sigmas;  ///< the noise ladder, strictly decreasing, all > 0
+  Real step_size = Real(0);  ///< eps > 0: the step at the last level is eps
+  int steps_per_level = 0;   ///< T >= 1
+  bool final_denoise = false;
+  std::uint64_t seed = 0;
+  int record_every = 0;  ///< record every k steps, counted over all levels (0: none)
+};
+
+/// Checks a noise ladder: non-empty, positive, finite and strictly decreasing.
+template <class Real>
+void check_noise_ladder(const std::vector<Real>& sigmas, const char* where) {
+  if (sigmas.empty()) throw invalid_argument(detail::concat(where, ": the noise ladder is empty"));
+  for (std::size_t i = 0; i < sigmas.size(); ++i) {
+    if (!(sigmas[i] > Real(0)) || !(sigmas[i] < std::numeric_limits<Real>::infinity()))
+      throw invalid_argument(detail::concat(where, ": noise level ", i, " must be positive and finite, got ",
+                                            sigmas[i]));
+    if (i > 0 && !(sigmas[i] < sigmas[i - 1]))
+      throw invalid_argument(detail::concat(where, ": the noise ladder must be strictly decreasing, but level ",
+                                            i, " (", sigmas[i], ") >= level ", i - 1, " (", sigmas[i - 1],
+                                            ")"));
+  }
+}
+
+/// Runs annealed Langevin dynamics with a noise-conditional score model on every particle of x
+/// (overwritten). Steps are numbered 1..L*T over all levels (L*T + 1 is the denoising step), which is
+/// what the random stream and trajectory records are keyed by.
+template <class ExecSpace, class ScoreModel, class View>
+SamplerResult<typename ScoreModel::value_type, typename View::memory_space> annealed_langevin(
+    const ExecSpace& exec, const ScoreModel& model, const View& x,
+    const AnnealedLangevinSettings<typename ScoreModel::value_type>& settings) {
+  assert_noise_conditional_score<ScoreModel>();
+  using Real = typename ScoreModel::value_type;
+  using Mem = typename View::memory_space;
+  const char* where = "scorekit::annealed_langevin";
+  const std::int64_t n = detail::check_particles(model, x, where);
+  check_noise_ladder(settings.sigmas, where);
+  require_positive(settings.step_size, "step_size", where);
+  if (settings.steps_per_level < 1)
+    throw invalid_argument(
+        detail::concat(where, ": steps_per_level must be >= 1, got ", settings.steps_per_level));
+  const int n_levels = int(settings.sigmas.size());
+  const int steps = settings.steps_per_level;
+  const bool denoise = settings.final_denoise;
+  const std::int64_t total_steps = std::int64_t(n_levels) * steps + (denoise ? 1 : 0);
+  detail::check_steps(total_steps, settings.record_every, where);
+  const int d = model.dim();
+  const int model_ws = workspace_size(model);
+  auto work = detail::make_workspace<Real, Mem>(n, model_ws, 1, d, where);
+  detail::Recorder<Real, Mem> record(total_steps, settings.record_every, n, d, where);
+  NonFiniteFlag<Mem> bad(n);
+
+  // Per level: sigma_i, alpha_i / 2 and sqrt(alpha_i).
+  Kokkos::View<Real* [3], Mem> level("scorekit::annealed_langevin::levels", n_levels);
+  auto h_level = Kokkos::create_mirror_view(level);
+  const double sigma_last = settings.sigmas.back();
+  for (int l = 0; l < n_levels; ++l) {
+    const double s = settings.sigmas[std::size_t(l)];
+    const double alpha = double(settings.step_size) * s * s / (sigma_last * sigma_last);
+    h_level(l, 0) = Real(s);
+    h_level(l, 1) = Real(alpha / 2);
+    h_level(l, 2) = Real(std::sqrt(alpha));
+  }
+  Kokkos::deep_copy(level, h_level);
+  const Real denoise_factor = Real(sigma_last * sigma_last);
+  const std::uint64_t seed = settings.seed;
+
+  ScopedRegion region(where);
+  Kokkos::Timer timer;
+  Kokkos::parallel_for(
+      "scorekit::annealed_langevin", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+      KOKKOS_LAMBDA(const std::int64_t i) {
+        Real* xi = &x(i, 0);
+        Real* w = &work(i, 0);
+        Real* g = w + model_ws;
+        record(0, i, xi);
+        if (!NonFiniteFlag<Mem>::all_finite(xi, d)) {
+          bad.record(i, 0);
+          return;
+        }
+        std::int64_t t = 0;
+        for (int l = 0; l < n_levels; ++l) {
+          const Real sigma = level(l, 0), half_alpha = level(l, 1), noise = level(l, 2);
+          for (int s = 0; s < steps; ++s) {
+            ++t;
+            CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(t));
+            noise_conditional_score(model, static_cast<const Real*>(xi), sigma, g, w);
+            for (int j = 0; j < d; ++j) xi[j] += half_alpha * g[j] + noise * rng.normal();
+            record(t, i, xi);
+            if (!NonFiniteFlag<Mem>::all_finite(xi, d)) {
+              bad.record(i, t);
+              return;
+            }
+          }
+        }
+        if (denoise) {
+          ++t;
+          noise_conditional_score(model, static_cast<const Real*>(xi), level(n_levels - 1, 0), g, w);
+          for (int j = 0; j < d; ++j) xi[j] += denoise_factor * g[j];
+          record(t, i, xi);
+          if (!NonFiniteFlag<Mem>::all_finite(xi, d)) bad.record(i, t);
+        }
+      });
+  exec.fence();
+  SamplerResult<Real, Mem> result;
+  result.seconds = timer.seconds();
+  bad.throw_if_set(where);
+  result.samples = x;
+  result.trajectory = record.trajectory();
+  result.n_score_evaluations = n * total_steps;
+  result.n_steps = total_steps;
+  return result;
+}
+
+}  // namespace scorekit

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds and runs every test, from a fresh Debian bookworm machine: installs what is missing (setup.sh),
+# configures with warnings as errors, builds, and runs CTest (every test on Serial and OpenMP).
+#   scripts/test.sh                  Kokkos 3.4.01 from Debian's source, built by setup.sh
+#   Kokkos_ROOT=/path scripts/test.sh   your own Kokkos (3.4+ or 4.x)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kokkos_default=$(bash scripts/setup.sh | tail -n 1)
+kokkos="${Kokkos_ROOT:-$kokkos_default}"
+build="${SCOREKIT_BUILD_DIR:-build/ci}"
+cmake --preset ci -B "$build" -DKokkos_ROOT="$kokkos" >/dev/null
+cmake --build "$build" -j "$(nproc)"
+ctest --test-dir "$build" --output-on-failure -j 2

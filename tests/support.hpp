@@ -1,0 +1,48 @@
+// Small helpers shared by the tests: particle initialisation, host copies, standard errors.
+#pragma once
+
+#include <scorekit/core/random.hpp>
+#include <scorekit/core/views.hpp>
+
+#include <Eigen/Dense>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace scorekit_test {
+
+/// A host Eigen matrix (N x d, double) from a particle view.
+template <class View>
+Eigen::MatrixXd to_eigen(const View& x) {
+  auto h = scorekit::to_host(x);
+  Eigen::MatrixXd m(h.extent(0), h.extent(1));
+  for (std::size_t i = 0; i < h.extent(0); ++i)
+    for (std::size_t j = 0; j < h.extent(1); ++j) m(Eigen::Index(i), Eigen::Index(j)) = double(h(i, j));
+  return m;
+}
+
+/// Fills a view on the host (any memory space) with f(i, j).
+template <class View, class F>
+void fill_host(const View& x, F f) {
+  auto h = Kokkos::create_mirror_view(x);
+  for (std::size_t i = 0; i < h.extent(0); ++i)
+    for (std::size_t j = 0; j < h.extent(1); ++j) h(i, j) = typename View::non_const_value_type(f(i, j));
+  Kokkos::deep_copy(x, h);
+}
+
+/// True when two views hold bitwise-identical values.
+template <class A, class B>
+bool bitwise_equal(const A& a, const B& b) {
+  auto ha = scorekit::to_host(a);
+  auto hb = scorekit::to_host(b);
+  if (ha.size() != hb.size()) return false;
+  return std::memcmp(ha.data(), hb.data(), ha.size() * sizeof(typename A::non_const_value_type)) == 0;
+}
+
+/// Standard error of a sample covariance entry of a Gaussian: Var(S_ij) = (S_ii S_jj + S_ij^2) / (N - 1).
+inline double covariance_standard_error(const Eigen::MatrixXd& cov, int i, int j, double n) {
+  return std::sqrt((cov(i, i) * cov(j, j) + cov(i, j) * cov(i, j)) / (n - 1));
+}
+
+}  // namespace scorekit_test
