@@ -95,7 +95,7 @@ SamplerResult<typename Density::value_type, typename View::memory_space> mala(
   detail::Recorder<Real, Mem> record(settings.n_steps, settings.record_every, n, d, where);
   NonFiniteFlag<Mem> bad(n);
   const Real eps = settings.step_size, half_eps = eps / 2, noise = math::sqrt(eps);
-  const Real inv_4eps = Real(1) / (4 * eps);
+  const Real inv_2eps = Real(1) / (2 * eps);  // q(y | x) = N(x + (eps/2) s(x), eps I)
   const std::int64_t n_steps = settings.n_steps;
   const std::uint64_t seed = settings.seed;
 
@@ -130,7 +130,7 @@ SamplerResult<typename Density::value_type, typename View::memory_space> mala(
             fwd += rf * rf;
             bwd += rb * rb;
           }
-          const Real log_alpha = lpy - lpx + (fwd - bwd) * inv_4eps;
+          const Real log_alpha = lpy - lpx + (fwd - bwd) * inv_2eps;
           CounterRng<Real> coin(seed, std::uint64_t(i), std::uint64_t(t), RngStream::accept);
           if (math::log(coin.uniform()) < log_alpha) {  // false for NaN: a NaN proposal is rejected
             for (int j = 0; j < d; ++j) {

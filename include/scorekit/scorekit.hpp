@@ -1,0 +1,31 @@
+// The umbrella header: all of scorekit. Each header also compiles on its own.
+#pragma once
+
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/non_finite.hpp>
+#include <scorekit/core/random.hpp>
+#include <scorekit/core/traits.hpp>
+#include <scorekit/core/views.hpp>
+#include <scorekit/density/banana.hpp>
+#include <scorekit/density/draw.hpp>
+#include <scorekit/density/funnel.hpp>
+#include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/density/star.hpp>
+#include <scorekit/io/plot.hpp>
+#include <scorekit/io/png.hpp>
+#include <scorekit/io/samples.hpp>
+#include <scorekit/metrics/effective_sample_size.hpp>
+#include <scorekit/metrics/energy_distance.hpp>
+#include <scorekit/metrics/mmd.hpp>
+#include <scorekit/metrics/mode_weights.hpp>
+#include <scorekit/metrics/moments.hpp>
+#include <scorekit/metrics/statistical_tests.hpp>
+#include <scorekit/metrics/stein_discrepancy.hpp>
+#include <scorekit/sample/annealed_langevin.hpp>
+#include <scorekit/sample/hmc.hpp>
+#include <scorekit/sample/langevin.hpp>
+#include <scorekit/sample/sampler_common.hpp>
+#include <scorekit/schedule/geometric.hpp>
+#include <scorekit/score/perturbed_mixture.hpp>
+#include <scorekit/testing/density_checks.hpp>
