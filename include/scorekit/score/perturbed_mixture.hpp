@@ -7,6 +7,7 @@
 #include <scorekit/density/gaussian_mixture.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <vector>
 
@@ -14,7 +15,8 @@ namespace scorekit {
 
 /// Noise-conditional score model of a mixture perturbed by N(0, sigma^2 I). The noise levels that will
 /// be asked for (a sampler's ladder) are tabulated at construction, so their evaluation needs no log or
-/// division; any other sigma > 0 is evaluated on the fly.
+/// division; any other sigma > 0 is evaluated on the fly. A mixture that is already perturbed,
+/// a X + s Z, composes: adding sigma Z' gives a X + sqrt(s^2 + sigma^2) Z.
 template <class Real = double, class MemorySpace = Kokkos::DefaultExecutionSpace::memory_space>
 class PerturbedMixtureScore {
  public:
@@ -22,7 +24,7 @@ class PerturbedMixtureScore {
   using memory_space = MemorySpace;
 
   PerturbedMixtureScore(const GaussianMixture<Real, MemorySpace>& mixture, std::vector<Real> sigmas = {})
-      : m_mixture(mixture) {
+      : m_mixture(mixture), m_table(mixture), m_a(mixture.scale()), m_s2(mixture.noise() * mixture.noise()) {
     for (Real s : sigmas) require_positive(s, "each tabulated noise level", "PerturbedMixtureScore");
     std::sort(sigmas.begin(), sigmas.end());
     sigmas.erase(std::unique(sigmas.begin(), sigmas.end()), sigmas.end());
@@ -31,7 +33,11 @@ class PerturbedMixtureScore {
     auto h = Kokkos::create_mirror_view(m_sigmas);
     for (std::size_t i = 0; i < sigmas.size(); ++i) h(i) = sigmas[i];
     Kokkos::deep_copy(m_sigmas, h);
-    m_mixture.tabulate(std::vector<Real>(sigmas.size(), Real(1)), sigmas);
+    // Tabulate into a copy: tabulate() replaces the copy's own level 0, so m_mixture (what mixture()
+    // returns) must keep the caller's constants.
+    std::vector<Real> total(sigmas.size());
+    for (std::size_t i = 0; i < sigmas.size(); ++i) total[i] = std::sqrt(m_s2 + sigmas[i] * sigmas[i]);
+    m_table.tabulate(std::vector<Real>(sigmas.size(), m_a), total);
   }
 
   int dim() const { return m_mixture.dim(); }
@@ -40,12 +46,15 @@ class PerturbedMixtureScore {
 
   /// grad_x log p_sigma(x).
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real sigma, Real* out, Real* work) const {
-    m_mixture.template evaluate<true, false>(x, Real(1), sigma, level_of(sigma), out, work, nullptr);
+    const int level = level_of(sigma);
+    m_table.template evaluate<true, false>(x, m_a, level >= 0 ? Real(0) : total_noise(sigma), level, out,
+                                           work, nullptr);
   }
   /// log p_sigma(x), normalised.
   KOKKOS_INLINE_FUNCTION Real log_prob(const Real* x, Real sigma, Real* work) const {
-    return m_mixture.template evaluate<false, false>(x, Real(1), sigma, level_of(sigma), nullptr, work,
-                                                     nullptr);
+    const int level = level_of(sigma);
+    return m_table.template evaluate<false, false>(x, m_a, level >= 0 ? Real(0) : total_noise(sigma), level,
+                                                   nullptr, work, nullptr);
   }
 
   /// The tabulated level holding exactly sigma, or -1 (binary search over the sorted levels).
@@ -62,7 +71,13 @@ class PerturbedMixtureScore {
   }
 
  private:
-  GaussianMixture<Real, MemorySpace> m_mixture;
+  // sqrt(s^2 + sigma^2); only the untabulated path uses it (the table holds it already).
+  KOKKOS_INLINE_FUNCTION Real total_noise(Real sigma) const { return math::sqrt(m_s2 + sigma * sigma); }
+
+  GaussianMixture<Real, MemorySpace> m_mixture;  // as given
+  GaussianMixture<Real, MemorySpace> m_table;    // shares m_mixture's parameters, tabulated at the levels
+  Real m_a = 1;   // the given mixture's scale a
+  Real m_s2 = 0;  // and its noise s, squared
   Kokkos::View<Real*, MemorySpace> m_sigmas;
   int m_n_levels = 0;
 };
