@@ -298,7 +298,7 @@ TEMPLATE_LIST_TEST_CASE("MMD and energy distance null_sd is the exact permutatio
                         "[metrics][mmd][energy]", scorekit_test::Backends) {
   using Exec = TestType;
   // Exhaustive enumeration of every relabeling of small pooled samples (C(8,4) = 70, C(9,3) = 84,
-  // C(10,2) = 45), which proves the closed form of detail::mmd::permutation_variance; the permutation
+  // C(10,2) = 45), which proves the closed form of detail::two_sample::permutation_variance; the permutation
   // mean of an unbiased two-sample U-statistic is exactly 0.
   for (auto sizes : {std::pair<int, int>{4, 4}, {3, 6}, {8, 2}}) {
     const Eigen::MatrixXd a = normal_matrix(sizes.first, 3, 31), b = normal_matrix(sizes.second, 3, 32, 0.4);

@@ -6,6 +6,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/random.hpp>
 
 #include <cstdint>
@@ -37,20 +38,17 @@ constexpr bool accessible_from() {
     return true;
 }
 
+// The shared particle-view checks (rows are written through a pointer, so contiguous rows), plus what
+// writing random draws needs of the scalar type.
 template <class ExecSpace, class View>
 constexpr void assert_particle_view() {
-  static_assert(Kokkos::is_view<View>::value, "scorekit: the particles must be a Kokkos::View");
-  static_assert(unsigned(View::rank) == 2u,
-                "scorekit: the particles must be a rank-2 view, one particle per row");
-  static_assert(std::is_same<typename View::array_layout, Kokkos::LayoutRight>::value,
-                "scorekit: the particles must be LayoutRight (use scorekit::ParticleView), so that a "
-                "particle is a contiguous row");
-  static_assert(!std::is_const<typename View::value_type>::value,
-                "scorekit: the particles are written, so the view must not be const");
-  static_assert(std::is_floating_point<typename View::value_type>::value,
-                "scorekit: the particles must hold float or double");
-  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename View::memory_space>::accessible,
-                "scorekit: the particles' memory space is not accessible from the execution space");
+  detail::check_particle_view<ExecSpace, View, detail::ParticleLayout::contiguous_rows>();
+  if constexpr (Kokkos::is_view<View>::value) {
+    static_assert(!std::is_const<typename View::value_type>::value,
+                  "scorekit: the particles are written, so the view must not be const");
+    static_assert(std::is_floating_point<typename View::value_type>::value,
+                  "scorekit: the particles must hold float or double");
+  }
 }
 
 }  // namespace draw_detail

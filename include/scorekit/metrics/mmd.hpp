@@ -8,7 +8,8 @@
 //
 // Judging "below the two-sample noise level". Under H0 (both samples from one law) the labels of the
 // pooled sample are exchangeable. Over the N+M choose N relabelings of the pooled sample, MMD^2_u has mean
-// exactly 0 and a variance that has a closed form in O(n^2) (derived below); `null_sd` is its square root.
+// exactly 0 and a variance that has a closed form in O(n^2) (derived in
+// metrics/detail/two_sample.hpp); `null_sd` is its square root.
 // Cantelli's inequality then gives, for every pooled sample and every k > 0,
 //   P_H0(MMD^2_u >= k null_sd) <= 1 / (1 + k^2),
 // a distribution-free test of level 1/(1+k^2) (k = 5: 3.8%); in practice the null law, a weighted sum of
@@ -23,7 +24,9 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/random.hpp>
+#include <scorekit/metrics/detail/two_sample.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -52,122 +55,16 @@ struct PermutationTestResult {
 namespace detail {
 namespace mmd {
 
-template <class ExecSpace, class View>
-constexpr void check_particle_view() {
-  static_assert(
-      Kokkos::is_view<View>::value,
-      "scorekit metrics: the particles must be a Kokkos::View of rank 2 (N x d, one row a particle)");
-  static_assert(int(View::rank) == 2, "scorekit metrics: the particles must be a rank-2 view (N x d)");
-  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename View::memory_space>::accessible,
-                "scorekit metrics: the particles' memory space is not accessible from the execution space");
-}
-
-template <class ExecSpace, class View>
-void require_finite(const ExecSpace& exec, const View& x, const char* where, const char* name) {
-  const std::int64_t n = std::int64_t(x.extent(0));
-  const int d = int(x.extent(1));
-  std::int64_t first = n;
-  Kokkos::parallel_reduce(
-      "scorekit::metrics_check_finite", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
-      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& lowest) {
-        bool ok = true;
-        for (int j = 0; j < d; ++j) ok = ok && math::isfinite(x(i, j));
-        if (!ok && i < lowest) lowest = i;
-      },
-      Kokkos::Min<std::int64_t>(first));
-  if (first < n)
-    throw invalid_argument(
-        concat(where, ": ", name, " particle ", first, " has a NaN or infinite coordinate"));
-}
-
-template <class ExecSpace, class XView, class YView>
-void check_two_samples(const ExecSpace& exec, const XView& x, const YView& y, const char* where) {
-  check_particle_view<ExecSpace, XView>();
-  check_particle_view<ExecSpace, YView>();
-  if (x.extent(0) < 2 || y.extent(0) < 2)
-    throw invalid_argument(concat(where, ": each sample needs at least 2 particles (a U-statistic), got ",
-                                  x.extent(0), " and ", y.extent(0)));
-  if (x.extent(1) < 1) throw invalid_argument(concat(where, ": the particles have dimension 0"));
-  require_dimension(std::int64_t(y.extent(1)), std::int64_t(x.extent(1)), "the second sample", where);
-  require_finite(exec, x, where, "first sample");
-  require_finite(exec, y, where, "second sample");
-}
-
-/// Coordinate j of point i of the pooled sample (x first, then y), in double.
-template <class XView, class YView>
-struct Pooled {
-  XView x;
-  YView y;
-  std::int64_t n_x;
-  int d;
-  KOKKOS_INLINE_FUNCTION double operator()(std::int64_t i, int j) const {
-    return i < n_x ? double(x(i, j)) : double(y(i - n_x, j));
-  }
-  KOKKOS_INLINE_FUNCTION double squared_distance(std::int64_t i, std::int64_t k) const {
-    double r2 = 0;
-    for (int j = 0; j < d; ++j) {
-      const double t = (*this)(i, j) - (*this)(k, j);
-      r2 += t * t;
-    }
-    return r2;
-  }
-};
-
-/// Per pooled point i: the sum of k(z_i, z_j) over the other points of its own sample, over the other
-/// sample, and of k^2 over all j != i.
-template <class XView, class YView, class MemorySpace>
-struct RowSums {
-  Pooled<XView, YView> z;
-  std::int64_t n;
+/// The Gaussian RBF kernel k = exp(-r^2 / (2 h^2)) and its square, as a pair kernel of
+/// two_sample::RowSums.
+struct RbfPair {
   double inv_two_h2;
-  Kokkos::View<double**, Kokkos::LayoutRight, MemorySpace> out;
-  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t i) const {
-    double own = 0, cross = 0, sq = 0;
-    const bool in_x = i < z.n_x;
-    for (std::int64_t j = 0; j < n; ++j) {
-      if (j == i) continue;
-      const double k = math::exp(-z.squared_distance(i, j) * inv_two_h2);
-      if ((j < z.n_x) == in_x)
-        own += k;
-      else
-        cross += k;
-      sq += k * k;
-    }
-    out(i, 0) = own;
-    out(i, 1) = cross;
-    out(i, 2) = sq;
+  KOKKOS_INLINE_FUNCTION double operator()(double r2) const { return math::exp(-r2 * inv_two_h2); }
+  KOKKOS_INLINE_FUNCTION void operator()(double r2, double& k, double& k2) const {
+    k = (*this)(r2);
+    k2 = k * k;
   }
 };
-
-/// Variance of a two-sample U-statistic sum_{i!=j} w(s_i, s_j) K_ij over uniformly random relabelings
-/// s of n = N + M pooled points (N labelled x), given the off-diagonal row sums R_i, their total T and
-/// Q = sum_{i!=j} K_ij^2, where w(x,x) = 1/(N(N-1)), w(y,y) = 1/(M(M-1)), w(x,y) = -1/(NM).
-///
-/// Derivation. For every labeling sum_{j!=i} w(s_i, s_j) = 0, so the statistic is unchanged by the
-/// double centring K'_ij = K_ij - r_i - r_j; with r_i = (R_i - T/(2(n-1)))/(n-2) every off-diagonal row
-/// sum of K' vanishes. Expanding the square, the variance is then
-///   Q' (2 e2 - 4 e3 + 2 e4),  Q' = sum_{i!=j} K'_ij^2,
-/// with e2 = E w_12^2, e3 = E w_12 w_13, e4 = E w_12 w_34 over random labels. Direct counting gives
-/// e2 = S/(n(n-1)) with S = 1/(N(N-1)) + 1/(M(M-1)) + 2/(NM), e3 = -e2/(n-2), and the zero row sums of w
-/// give e4 = 2 e2/((n-2)(n-3)); together Var = 2 S Q' / (n(n-3)). Q' is expanded in R_i and Q, so no
-/// second pass over pairs is needed. (The test checks this against exhaustive enumeration.)
-inline double permutation_variance(const std::vector<double>& row_sum, double sum_sq, std::int64_t n_x,
-                                   std::int64_t n_y) {
-  const double n = double(n_x + n_y), N = double(n_x), M = double(n_y);
-  double total = 0;
-  for (double r : row_sum) total += r;
-  const double shift = total / (2 * (n - 1));
-  double sum_r = 0, sum_r2 = 0, sum_rR = 0;
-  for (double r_i : row_sum) {
-    const double r = (r_i - shift) / (n - 2);
-    sum_r += r;
-    sum_r2 += r * r;
-    sum_rR += r * r_i;
-  }
-  const double q_centred = std::max(0.0, sum_sq - 4 * sum_rR + 2 * (n - 2) * sum_r2 + 2 * sum_r * sum_r);
-  const double s = 1 / (N * (N - 1)) + 1 / (M * (M - 1)) + 2 / (N * M);
-  return 2 * s * q_centred / (n * (n - 3));
-}
 
 /// Fisher-Yates shuffles of the labels (0 = x, 1 = y); permutation 0 is the identity (the observed
 /// split). Permutation p draws from CounterRng(seed, p, 0, RngStream::user).
@@ -194,9 +91,10 @@ struct ShuffleLabels {
 /// when it holds the pooled kernel matrix, else recomputed (identical values either way).
 template <class XView, class YView, class MemorySpace>
 struct PermutedRows {
-  Pooled<XView, YView> z;
+  two_sample::Pooled<XView, YView> z;
   std::int64_t n;
-  double inv_two_h2, w_xx, w_yy, w_xy;
+  RbfPair rbf;
+  double w_xx, w_yy, w_xy;
   Kokkos::View<const std::uint8_t**, Kokkos::LayoutRight, MemorySpace> labels;
   Kokkos::View<const double**, Kokkos::LayoutRight, MemorySpace> kernel;  // n x n, or 0 x 0
   Kokkos::View<double**, Kokkos::LayoutRight, MemorySpace> out;
@@ -206,7 +104,7 @@ struct PermutedRows {
     double same_x = 0, same_y = 0;
     for (std::int64_t j = 0; j < n; ++j) {
       if (j == i) continue;
-      const double k = cached ? kernel(i, j) : math::exp(-z.squared_distance(i, j) * inv_two_h2);
+      const double k = cached ? kernel(i, j) : rbf(z.squared_distance(i, j));
       if (labels(p, j) == 0)
         same_x += k;
       else
@@ -228,17 +126,17 @@ template <class ExecSpace, class XView, class YView>
 double median_heuristic_bandwidth(const ExecSpace& exec, const XView& x, const YView& y,
                                   std::int64_t max_points = 2000) {
   const char* where = "scorekit::median_heuristic_bandwidth";
-  detail::mmd::check_particle_view<ExecSpace, XView>();
-  detail::mmd::check_particle_view<ExecSpace, YView>();
+  detail::check_particle_view<ExecSpace, XView>();
+  detail::check_particle_view<ExecSpace, YView>();
   require_dimension(std::int64_t(y.extent(1)), std::int64_t(x.extent(1)), "the second sample", where);
   if (max_points < 2)
     throw invalid_argument(detail::concat(where, ": max_points must be at least 2, got ", max_points));
   const std::int64_t n_x = std::int64_t(x.extent(0)), n = n_x + std::int64_t(y.extent(0));
   if (n < 2) throw invalid_argument(detail::concat(where, ": needs at least 2 points in all, got ", n));
-  detail::mmd::require_finite(exec, x, where, "first sample");
-  detail::mmd::require_finite(exec, y, where, "second sample");
+  detail::require_finite_particles(exec, x, where, "first sample");
+  detail::require_finite_particles(exec, y, where, "second sample");
   const std::int64_t m = std::min(n, max_points);
-  const detail::mmd::Pooled<XView, YView> z{x, y, n_x, int(x.extent(1))};
+  const detail::two_sample::Pooled<XView, YView> z{x, y, n_x, int(x.extent(1))};
   Kokkos::View<double*, typename ExecSpace::memory_space> dist("scorekit::mmd_median_distances",
                                                                m * (m - 1) / 2);
   Kokkos::parallel_for(
@@ -268,7 +166,8 @@ double median_heuristic_bandwidth(const ExecSpace& exec, const XView& x, const Y
 ///
 /// Also returned:
 /// - null_sd: the exact standard deviation of MMD^2_u over random relabelings of the pooled sample (see
-///   the file comment for how to use it as a noise level; detail::mmd::permutation_variance derives it).
+///   the file comment for how to use it as a noise level; detail::two_sample::permutation_variance derives
+///   it).
 /// - standard_error: sqrt(V1 + null_sd^2), where V1 = 4/N var_i(a_i) + 4/M var_j(b_j) is the first-order
 ///   (Hoeffding) variance estimated from the row means a_i = mean_{j!=i} k(x_i,x_j) - mean_j k(x_i,y_j)
 ///   and b_j likewise. Under H1 V1 dominates and MMD^2_u is asymptotically normal (Gretton et al. 2012,
@@ -277,31 +176,21 @@ template <class ExecSpace, class XView, class YView>
 MmdResult mmd_squared(const ExecSpace& exec, const XView& x, const YView& y,
                       std::optional<double> bandwidth = std::nullopt) {
   const char* where = "scorekit::mmd_squared";
-  detail::mmd::check_two_samples(exec, x, y, where);
+  detail::two_sample::check_two_samples(exec, x, y, where);
   const double h = bandwidth ? *bandwidth : median_heuristic_bandwidth(exec, x, y);
   require_positive(h, "the bandwidth", where);
   ScopedRegion region("scorekit::mmd");
-  using memory_space = typename ExecSpace::memory_space;
   const std::int64_t n_x = std::int64_t(x.extent(0)), n_y = std::int64_t(y.extent(0)), n = n_x + n_y;
-  Kokkos::View<double**, Kokkos::LayoutRight, memory_space> rows("scorekit::mmd_rows", n, 3);
-  const detail::mmd::Pooled<XView, YView> z{x, y, n_x, int(x.extent(1))};
-  Kokkos::parallel_for("scorekit::mmd", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
-                       detail::mmd::RowSums<XView, YView, memory_space>{z, n, 1 / (2 * h * h), rows});
-  auto r = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rows);
+  const auto r =
+      detail::two_sample::row_sums(exec, x, y, detail::mmd::RbfPair{1 / (2 * h * h)}, "scorekit::mmd");
+  const detail::two_sample::Totals t = detail::two_sample::totals(r, n_x);
 
   const double N = double(n_x), M = double(n_y);
-  double sxx = 0, syy = 0, sxy = 0, sq = 0;
-  std::vector<double> row_sum(std::size_t(n), 0.0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    (i < n_x ? sxx : syy) += r(i, 0);
-    if (i < n_x) sxy += r(i, 1);
-    sq += r(i, 2);
-    row_sum[std::size_t(i)] = r(i, 0) + r(i, 1);
-  }
   MmdResult out;
   out.bandwidth = h;
-  out.mmd2 = sxx / (N * (N - 1)) + syy / (M * (M - 1)) - 2 * sxy / (N * M);
-  const double null_var = n >= 4 ? detail::mmd::permutation_variance(row_sum, sq, n_x, n_y) : 0.0;
+  out.mmd2 = t.within_x / (N * (N - 1)) + t.within_y / (M * (M - 1)) - 2 * t.cross / (N * M);
+  const double null_var =
+      n >= 4 ? detail::two_sample::permutation_variance(t.row_sum, t.sum_sq, n_x, n_y) : 0.0;
   out.null_sd = std::sqrt(null_var);
   // First-order term from the centred row means (two-pass sample variances).
   auto row_mean_variance = [&](std::int64_t begin, std::int64_t end, double n_own, double n_other) {
@@ -331,8 +220,8 @@ PermutationTestResult permutation_test(const ExecSpace& exec, const XView& x, co
   using memory_space = typename ExecSpace::memory_space;
   const std::int64_t n_x = std::int64_t(x.extent(0)), n_y = std::int64_t(y.extent(0)), n = n_x + n_y;
   const std::int64_t n_perm = std::int64_t(n_permutations) + 1;  // row 0: the observed labels
-  const Pooled<XView, YView> z{x, y, n_x, int(x.extent(1))};
-  const double inv_two_h2 = 1 / (2 * h * h);
+  const two_sample::Pooled<XView, YView> z{x, y, n_x, int(x.extent(1))};
+  const RbfPair rbf{1 / (2 * h * h)};
 
   const std::int64_t cached = cache_kernel ? n : 0;
   Kokkos::View<double**, Kokkos::LayoutRight, memory_space> kernel("scorekit::mmd_kernel_matrix", cached,
@@ -341,8 +230,7 @@ PermutationTestResult permutation_test(const ExecSpace& exec, const XView& x, co
     Kokkos::parallel_for(
         "scorekit::mmd_kernel_matrix", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
         KOKKOS_LAMBDA(const std::int64_t i) {
-          for (std::int64_t j = 0; j < n; ++j)
-            kernel(i, j) = math::exp(-z.squared_distance(i, j) * inv_two_h2);
+          for (std::int64_t j = 0; j < n; ++j) kernel(i, j) = rbf(z.squared_distance(i, j));
         });
   Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, memory_space> labels("scorekit::mmd_labels", n_perm, n);
   Kokkos::parallel_for("scorekit::mmd_permutations", Kokkos::RangePolicy<ExecSpace>(exec, 0, n_perm),
@@ -351,8 +239,8 @@ PermutationTestResult permutation_test(const ExecSpace& exec, const XView& x, co
   const double N = double(n_x), M = double(n_y);
   Kokkos::parallel_for(
       "scorekit::mmd_permutation_test", Kokkos::RangePolicy<ExecSpace>(exec, 0, n_perm * n),
-      PermutedRows<XView, YView, memory_space>{z, n, inv_two_h2, 1 / (N * (N - 1)), 1 / (M * (M - 1)),
-                                               -1 / (N * M), labels, kernel, contrib});
+      PermutedRows<XView, YView, memory_space>{z, n, rbf, 1 / (N * (N - 1)), 1 / (M * (M - 1)), -1 / (N * M),
+                                               labels, kernel, contrib});
   auto c = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), contrib);
   std::vector<double> stat(std::size_t(n_perm), 0.0);
   for (std::int64_t p = 0; p < n_perm; ++p)
@@ -384,7 +272,7 @@ PermutationTestResult mmd_permutation_test(const ExecSpace& exec, const XView& x
                                            int n_permutations, std::uint64_t seed,
                                            std::optional<double> bandwidth = std::nullopt) {
   const char* where = "scorekit::mmd_permutation_test";
-  detail::mmd::check_two_samples(exec, x, y, where);
+  detail::two_sample::check_two_samples(exec, x, y, where);
   if (n_permutations < 1)
     throw invalid_argument(
         detail::concat(where, ": n_permutations must be at least 1, got ", n_permutations));

@@ -9,6 +9,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 
 #include <Eigen/Dense>
 
@@ -43,12 +44,7 @@ inline double binomial_standard_error(double p, std::int64_t n) {
 template <class ExecSpace, class View>
 ModeWeights mode_weights(const ExecSpace& exec, const View& x, const Eigen::MatrixXd& means,
                          double radius = std::numeric_limits<double>::infinity()) {
-  static_assert(
-      Kokkos::is_view<View>::value,
-      "scorekit metrics: the particles must be a Kokkos::View of rank 2 (N x d, one row a particle)");
-  static_assert(int(View::rank) == 2, "scorekit metrics: the particles must be a rank-2 view (N x d)");
-  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename View::memory_space>::accessible,
-                "scorekit metrics: the particles' memory space is not accessible from the execution space");
+  detail::check_particle_view<ExecSpace, View>();
   const char* where = "scorekit::mode_weights";
   const std::int64_t n = std::int64_t(x.extent(0));
   const int d = int(x.extent(1));

@@ -9,6 +9,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 
 #include <Eigen/Dense>
 
@@ -19,35 +20,6 @@
 namespace scorekit {
 namespace detail {
 namespace moments {
-
-// One message per misuse, at compile time.
-template <class ExecSpace, class View>
-constexpr void check_particle_view() {
-  static_assert(
-      Kokkos::is_view<View>::value,
-      "scorekit metrics: the particles must be a Kokkos::View of rank 2 (N x d, one row a particle)");
-  static_assert(int(View::rank) == 2, "scorekit metrics: the particles must be a rank-2 view (N x d)");
-  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename View::memory_space>::accessible,
-                "scorekit metrics: the particles' memory space is not accessible from the execution space");
-}
-
-// Throws invalid_argument naming the first particle with a NaN or infinite coordinate.
-template <class ExecSpace, class View>
-void require_finite(const ExecSpace& exec, const View& x, const char* where) {
-  const std::int64_t n = std::int64_t(x.extent(0));
-  const int d = int(x.extent(1));
-  std::int64_t first = n;
-  Kokkos::parallel_reduce(
-      "scorekit::metrics_check_finite", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
-      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& lowest) {
-        bool ok = true;
-        for (int j = 0; j < d; ++j) ok = ok && math::isfinite(x(i, j));
-        if (!ok && i < lowest) lowest = i;
-      },
-      Kokkos::Min<std::int64_t>(first));
-  if (first < n)
-    throw invalid_argument(concat(where, ": particle ", first, " has a NaN or infinite coordinate"));
-}
 
 // Rows per block for a partial sum with `entries` accumulators per block: blocks of 512 rows, fewer
 // (longer) blocks when the partial sums would exceed 2^24 values (128 MiB). Depends only on (n,
@@ -65,14 +37,14 @@ inline std::int64_t rows_per_block(std::int64_t n, std::int64_t entries) {
 /// The sample mean (1/N) sum_i x_i of N x d particles, as a host vector of length d.
 template <class ExecSpace, class View>
 Eigen::VectorXd sample_mean(const ExecSpace& exec, const View& x) {
-  detail::moments::check_particle_view<ExecSpace, View>();
+  detail::check_particle_view<ExecSpace, View>();
   const char* where = "scorekit::sample_mean";
   const std::int64_t n = std::int64_t(x.extent(0));
   const int d = int(x.extent(1));
   if (n < 1 || d < 1)
     throw invalid_argument(
         detail::concat(where, ": needs at least one particle of dimension >= 1, got ", n, " x ", d));
-  detail::moments::require_finite(exec, x, where);
+  detail::require_finite_particles(exec, x, where);
   const std::int64_t rows = detail::moments::rows_per_block(n, d);
   const std::int64_t blocks = (n + rows - 1) / rows;
   Kokkos::View<double**, Kokkos::LayoutRight, typename ExecSpace::memory_space> partial(
@@ -98,7 +70,7 @@ Eigen::VectorXd sample_mean(const ExecSpace& exec, const View& x) {
 /// first, then centred products, which avoids the cancellation of the one-pass formula).
 template <class ExecSpace, class View>
 Eigen::MatrixXd sample_covariance(const ExecSpace& exec, const View& x) {
-  detail::moments::check_particle_view<ExecSpace, View>();
+  detail::check_particle_view<ExecSpace, View>();
   const char* where = "scorekit::sample_covariance";
   const std::int64_t n = std::int64_t(x.extent(0));
   const int d = int(x.extent(1));

@@ -27,6 +27,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/traits.hpp>
 
 #include <algorithm>
@@ -117,12 +118,7 @@ struct SteinRows {
 template <class ExecSpace, class View, class Density>
 KsdResult kernel_stein_discrepancy(const ExecSpace& exec, const View& x, const Density& density,
                                    const SteinSettings& settings = SteinSettings()) {
-  static_assert(
-      Kokkos::is_view<View>::value,
-      "scorekit metrics: the particles must be a Kokkos::View of rank 2 (N x d, one row a particle)");
-  static_assert(int(View::rank) == 2, "scorekit metrics: the particles must be a rank-2 view (N x d)");
-  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename View::memory_space>::accessible,
-                "scorekit metrics: the particles' memory space is not accessible from the execution space");
+  detail::check_particle_view<ExecSpace, View>();
   assert_score_density<Density>();
   using Real = typename View::non_const_value_type;
   static_assert(
@@ -153,7 +149,7 @@ KsdResult kernel_stein_discrepancy(const ExecSpace& exec, const View& x, const D
   Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> score("scorekit::ksd_scores", n, d);
   Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> scratch("scorekit::ksd_scratch", n,
                                                                   d + std::max(ws, 1));
-  std::int64_t bad_x = n, bad_score = n;
+  std::int64_t bad_x = n;
   Kokkos::parallel_reduce(
       "scorekit::ksd_scores", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
       KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& lowest) {
@@ -172,14 +168,7 @@ KsdResult kernel_stein_discrepancy(const ExecSpace& exec, const View& x, const D
       Kokkos::Min<std::int64_t>(bad_x));
   if (bad_x < n)
     throw invalid_argument(detail::concat(where, ": particle ", bad_x, " has a NaN or infinite coordinate"));
-  Kokkos::parallel_reduce(
-      "scorekit::ksd_check_scores", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
-      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& lowest) {
-        bool ok = true;
-        for (int j = 0; j < d; ++j) ok = ok && math::isfinite(score(i, j));
-        if (!ok && i < lowest) lowest = i;
-      },
-      Kokkos::Min<std::int64_t>(bad_score));
+  const std::int64_t bad_score = detail::first_non_finite_row(exec, score, "scorekit::ksd_check_scores");
   if (bad_score < n)
     throw invalid_argument(
         detail::concat(where, ": the density's score is NaN or infinite at particle ", bad_score));

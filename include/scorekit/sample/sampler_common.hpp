@@ -7,6 +7,7 @@
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/non_finite.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/traits.hpp>
 #include <scorekit/core/views.hpp>
 
@@ -37,19 +38,11 @@ struct SamplerResult {
 
 namespace detail {
 
-template <class View>
-struct particle_view_checks {
-  using value_type = typename View::non_const_value_type;
-  static_assert(Kokkos::is_view<View>::value, "scorekit: particles must be a Kokkos::View");
-  static_assert(View::rank == 2, "scorekit: particles must be a rank-2 view (particle, coordinate)");
-  static_assert(std::is_same<typename View::array_layout, Kokkos::LayoutRight>::value,
-                "scorekit: particles must be LayoutRight (use scorekit::ParticleView)");
-};
-
-/// Checks the particle view against the model and returns N.
+/// Checks the particle view against the model and returns N. Samplers step a particle through a pointer
+/// to its row, so the rows must be contiguous (LayoutRight).
 template <class Model, class View>
 std::int64_t check_particles(const Model& model, const View& x, const char* where) {
-  (void)particle_view_checks<View>{};
+  check_particle_view_type<View, ParticleLayout::contiguous_rows>();
   static_assert(std::is_same<typename View::non_const_value_type, typename Model::value_type>::value,
                 "scorekit: the particles' scalar type must be the model's value_type");
   if (x.extent(0) == 0) throw invalid_argument(detail::concat(where, ": no particles"));
