@@ -4,6 +4,7 @@
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/non_finite.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/core/traits.hpp>
 #include <scorekit/core/views.hpp>

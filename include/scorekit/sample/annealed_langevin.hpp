@@ -28,12 +28,12 @@ void check_noise_ladder(const std::vector<Real>& sigmas, const char* where) {
   if (sigmas.empty()) throw invalid_argument(detail::concat(where, ": the noise ladder is empty"));
   for (std::size_t i = 0; i < sigmas.size(); ++i) {
     if (!(sigmas[i] > Real(0)) || !(sigmas[i] < std::numeric_limits<Real>::infinity()))
-      throw invalid_argument(detail::concat(where, ": noise level ", i, " must be positive and finite, got ",
-                                            sigmas[i]));
+      throw invalid_argument(
+          detail::concat(where, ": noise level ", i, " must be positive and finite, got ", sigmas[i]));
     if (i > 0 && !(sigmas[i] < sigmas[i - 1]))
-      throw invalid_argument(detail::concat(where, ": the noise ladder must be strictly decreasing, but level ",
-                                            i, " (", sigmas[i], ") >= level ", i - 1, " (", sigmas[i - 1],
-                                            ")"));
+      throw invalid_argument(detail::concat(where,
+                                            ": the noise ladder must be strictly decreasing, but level ", i,
+                                            " (", sigmas[i], ") >= level ", i - 1, " (", sigmas[i - 1], ")"));
   }
 }
 
@@ -48,7 +48,6 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
   using Real = typename ScoreModel::value_type;
   using Mem = typename View::memory_space;
   const char* where = "scorekit::annealed_langevin";
-  const std::int64_t n = detail::check_particles(model, x, where);
   check_noise_ladder(settings.sigmas, where);
   require_positive(settings.step_size, "step_size", where);
   if (settings.steps_per_level < 1)
@@ -58,12 +57,8 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
   const int steps = settings.steps_per_level;
   const bool denoise = settings.final_denoise;
   const std::int64_t total_steps = std::int64_t(n_levels) * steps + (denoise ? 1 : 0);
-  detail::check_steps(total_steps, settings.record_every, where);
-  const int d = model.dim();
-  const int model_ws = workspace_size(model);
-  auto work = detail::make_workspace<Real, Mem>(n, model_ws, 1, d, where);
-  detail::Recorder<Real, Mem> record(total_steps, settings.record_every, n, d, where);
-  NonFiniteFlag<Mem> bad(n);
+  // per particle: model workspace, s(x)
+  const auto run = detail::start_run(model, x, total_steps, settings.record_every, 1, where);
 
   // Per level: sigma_i, alpha_i / 2 and sqrt(alpha_i).
   Kokkos::View<Real* [3], Mem> level("scorekit::annealed_langevin::levels", n_levels);
@@ -83,16 +78,12 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
   ScopedRegion region(where);
   Kokkos::Timer timer;
   Kokkos::parallel_for(
-      "scorekit::annealed_langevin", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+      "scorekit::annealed_langevin", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
       KOKKOS_LAMBDA(const std::int64_t i) {
         Real* xi = &x(i, 0);
-        Real* w = &work(i, 0);
-        Real* g = w + model_ws;
-        record(0, i, xi);
-        if (!NonFiniteFlag<Mem>::all_finite(xi, d)) {
-          bad.record(i, 0);
-          return;
-        }
+        Real* w = run.workspace(i);
+        Real* g = run.vector(i, 0);
+        if (!run.after_step(i, 0, xi)) return;
         std::int64_t t = 0;
         for (int l = 0; l < n_levels; ++l) {
           const Real sigma = level(l, 0), half_alpha = level(l, 1), noise = level(l, 2);
@@ -100,31 +91,18 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
             ++t;
             CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(t));
             noise_conditional_score(model, static_cast<const Real*>(xi), sigma, g, w);
-            for (int j = 0; j < d; ++j) xi[j] += half_alpha * g[j] + noise * rng.normal();
-            record(t, i, xi);
-            if (!NonFiniteFlag<Mem>::all_finite(xi, d)) {
-              bad.record(i, t);
-              return;
-            }
+            for (int j = 0; j < run.d; ++j) xi[j] += half_alpha * g[j] + noise * rng.normal();
+            if (!run.after_step(i, t, xi)) return;
           }
         }
         if (denoise) {
           ++t;
           noise_conditional_score(model, static_cast<const Real*>(xi), level(n_levels - 1, 0), g, w);
-          for (int j = 0; j < d; ++j) xi[j] += denoise_factor * g[j];
-          record(t, i, xi);
-          if (!NonFiniteFlag<Mem>::all_finite(xi, d)) bad.record(i, t);
+          for (int j = 0; j < run.d; ++j) xi[j] += denoise_factor * g[j];
+          run.after_step(i, t, xi);
         }
       });
-  exec.fence();
-  SamplerResult<Real, Mem> result;
-  result.seconds = timer.seconds();
-  bad.throw_if_set(where);
-  result.samples = x;
-  result.trajectory = record.trajectory();
-  result.n_score_evaluations = n * total_steps;
-  result.n_steps = total_steps;
-  return result;
+  return detail::finish_run(exec, run, x, timer, where, total_steps, total_steps);
 }
 
 }  // namespace scorekit

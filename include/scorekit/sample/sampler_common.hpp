@@ -8,6 +8,7 @@
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/non_finite.hpp>
 #include <scorekit/core/particle_checks.hpp>
+#include <scorekit/core/random.hpp>
 #include <scorekit/core/traits.hpp>
 #include <scorekit/core/views.hpp>
 
@@ -92,6 +93,79 @@ Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> make_workspace(std::int64
   return Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>(
       Kokkos::view_alloc(std::string(where) + "::workspace", Kokkos::WithoutInitializing), n,
       model_ws + extra_vectors * d);
+}
+
+/// What a run holds on the device besides the particles: per-particle scratch (the model's workspace
+/// followed by `extra_vectors` vectors of length d), the trajectory recorder and the non-finite flag.
+/// Copied by value into the run's kernel.
+template <class Real, class MemorySpace>
+struct RunState {
+  std::int64_t n = 0;
+  int d = 0;
+  int model_ws = 0;
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> work;
+  Recorder<Real, MemorySpace> record;
+  NonFiniteFlag<MemorySpace> bad;
+
+  /// Particle i's scratch: the model's workspace; sampler vectors start at vector(i, 0).
+  KOKKOS_INLINE_FUNCTION Real* workspace(std::int64_t i) const { return &work(i, 0); }
+  KOKKOS_INLINE_FUNCTION Real* vector(std::int64_t i, int k) const { return &work(i, 0) + model_ws + k * d; }
+
+  /// Records particle i after step t and checks it: false (and the flag set) when x is not finite.
+  KOKKOS_INLINE_FUNCTION bool after_step(std::int64_t i, std::int64_t t, const Real* x) const {
+    record(t, i, x);
+    if (NonFiniteFlag<MemorySpace>::all_finite(x, d)) return true;
+    bad.record(i, t);
+    return false;
+  }
+};
+
+/// Checks the particles and the step count and allocates what a run needs.
+template <class Model, class View>
+RunState<typename Model::value_type, typename View::memory_space> start_run(const Model& model, const View& x,
+                                                                            std::int64_t n_steps,
+                                                                            int record_every,
+                                                                            int extra_vectors,
+                                                                            const char* where) {
+  using Real = typename Model::value_type;
+  using Mem = typename View::memory_space;
+  const std::int64_t n = check_particles(model, x, where);
+  check_steps(n_steps, record_every, where);
+  const int d = model.dim();
+  const int model_ws = workspace_size(model);
+  return RunState<Real, Mem>{n,
+                             d,
+                             model_ws,
+                             make_workspace<Real, Mem>(n, model_ws, extra_vectors, d, where),
+                             Recorder<Real, Mem>(n_steps, record_every, n, d, where),
+                             NonFiniteFlag<Mem>(n)};
+}
+
+/// Fences, throws if any particle went non-finite, and fills the result.
+template <class ExecSpace, class Real, class Mem, class View>
+SamplerResult<Real, Mem> finish_run(const ExecSpace& exec, const RunState<Real, Mem>& run, const View& x,
+                                    const Kokkos::Timer& timer, const char* where, std::int64_t n_steps,
+                                    std::int64_t evaluations_per_particle, std::int64_t accepted = -1) {
+  exec.fence();
+  SamplerResult<Real, Mem> result;
+  result.seconds = timer.seconds();
+  run.bad.throw_if_set(where);
+  result.samples = x;
+  result.trajectory = run.record.trajectory();
+  if (accepted >= 0)
+    result.acceptance_rate = n_steps > 0 ? double(accepted) / (double(run.n) * double(n_steps)) : 1.0;
+  result.n_score_evaluations = run.n * evaluations_per_particle;
+  result.n_steps = n_steps;
+  return result;
+}
+
+/// The Metropolis-Hastings test for particle i at step t: accept with probability min(1, exp(log_alpha)).
+/// False for a NaN log_alpha, so a proposal that diverged is rejected.
+template <class Real>
+KOKKOS_INLINE_FUNCTION bool metropolis_accept(std::uint64_t seed, std::int64_t i, std::int64_t t,
+                                              Real log_alpha) {
+  CounterRng<Real> coin(seed, std::uint64_t(i), std::uint64_t(t), RngStream::accept);
+  return math::log(coin.uniform()) < log_alpha;
 }
 
 }  // namespace detail
