@@ -347,6 +347,52 @@ TEST_CASE("PerturbedMixtureScore: tabulated and untabulated noise levels agree a
   }
 }
 
+TEST_CASE("score_block agrees with score for full blocks, tail blocks and untabulated levels",
+          "[density][mixture][perturbed_score][block]") {
+  // score_block sums the precision products in another order than score() (per particle of a
+  // transposed block), nothing else. With T = max_k,r sum_c |P_k,rc| |diff_c| and D1 = max_k ||diff||_1,
+  // each product g_r differs by at most 2 d eps T, so each l_k by delta = 2 d eps T (D1 + 1); the
+  // responsibilities then move the score by at most 2 delta G, the products themselves by 2 d eps T, and
+  // the weighted sum of K component scores adds (K + 4) eps G of its own.
+  const double eps = std::numeric_limits<double>::epsilon();
+  for (const MixtureSpec& spec : mixture_specs()) {
+    const auto mix = spec.build<double, HostMem>();
+    const scorekit::PerturbedMixtureScore<double, HostMem> model(mix, {0.5});
+    const int d = spec.dim(), B = model.max_block;
+    REQUIRE(model.block_size() == (spec.kind == CovarianceKind::full ? B : 1));
+    const int ws = model.workspace_size();
+    for (double sigma : {0.5, 0.37}) {  // tabulated (block path for full covariances), untabulated
+      for (int nb : {B, 3}) {           // a full block and a tail
+        auto pts = mixture_points(spec, 1.0);
+        while (int(pts.size()) < nb) pts.push_back(pts[pts.size() % 3]);
+        std::vector<double> x(std::size_t(nb * d)), out(std::size_t(nb * d)),
+            work(std::size_t(nb * (ws + 1)));
+        for (int b = 0; b < nb; ++b)
+          for (int j = 0; j < d; ++j) x[std::size_t(b * d + j)] = pts[std::size_t(b)][std::size_t(j)];
+        model.score_block(nb, x.data(), d, sigma, out.data(), d, work.data(), ws + 1);
+        for (int b = 0; b < nb; ++b) {
+          std::vector<double> single(static_cast<std::size_t>(d));
+          model.score(&x[std::size_t(b * d)], sigma, single.data(), work.data());
+          const Eigen::VectorXd xb = Eigen::Map<const Eigen::VectorXd>(&x[std::size_t(b * d)], d);
+          double T = 0, D1 = 0;
+          for (int k = 0; k < spec.components(); ++k) {
+            const Eigen::VectorXd diff = xb - spec.means.row(k).transpose();
+            const Eigen::MatrixXd P = spec.perturbed_covariance(k, 1.0, sigma).inverse();
+            T = std::max(T, (P.cwiseAbs() * diff.cwiseAbs()).maxCoeff());
+            D1 = std::max(D1, diff.cwiseAbs().sum());
+          }
+          const double delta = 2.0 * d * eps * T * (D1 + 1);
+          const double G = component_score_scale(spec, 1.0, sigma, xb);
+          const double tol = 2 * delta * G + 2.0 * d * eps * T + (spec.components() + 4) * eps * G;
+          INFO(spec.name << ", sigma " << sigma << ", block of " << nb << ", particle " << b);
+          for (int j = 0; j < d; ++j)
+            REQUIRE(std::fabs(out[std::size_t(b * d + j)] - single[std::size_t(j)]) <= tol);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("PerturbedMixtureScore of an already perturbed mixture composes the noise",
           "[density][mixture][perturbed_score]") {
   // a X + s Z + sigma Z' has the law of a X + sqrt(s^2 + sigma^2) Z: the model of mix.perturbed(a, s) at
@@ -364,8 +410,8 @@ TEST_CASE("PerturbedMixtureScore of an already perturbed mixture composes the no
       const Eigen::VectorXd x = Eigen::Map<const Eigen::VectorXd>(p.data(), Eigen::Index(p.size()));
       const Reference ref = reference_log_prob(spec, 0.7, std::sqrt(1.69), x);
       const double delta = (2.0 * spec.dim() + 6) * eps * ref.term_scale;
-      const double score_tol = (2 * delta + (spec.components() + 4) * eps) *
-                               component_score_scale(spec, 0.7, std::sqrt(1.69), x);
+      const double score_tol =
+          (2 * delta + (spec.components() + 4) * eps) * component_score_scale(spec, 0.7, std::sqrt(1.69), x);
       const double l3 = direct.log_prob(p.data(), work.data());
       INFO(spec.name);
       REQUIRE(std::fabs(tabulated.log_prob(p.data(), 1.2, work.data()) - l3) <= 2 * delta);

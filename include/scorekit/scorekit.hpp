@@ -28,5 +28,6 @@
 #include <scorekit/sample/langevin.hpp>
 #include <scorekit/sample/sampler_common.hpp>
 #include <scorekit/schedule/geometric.hpp>
+#include <scorekit/score/perturbed_banana.hpp>
 #include <scorekit/score/perturbed_mixture.hpp>
 #include <scorekit/testing/density_checks.hpp>

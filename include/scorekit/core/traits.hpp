@@ -13,7 +13,12 @@
 //
 // A noise-conditional ScoreModel (what annealed Langevin needs) has value_type, dim() and
 //   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out) const;
-// (with the same optional workspace).
+// (with the same optional workspace), and optionally, to evaluate a block of particles at once,
+//   static constexpr int max_block;
+//   int block_size() const;  // the block the model wants now, 1 ..= max_block (1: no blocking)
+//   KOKKOS_INLINE_FUNCTION void score_block(int nb, const value_type* x, int x_stride, value_type sigma,
+//                                           value_type* out, int out_stride, value_type* work,
+//                                           int work_stride) const;   // nb <= max_block particles
 #pragma once
 
 #include <scorekit/core/kokkos.hpp>
@@ -61,22 +66,22 @@ using ptr = real_t<T>*;
 template <class T, class = void>
 struct has_log_prob_1 : std::false_type {};
 template <class T>
-struct has_log_prob_1<T, std::void_t<decltype(real_t<T>(
-                             std::declval<const T&>().log_prob(std::declval<cptr<T>>())))>>
+struct has_log_prob_1<
+    T, std::void_t<decltype(real_t<T>(std::declval<const T&>().log_prob(std::declval<cptr<T>>())))>>
     : std::true_type {};
 template <class T, class = void>
 struct has_log_prob_2 : std::false_type {};
 template <class T>
 struct has_log_prob_2<T, std::void_t<decltype(real_t<T>(std::declval<const T&>().log_prob(
-                             std::declval<cptr<T>>(), std::declval<ptr<T>>())))>>
-    : std::true_type {};
+                             std::declval<cptr<T>>(), std::declval<ptr<T>>())))>> : std::true_type {};
 
 // score(x, out) / score(x, out, work)
 template <class T, class = void>
 struct has_score_2 : std::false_type {};
 template <class T>
-struct has_score_2<T, std::void_t<decltype(std::declval<const T&>().score(
-                          std::declval<cptr<T>>(), std::declval<ptr<T>>()))>> : std::true_type {};
+struct has_score_2<
+    T, std::void_t<decltype(std::declval<const T&>().score(std::declval<cptr<T>>(), std::declval<ptr<T>>()))>>
+    : std::true_type {};
 template <class T, class = void>
 struct has_score_3 : std::false_type {};
 template <class T>
@@ -88,29 +93,40 @@ struct has_score_3<T, std::void_t<decltype(std::declval<const T&>().score(
 template <class T, class = void>
 struct has_laplacian_1 : std::false_type {};
 template <class T>
-struct has_laplacian_1<T, std::void_t<decltype(real_t<T>(
-                              std::declval<const T&>().laplacian(std::declval<cptr<T>>())))>>
+struct has_laplacian_1<
+    T, std::void_t<decltype(real_t<T>(std::declval<const T&>().laplacian(std::declval<cptr<T>>())))>>
     : std::true_type {};
 template <class T, class = void>
 struct has_laplacian_2 : std::false_type {};
 template <class T>
 struct has_laplacian_2<T, std::void_t<decltype(real_t<T>(std::declval<const T&>().laplacian(
-                              std::declval<cptr<T>>(), std::declval<ptr<T>>())))>>
-    : std::true_type {};
+                              std::declval<cptr<T>>(), std::declval<ptr<T>>())))>> : std::true_type {};
 
 // noise-conditional score(x, sigma, out) / score(x, sigma, out, work)
 template <class T, class = void>
 struct has_nc_score_3 : std::false_type {};
 template <class T>
 struct has_nc_score_3<T, std::void_t<decltype(std::declval<const T&>().score(
-                             std::declval<cptr<T>>(), std::declval<real_t<T>>(),
-                             std::declval<ptr<T>>()))>> : std::true_type {};
+                             std::declval<cptr<T>>(), std::declval<real_t<T>>(), std::declval<ptr<T>>()))>>
+    : std::true_type {};
 template <class T, class = void>
 struct has_nc_score_4 : std::false_type {};
 template <class T>
-struct has_nc_score_4<T, std::void_t<decltype(std::declval<const T&>().score(
-                             std::declval<cptr<T>>(), std::declval<real_t<T>>(),
-                             std::declval<ptr<T>>(), std::declval<ptr<T>>()))>> : std::true_type {};
+struct has_nc_score_4<
+    T, std::void_t<decltype(std::declval<const T&>().score(std::declval<cptr<T>>(), std::declval<real_t<T>>(),
+                                                           std::declval<ptr<T>>(), std::declval<ptr<T>>()))>>
+    : std::true_type {};
+
+// score_block(nb, x, x_stride, sigma, out, out_stride, work, work_stride) and max_block
+template <class T, class = void>
+struct has_nc_score_block : std::false_type {};
+template <class T>
+struct has_nc_score_block<
+    T, std::void_t<decltype(std::declval<const T&>().score_block(
+                       int(), std::declval<cptr<T>>(), int(), std::declval<real_t<T>>(),
+                       std::declval<ptr<T>>(), int(), std::declval<ptr<T>>(), int())),
+                   decltype(int(T::max_block)), decltype(int(std::declval<const T&>().block_size()))>>
+    : std::true_type {};
 
 }  // namespace detail
 
@@ -129,20 +145,20 @@ struct policy_traits {
       has_workspace ? detail::has_laplacian_2<T>::value : detail::has_laplacian_1<T>::value;
   static constexpr bool has_noise_conditional_score =
       has_workspace ? detail::has_nc_score_4<T>::value : detail::has_nc_score_3<T>::value;
+  static constexpr bool has_score_block = detail::has_nc_score_block<T>::value;
 };
 
 /// True when T is a Density whose score is available (what ULA needs).
 template <class T>
-constexpr bool is_score_density_v = policy_traits<T>::has_value_type && policy_traits<T>::has_dim &&
-                                    policy_traits<T>::has_score;
+constexpr bool is_score_density_v =
+    policy_traits<T>::has_value_type&& policy_traits<T>::has_dim&& policy_traits<T>::has_score;
 /// True when T is a full Density (log_prob and score: what MALA and HMC need).
 template <class T>
-constexpr bool is_density_v = is_score_density_v<T> && policy_traits<T>::has_log_prob;
+constexpr bool is_density_v = is_score_density_v<T>&& policy_traits<T>::has_log_prob;
 /// True when T is a noise-conditional score model (what annealed Langevin needs).
 template <class T>
-constexpr bool is_noise_conditional_score_v = policy_traits<T>::has_value_type &&
-                                              policy_traits<T>::has_dim &&
-                                              policy_traits<T>::has_noise_conditional_score;
+constexpr bool is_noise_conditional_score_v = policy_traits<T>::has_value_type&& policy_traits<T>::has_dim&&
+    policy_traits<T>::has_noise_conditional_score;
 
 // Each assertion fires only when everything before it holds, so a wrong type gets exactly one message.
 template <class T>

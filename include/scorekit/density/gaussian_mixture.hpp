@@ -70,8 +70,8 @@ class GaussianMixture {
                               const std::vector<Eigen::MatrixXd>& covariances) {
     const char* where = "GaussianMixture::full";
     check_weights_means(weights, means, where);
-    require_dimension(Eigen::Index(covariances.size()), means.rows(),
-                      "covariances (one per component)", where);
+    require_dimension(Eigen::Index(covariances.size()), means.rows(), "covariances (one per component)",
+                      where);
     const Eigen::Index d = means.cols();
     Eigen::MatrixXd lambda(means.rows(), d);
     std::vector<Eigen::MatrixXd> vectors;
@@ -79,7 +79,8 @@ class GaussianMixture {
       const Eigen::MatrixXd& c = covariances[k];
       require_dimension(c.rows(), d, "a covariance (rows)", where);
       require_dimension(c.cols(), d, "a covariance (columns)", where);
-      if (!c.allFinite()) throw invalid_argument(detail::concat(where, ": covariance ", k, " has NaN or inf"));
+      if (!c.allFinite())
+        throw invalid_argument(detail::concat(where, ": covariance ", k, " has NaN or inf"));
       if (!c.isApprox(c.transpose(), 1e-12))
         throw invalid_argument(detail::concat(where, ": covariance ", k, " is not symmetric"));
       if (Eigen::LLT<Eigen::MatrixXd>(c).info() != Eigen::Success)
@@ -154,10 +155,10 @@ class GaussianMixture {
   /// that evaluations at a tabulated level need no log or division. Level 0 is this object's own.
   void tabulate(const std::vector<Real>& a, const std::vector<Real>& sigma) {
     const int n_levels = int(a.size());
-    Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> inv_var("scorekit::mixture_inv_var",
-                                                                    n_levels, m_k, m_dim);
-    Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> log_norm("scorekit::mixture_log_norm",
-                                                                    n_levels, m_k);
+    Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> inv_var("scorekit::mixture_inv_var", n_levels,
+                                                                    m_k, m_dim);
+    Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> log_norm("scorekit::mixture_log_norm", n_levels,
+                                                                    m_k);
     auto h_inv = Kokkos::create_mirror_view(inv_var);
     auto h_norm = Kokkos::create_mirror_view(log_norm);
     auto h_lambda = Kokkos::create_mirror_view(m_lambda);
@@ -172,27 +173,54 @@ class GaussianMixture {
           h_inv(l, k, i) = Real(1.0 / v);
           logdet += std::log(v);
         }
-        h_norm(l, k) = Real(double(h_logw(k)) - 0.5 * logdet - 0.5 * m_dim * std::log(2 * 3.14159265358979323846));
+        h_norm(l, k) =
+            Real(double(h_logw(k)) - 0.5 * logdet - 0.5 * m_dim * std::log(2 * 3.14159265358979323846));
       }
     Kokkos::deep_copy(inv_var, h_inv);
     Kokkos::deep_copy(log_norm, h_norm);
     m_inv_var = inv_var;
     m_log_norm = log_norm;
+    // Full covariances: the precision P = Q diag(1 / v) Q^T of every level, so that an evaluation costs
+    // one d x d pass (g = -P (x - a mu), quad = -(x - a mu) . g) instead of two (rotate, rotate back).
+    // Only while the table stays small; past the bound the two-pass path is used.
+    const double bytes = double(n_levels) * m_k * double(m_dim) * m_dim * sizeof(Real);
+    if (m_kind == CovarianceKind::full && bytes <= precision_table_bytes) {
+      Kokkos::View<Real****, Kokkos::LayoutRight, MemorySpace> precision("scorekit::mixture_precision",
+                                                                         n_levels, m_k, m_dim, m_dim);
+      auto h_p = Kokkos::create_mirror_view(precision);
+      auto h_vec = Kokkos::create_mirror_view(m_vectors_t);
+      Kokkos::deep_copy(h_vec, m_vectors_t);
+      for (int l = 0; l < n_levels; ++l)
+        for (int k = 0; k < m_k; ++k)
+          for (int r = 0; r < m_dim; ++r)
+            for (int c = 0; c < m_dim; ++c) {
+              double sum = 0;
+              for (int i = 0; i < m_dim; ++i) sum += double(h_vec(k, i, r)) * h_inv(l, k, i) * h_vec(k, i, c);
+              h_p(l, k, r, c) = Real(sum);
+            }
+      Kokkos::deep_copy(precision, h_p);
+      m_precision = precision;
+    } else {
+      m_precision = {};
+    }
   }
+
+  /// The largest per-level precision table (bytes) tabulate() builds for full covariances.
+  static constexpr double precision_table_bytes = 256.0 * 1024 * 1024;
 
   /// The core evaluation for the law of a X + sigma Z. `level` selects tabulated constants; level < 0
   /// computes them on the fly (d logs and divisions per component). Returns log p; writes the score to
   /// `out` when Score, and the Laplacian to *lap when Laplacian.
   template <bool Score, bool Laplacian>
-  KOKKOS_INLINE_FUNCTION Real evaluate(const Real* x, Real a, Real sigma, int level, Real* out,
-                                       Real* work, Real* lap) const {
+  KOKKOS_INLINE_FUNCTION Real evaluate(const Real* x, Real a, Real sigma, int level, Real* out, Real* work,
+                                       Real* lap) const {
     const int d = m_dim;
     const bool full = m_kind == CovarianceKind::full;
-    Real* diff = work;       // x - a mu_k (full only)
-    Real* z = work + d;      // Q_k^T (x - a mu_k) (full only)
-    Real run_max = 0;        // largest l_k so far (set by the first component)
-    Real run_sum = 0;        // sum_k exp(l_k - run_max)
-    Real run_lap = 0;        // sum_k exp(l_k - run_max) (|g_k|^2 - tr P_k)
+    Real* diff = work;   // x - a mu_k (full only)
+    Real* z = work + d;  // Q_k^T (x - a mu_k) (full only)
+    Real run_max = 0;    // largest l_k so far (set by the first component)
+    Real run_sum = 0;    // sum_k exp(l_k - run_max)
+    Real run_lap = 0;    // sum_k exp(l_k - run_max) (|g_k|^2 - tr P_k)
     if (Score)
       for (int j = 0; j < d; ++j) out[j] = 0;
     for (int k = 0; k < m_k; ++k) {
@@ -203,11 +231,29 @@ class GaussianMixture {
         log_norm = m_log_weight(k) - Real(0.5) * Real(d) * math::log(2 * math::pi<Real>());
         for (int i = 0; i < d; ++i) log_norm -= Real(0.5) * math::log(a * a * m_lambda(k, i) + sigma * sigma);
       }
-      if (full) {
+      const bool use_precision = full && level >= 0 && m_precision.extent(0) > 0;
+      if (use_precision) {
+        // z holds g_k = -P (x - a mu_k) here.
+        for (int j = 0; j < d; ++j) diff[j] = x[j] - a * m_mean(k, j);
+        for (int r = 0; r < d; ++r) {
+          const Real* p = &m_precision(level, k, r, 0);
+          Real pr = 0;
+          SCOREKIT_SIMD_SUM(pr)
+          for (int c = 0; c < d; ++c) pr += p[c] * diff[c];
+          z[r] = -pr;
+          quad += pr * diff[r];
+          if (Laplacian) {
+            grad2 += pr * pr;
+            trace += m_inv_var(level, k, r);
+          }
+        }
+      } else if (full) {
         for (int j = 0; j < d; ++j) diff[j] = x[j] - a * m_mean(k, j);
         for (int i = 0; i < d; ++i) {
           Real zi = 0;
-          for (int j = 0; j < d; ++j) zi += m_vectors_t(k, i, j) * diff[j];
+          const Real* q = &m_vectors_t(k, i, 0);
+          SCOREKIT_SIMD_SUM(zi)
+          for (int j = 0; j < d; ++j) zi += q[j] * diff[j];
           const Real iv = inv_var(level, k, i, a, sigma);
           z[i] = zi * iv;  // P-scaled coordinate
           quad += zi * zi * iv;
@@ -217,6 +263,7 @@ class GaussianMixture {
           }
         }
       } else {
+        SCOREKIT_SIMD_SUM(quad, grad2, trace)
         for (int j = 0; j < d; ++j) {
           const Real dj = x[j] - a * m_mean(k, j);
           const Real iv = inv_var(level, k, j, a, sigma);
@@ -228,31 +275,22 @@ class GaussianMixture {
         }
       }
       const Real lk = log_norm - Real(0.5) * quad;
-      // Streaming log-sum-exp: rescale what has been accumulated when a larger term arrives.
-      Real w;
-      if (k == 0) {
-        run_max = lk;
-        w = 1;
-      } else if (lk > run_max) {
-        const Real rescale = math::exp(run_max - lk);
-        run_sum *= rescale;
-        if (Laplacian) run_lap *= rescale;
-        if (Score)
-          for (int j = 0; j < d; ++j) out[j] *= rescale;
-        run_max = lk;
-        w = 1;
-      } else {
-        w = math::exp(lk - run_max);
-      }
-      run_sum += w;
+      const Real w = fold_component(k == 0, lk, run_max, run_sum, Score ? out : nullptr, d,
+                                    Laplacian ? &run_lap : nullptr);
       if (Laplacian) run_lap += w * (grad2 - trace);
       if (Score) {
-        if (full) {
+        if (use_precision) {
+          SCOREKIT_SIMD
+          for (int j = 0; j < d; ++j) out[j] += w * z[j];
+        } else if (full) {
           for (int i = 0; i < d; ++i) {
             const Real wz = w * z[i];
-            for (int j = 0; j < d; ++j) out[j] -= m_vectors_t(k, i, j) * wz;
+            const Real* q = &m_vectors_t(k, i, 0);
+            SCOREKIT_SIMD
+            for (int j = 0; j < d; ++j) out[j] -= q[j] * wz;
           }
         } else {
+          SCOREKIT_SIMD
           for (int j = 0; j < d; ++j)
             out[j] -= w * (x[j] - a * m_mean(k, j)) * inv_var(level, k, j, a, sigma);
         }
@@ -269,15 +307,100 @@ class GaussianMixture {
     return run_max + math::log(run_sum);
   }
 
+  /// Streaming log-sum-exp: folds component k's log-term lk into (run_max, run_sum) and returns the weight
+  /// exp(lk - run_max) of its contributions. When lk is the new maximum, what was accumulated so far
+  /// (run_sum, out[0..d) when out is not null, *run_lap when not null) is rescaled first.
+  KOKKOS_INLINE_FUNCTION static Real fold_component(bool first, Real lk, Real& run_max, Real& run_sum,
+                                                    Real* out, int d, Real* run_lap) {
+    if (first) {
+      run_max = lk;
+      run_sum += 1;
+      return Real(1);
+    }
+    if (lk > run_max) {
+      const Real rescale = math::exp(run_max - lk);
+      run_sum *= rescale;
+      if (run_lap) *run_lap *= rescale;
+      if (out)
+        for (int j = 0; j < d; ++j) out[j] *= rescale;
+      run_max = lk;
+      run_sum += 1;
+      return Real(1);
+    }
+    const Real w = math::exp(lk - run_max);
+    run_sum += w;
+    return w;
+  }
+
+  /// The most particles score_block takes at once.
+  static constexpr int max_block = 8;
+
+  /// The block score_block() makes faster: max_block when the per-level precision table exists (full
+  /// covariances), otherwise 1 (the particles would be evaluated one by one anyway).
+  int block_size() const { return m_precision.extent(0) > 0 ? max_block : 1; }
+
+  /// Scores of nb <= max_block particles of the law of a X + sigma Z at once: particle b at
+  /// x + b x_stride, its score to out + b out_stride; the block owns the workspace span
+  /// [work, work + nb work_stride), work_stride >= workspace_size(). For full covariances at a tabulated
+  /// level and a full block, the particles are transposed into a d x max_block panel so that each entry
+  /// of the precision table multiplies one vector of max_block particles (vertical FMAs, no horizontal
+  /// sums, every table row read once for the block); otherwise the particles are evaluated one by one.
+  KOKKOS_INLINE_FUNCTION void score_block(int nb, const Real* x, int x_stride, Real a, Real sigma, int level,
+                                          Real* out, int out_stride, Real* work, int work_stride) const {
+    constexpr int B = max_block;
+    if (!(m_kind == CovarianceKind::full && level >= 0 && m_precision.extent(0) > 0) || nb != B) {
+      for (int b = 0; b < nb; ++b)
+        evaluate<true, false>(x + b * x_stride, a, sigma, level, out + b * out_stride, work + b * work_stride,
+                              nullptr);
+      return;
+    }
+    const int d = m_dim;
+    Real* diff = work;       // d x B: diff[c B + b] = x_b[c] - a mu_k[c]   (B d <= B workspace_size())
+    Real* g = work + B * d;  // d x B: g_k = -P (x_b - a mu_k)
+    Real run_max[B] = {}, run_sum[B] = {}, quad[B];
+    for (int b = 0; b < B; ++b)
+      for (int j = 0; j < d; ++j) out[b * out_stride + j] = 0;
+    for (int k = 0; k < m_k; ++k) {
+      for (int c = 0; c < d; ++c) {
+        const Real mc = a * m_mean(k, c);
+        for (int b = 0; b < B; ++b) diff[c * B + b] = x[b * x_stride + c] - mc;
+      }
+      for (int b = 0; b < B; ++b) quad[b] = 0;
+      for (int r = 0; r < d; ++r) {
+        const Real* p = &m_precision(level, k, r, 0);
+        Real acc[B] = {};
+        for (int c = 0; c < d; ++c) {
+          const Real pc = p[c];
+          SCOREKIT_SIMD
+          for (int b = 0; b < B; ++b) acc[b] += pc * diff[c * B + b];
+        }
+        SCOREKIT_SIMD
+        for (int b = 0; b < B; ++b) {
+          g[r * B + b] = -acc[b];
+          quad[b] += acc[b] * diff[r * B + b];
+        }
+      }
+      for (int b = 0; b < B; ++b) {
+        Real* ob = out + b * out_stride;
+        const Real w = fold_component(k == 0, m_log_norm(level, k) - Real(0.5) * quad[b], run_max[b],
+                                      run_sum[b], ob, d, nullptr);
+        for (int j = 0; j < d; ++j) ob[j] += w * g[j * B + b];
+      }
+    }
+    for (int b = 0; b < B; ++b) {
+      const Real inv_sum = Real(1) / run_sum[b];
+      for (int j = 0; j < d; ++j) out[b * out_stride + j] *= inv_sum;
+    }
+  }
+
   /// Means (K x d), log-weights (normalised), eigenvalues (K x d) on the device.
   auto means() const { return m_mean; }
   auto log_weights() const { return m_log_weight; }
   auto eigenvalues() const { return m_lambda; }
 
  private:
-  GaussianMixture(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
-                  const Eigen::MatrixXd& lambda, const std::vector<Eigen::MatrixXd>& vectors,
-                  CovarianceKind kind)
+  GaussianMixture(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means, const Eigen::MatrixXd& lambda,
+                  const std::vector<Eigen::MatrixXd>& vectors, CovarianceKind kind)
       : m_kind(kind), m_k(int(means.rows())), m_dim(int(means.cols())) {
     m_mean = decltype(m_mean)("scorekit::mixture_mean", m_k, m_dim);
     m_lambda = decltype(m_lambda)("scorekit::mixture_lambda", m_k, m_dim);
@@ -337,8 +460,9 @@ class GaussianMixture {
   Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_vectors_t;  // (k, i, j) = Q_k(j, i)
   Kokkos::View<Real*, MemorySpace> m_log_weight;
   Kokkos::View<Real*, MemorySpace> m_cumulative_weight;
-  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_inv_var;  // (level, k, i)
-  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_log_norm;  // (level, k)
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_inv_var;     // (level, k, i)
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_log_norm;     // (level, k)
+  Kokkos::View<Real****, Kokkos::LayoutRight, MemorySpace> m_precision;  // (level, k, r, c), full only
 };
 
 /// A Gaussian N(mean, covariance) with full covariance: a one-component mixture (the covariance is

@@ -50,6 +50,20 @@ class PerturbedMixtureScore {
     m_table.template evaluate<true, false>(x, m_a, level >= 0 ? Real(0) : total_noise(sigma), level, out,
                                            work, nullptr);
   }
+  /// The most particles score_block() takes at once.
+  static constexpr int max_block = GaussianMixture<Real, MemorySpace>::max_block;
+
+  /// The block score_block() makes faster (see GaussianMixture::block_size).
+  int block_size() const { return m_table.block_size(); }
+
+  /// Scores of nb <= max_block particles at one sigma (see GaussianMixture::score_block).
+  KOKKOS_INLINE_FUNCTION void score_block(int nb, const Real* x, int x_stride, Real sigma, Real* out,
+                                          int out_stride, Real* work, int work_stride) const {
+    const int level = level_of(sigma);
+    m_table.score_block(nb, x, x_stride, m_a, level >= 0 ? Real(0) : total_noise(sigma), level, out,
+                        out_stride, work, work_stride);
+  }
+
   /// log p_sigma(x), normalised.
   KOKKOS_INLINE_FUNCTION Real log_prob(const Real* x, Real sigma, Real* work) const {
     const int level = level_of(sigma);
@@ -76,8 +90,8 @@ class PerturbedMixtureScore {
 
   GaussianMixture<Real, MemorySpace> m_mixture;  // as given
   GaussianMixture<Real, MemorySpace> m_table;    // shares m_mixture's parameters, tabulated at the levels
-  Real m_a = 1;   // the given mixture's scale a
-  Real m_s2 = 0;  // and its noise s, squared
+  Real m_a = 1;                                  // the given mixture's scale a
+  Real m_s2 = 0;                                 // and its noise s, squared
   Kokkos::View<Real*, MemorySpace> m_sigmas;
   int m_n_levels = 0;
 };
