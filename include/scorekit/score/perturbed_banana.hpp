@@ -76,6 +76,13 @@
 #include <limits>
 #include <vector>
 
+// GCC 12 warns (-Warray-bounds, a false positive) when a 2-D point stored in a `double[2]` reaches the
+// loops over coordinates 3..d below: it cannot see that they run only when dim() > 2.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+
 namespace scorekit {
 namespace detail {
 
@@ -298,3 +305,7 @@ class PerturbedBananaScore {
 };
 
 }  // namespace scorekit
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
