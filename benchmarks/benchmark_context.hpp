@@ -1,0 +1,91 @@
+// What a benchmark number was measured with, recorded in Google Benchmark's context (printed with every
+// run and stored in its JSON output): the Kokkos release and its enabled backends, the OpenMP thread
+// count, the compiler and flags, and the git commit of the source. A number without these cannot be
+// compared with another one.
+#pragma once
+
+#include <benchmark/benchmark.h>
+#include <Kokkos_Core.hpp>
+
+#include <cstdlib>
+#include <string>
+
+// Set by benchmarks/CMakeLists.txt at configure time.
+#ifndef SCOREKIT_GIT_HASH
+#define SCOREKIT_GIT_HASH "unknown"
+#endif
+#ifndef SCOREKIT_BENCH_FLAGS
+#define SCOREKIT_BENCH_FLAGS "unknown"
+#endif
+#ifndef SCOREKIT_BUILD_TYPE
+#define SCOREKIT_BUILD_TYPE "unknown"
+#endif
+
+namespace scorekit_bench {
+
+/// "3.4.1" from KOKKOS_VERSION (major * 10000 + minor * 100 + patch).
+inline std::string kokkos_version() {
+  return std::to_string(KOKKOS_VERSION / 10000) + "." + std::to_string(KOKKOS_VERSION / 100 % 100) + "." +
+         std::to_string(KOKKOS_VERSION % 100);
+}
+
+/// The Kokkos backends compiled in, e.g. "Serial,OpenMP".
+inline std::string kokkos_backends() {
+  std::string s;
+  auto add = [&s](const char* name) { s += (s.empty() ? "" : ",") + std::string(name); };
+#ifdef KOKKOS_ENABLE_SERIAL
+  add("Serial");
+#endif
+#ifdef KOKKOS_ENABLE_OPENMP
+  add("OpenMP");
+#endif
+#ifdef KOKKOS_ENABLE_THREADS
+  add("Threads");
+#endif
+#ifdef KOKKOS_ENABLE_HPX
+  add("HPX");
+#endif
+#ifdef KOKKOS_ENABLE_CUDA
+  add("Cuda");
+#endif
+#ifdef KOKKOS_ENABLE_HIP
+  add("HIP");
+#endif
+#ifdef KOKKOS_ENABLE_SYCL
+  add("SYCL");
+#endif
+  (void)add;
+  return s;
+}
+
+inline std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("gcc ") + __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
+inline std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : std::string(fallback);
+}
+
+/// Records the configuration; call after Kokkos is initialised (the thread count is Kokkos's own).
+inline void add_benchmark_context() {
+  benchmark::AddCustomContext("scorekit_git_hash", SCOREKIT_GIT_HASH);
+  benchmark::AddCustomContext("kokkos_version", kokkos_version());
+  benchmark::AddCustomContext("kokkos_backends", kokkos_backends());
+#ifdef KOKKOS_ENABLE_OPENMP
+  benchmark::AddCustomContext("kokkos_openmp_threads", std::to_string(Kokkos::OpenMP().concurrency()));
+#endif
+  benchmark::AddCustomContext("OMP_NUM_THREADS", env_or("OMP_NUM_THREADS", "(unset)"));
+  benchmark::AddCustomContext("OMP_PROC_BIND", env_or("OMP_PROC_BIND", "(unset)"));
+  benchmark::AddCustomContext("compiler", compiler());
+  benchmark::AddCustomContext("build_type", SCOREKIT_BUILD_TYPE);
+  benchmark::AddCustomContext("benchmark_flags", SCOREKIT_BENCH_FLAGS);
+}
+
+}  // namespace scorekit_bench
