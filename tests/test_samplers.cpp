@@ -2,7 +2,9 @@
 // from standard errors, the seed paper's mixture-weight finding, determinism, and bad input.
 #include <scorekit/density/draw.hpp>
 #include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/metrics/effective_sample_size.hpp>
 #include <scorekit/metrics/moments.hpp>
+#include <scorekit/metrics/statistical_tests.hpp>
 #include <scorekit/sample/annealed_langevin.hpp>
 #include <scorekit/sample/hmc.hpp>
 #include <scorekit/sample/langevin.hpp>
@@ -55,6 +57,40 @@ void require_moments(const Eigen::MatrixXd& samples, const Eigen::VectorXd& mean
       INFO("covariance (" << i << "," << j << "): sample " << s(i, j) << ", exact " << cov(i, j));
       REQUIRE(std::abs(s(i, j) - cov(i, j)) < n_se * scorekit_test::covariance_standard_error(cov, i, j, n));
     }
+}
+
+// Each one-dimensional marginal of the final states (independent draws after burn-in) passes a
+// Kolmogorov-Smirnov test against N(mean_j, cov_jj) at level 1e-4 (stated, not tuned).
+void require_marginals(const Eigen::MatrixXd& samples, const Eigen::VectorXd& mean,
+                       const Eigen::MatrixXd& cov) {
+  for (int j = 0; j < mean.size(); ++j) {
+    std::vector<double> v(samples.col(j).data(), samples.col(j).data() + samples.rows());
+    const auto ks = scorekit::ks_test_normal(v, mean[j], std::sqrt(cov(j, j)));
+    INFO("coordinate " << j << ": KS statistic " << ks.statistic << ", p-value " << ks.p_value);
+    REQUIRE(ks.p_value > 1e-4);
+  }
+}
+
+// The chains after burn-in, pooled: every recorded step of every chain, with the standard error of the
+// mean of coordinate j taken from the multi-chain effective sample size, sqrt(cov_jj / ESS_j).
+template <class Exec, class Traj>
+void require_pooled_mean(const Traj& traj, std::int64_t burn_in, const Eigen::VectorXd& mean,
+                         const Eigen::MatrixXd& cov) {
+  auto kept = Kokkos::subview(traj, Kokkos::make_pair(std::int64_t(burn_in), std::int64_t(traj.extent(0))),
+                              Kokkos::ALL(), Kokkos::ALL());
+  const std::vector<double> ess = scorekit::effective_sample_size_per_coordinate(Exec(), kept);
+  auto h = scorekit::to_host(kept);
+  const double total = double(h.extent(0) * h.extent(1));
+  for (int j = 0; j < mean.size(); ++j) {
+    double sum = 0;
+    for (std::size_t t = 0; t < h.extent(0); ++t)
+      for (std::size_t i = 0; i < h.extent(1); ++i) sum += h(t, i, std::size_t(j));
+    const double m = sum / total, se = std::sqrt(cov(j, j) / ess[std::size_t(j)]);
+    INFO("coordinate " << j << ": pooled mean " << m << ", exact " << mean[j] << ", ESS "
+                       << ess[std::size_t(j)] << " of " << total << " draws");
+    REQUIRE(ess[std::size_t(j)] > 100);
+    REQUIRE(std::abs(m - mean[j]) < n_se * se);
+  }
 }
 
 // Fraction of recorded steps at which the state moved: for continuous proposals this is exactly the
@@ -118,6 +154,8 @@ TEMPLATE_LIST_TEST_CASE("MALA and HMC sample a correlated Gaussian", "[samplers]
     REQUIRE(r.acceptance_rate == Approx(moved_fraction(r.trajectory)).epsilon(1e-12));
     REQUIRE(r.acceptance_rate > 0.3);
     require_moments(scorekit_test::to_eigen(x), correlated_mean, correlated_cov());
+    require_marginals(scorekit_test::to_eigen(x), correlated_mean, correlated_cov());
+    require_pooled_mean<Exec>(r.trajectory, 200, correlated_mean, correlated_cov());
   }
   SECTION("HMC") {
     auto x = start();
@@ -132,6 +170,8 @@ TEMPLATE_LIST_TEST_CASE("MALA and HMC sample a correlated Gaussian", "[samplers]
     REQUIRE(r.acceptance_rate == Approx(moved_fraction(r.trajectory)).epsilon(1e-12));
     REQUIRE(r.acceptance_rate > 0.5);
     require_moments(scorekit_test::to_eigen(x), correlated_mean, correlated_cov());
+    require_marginals(scorekit_test::to_eigen(x), correlated_mean, correlated_cov());
+    require_pooled_mean<Exec>(r.trajectory, 50, correlated_mean, correlated_cov());
   }
 }
 
