@@ -51,15 +51,15 @@ Options parse(int argc, char* argv[]) {
 // How each sampler is run on one density.
 struct Plan {
   std::string name;
-  scorekit::io::Extent box;                    // plotting range, and the uniform start
-  double ula_step, mala_step;                  // Langevin steps
-  std::int64_t langevin_steps;                 // for ULA and MALA
-  double hmc_step;                             // HMC leapfrog step, 10 leapfrog steps an iteration
+  scorekit::io::Extent box;     // plotting range, and the uniform start
+  double ula_step, mala_step;   // Langevin steps
+  std::int64_t langevin_steps;  // for ULA and MALA
+  double hmc_step;              // HMC leapfrog step, 10 leapfrog steps an iteration
   std::int64_t hmc_iterations;
-  std::vector<double> sigmas;                  // annealed Langevin ladder
-  double ald_step;                             // eps: alpha_i / sigma_i^2 = eps / sigma_L^2 at every level
+  std::vector<double> sigmas;  // annealed Langevin ladder
+  double ald_step;             // eps: alpha_i / sigma_i^2 = eps / sigma_L^2 at every level
   int ald_steps_per_level;
-  Eigen::MatrixXd modes;                       // for mode weights (empty: not reported)
+  Eigen::MatrixXd modes;  // for mode weights (empty: not reported)
   std::vector<double> mode_truth;
 };
 
@@ -124,7 +124,8 @@ void run_density(const Plan& plan, const Density& density, const HostDensity& ho
         .ylim(plan.box.y0, plan.box.y1)
         .title(title)
         .heatmap(log_density, scorekit::io::HeatmapStyle(scorekit::io::Colormap::viridis))
-        .scatter(column(x, 0), column(x, 1), scorekit::io::with_alpha(scorekit::io::colors::white, 0.45), 1.3);
+        .scatter(column(x, 0), column(x, 1), scorekit::io::with_alpha(scorekit::io::colors::white, 0.45),
+                 1.3);
   };
 
   measure("exact", exact, 0, 1);
@@ -172,8 +173,8 @@ void print_table(const std::vector<Row>& rows) {
       w += b;
     }
     std::printf("%-8s %-18s %8.3f %7.3f %11.2e %11.2e %10.2e %10.2e %10.2e  %s\n", r.density.c_str(),
-                r.sampler.c_str(), r.seconds, r.acceptance, r.mmd2, r.mmd_null, r.energy, r.energy_null, r.ksd2,
-                w.c_str());
+                r.sampler.c_str(), r.seconds, r.acceptance, r.mmd2, r.mmd_null, r.energy, r.energy_null,
+                r.ksd2, w.c_str());
   }
   std::printf(
       "\nMMD^2 and energy distance are against %s exact samples; a value within about 2 null sd of 0 is\n"
@@ -199,7 +200,8 @@ int main(int argc, char* argv[]) {
 
 int run(const Options& opt) {
   const int n = opt.particles;
-  std::printf("scorekit example: %d particles a run on %s (%d threads)\n", n, Exec::name(), Exec().concurrency());
+  std::printf("scorekit example: %d particles a run on %s (%d threads)\n", n, Exec::name(),
+              Exec().concurrency());
 
   std::vector<Row> rows;
   scorekit::io::Figure fig(3, 5, 260);
@@ -212,13 +214,17 @@ int run(const Options& opt) {
   Eigen::MatrixXd means(2, 2);
   means << 0, 0, 10, 10;
   auto mixture = scorekit::GaussianMixture<double, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), means,
-                                                                  Eigen::Vector2d(1, 1));
+                                                                   Eigen::Vector2d(1, 1));
   auto host_mixture = scorekit::GaussianMixture<double, Host>::isotropic(Eigen::Vector2d(0.2, 0.8), means,
-                                                                        Eigen::Vector2d(1, 1));
+                                                                         Eigen::Vector2d(1, 1));
   // HMC: 10 leapfrog steps of 0.15, a trajectory of about a quarter period of the unit-variance modes
   // (a half period, 0.3 x 10, maps x to about -x and barely mixes: HMC's resonance).
-  Plan mix_plan{"mixture", {-5, 15, -5, 15}, 0.1, 0.5, 1000, 0.15, 100,
-                scorekit::geometric_schedule(20.0, 0.1, 20), 0.003, 200, means, {0.2, 0.8}};
+  Plan mix_plan{"mixture", {-5, 15, -5, 15},
+                0.1,       0.5,
+                1000,      0.15,
+                100,       scorekit::geometric_schedule(20.0, 0.1, 20),
+                0.003,     200,
+                means,     {0.2, 0.8}};
   run_density(mix_plan, mixture, host_mixture,
               scorekit::PerturbedMixtureScore<double, Mem>(mixture, mix_plan.sigmas), n, rows, fig, 0);
 
@@ -226,17 +232,26 @@ int run(const Options& opt) {
   const scorekit::Banana<double> banana(2, 0.5, 2.0);
   // MALA with a larger step (0.3) strands the particles that start in the far tails, where the score
   // grows like x1^3 and every proposal is rejected.
-  Plan banana_plan{"banana", {-7, 7, -5, 13}, 0.05, 0.05, 1000, 0.2, 100,
-                   scorekit::geometric_schedule(10.0, 0.1, 10), 0.002, 100, {}, {}};
-  run_density(banana_plan, banana, banana, scorekit::PerturbedBananaScore<double, Mem>(banana), n, rows, fig, 1);
+  Plan banana_plan{"banana", {-7, 7, -5, 13},
+                   0.05,     0.05,
+                   1000,     0.2,
+                   100,      scorekit::geometric_schedule(10.0, 0.1, 10),
+                   0.002,    100,
+                   {},       {}};
+  run_density(banana_plan, banana, banana, scorekit::PerturbedBananaScore<double, Mem>(banana), n, rows, fig,
+              1);
 
   // 3. The star: 250 narrow components (variance 0.01) on r = 1 + sin(5 theta), random weights.
   auto star = scorekit::star_mixture<double, Mem>(3);
   auto host_star = scorekit::star_mixture<double, Host>(3);
-  Plan star_plan{"star", {-2.2, 2.2, -2.2, 2.2}, 0.002, 0.005, 1000, 0.02, 100,
-                 scorekit::geometric_schedule(2.0, 0.05, 10), 0.0005, 100, {}, {}};
-  run_density(star_plan, star, host_star, scorekit::PerturbedMixtureScore<double, Mem>(star, star_plan.sigmas),
-              n, rows, fig, 2);
+  Plan star_plan{"star", {-2.2, 2.2, -2.2, 2.2},
+                 0.002,  0.005,
+                 1000,   0.02,
+                 100,    scorekit::geometric_schedule(2.0, 0.05, 10),
+                 0.0005, 100,
+                 {},     {}};
+  run_density(star_plan, star, host_star,
+              scorekit::PerturbedMixtureScore<double, Mem>(star, star_plan.sigmas), n, rows, fig, 2);
 
   print_table(rows);
 
@@ -251,14 +266,10 @@ int run(const Options& opt) {
   paths.title("Trajectories on the two-mode mixture (6 particles)");
   auto draw_paths = [&](int col, const char* title, const auto& traj) {
     auto h = scorekit::to_host(traj);
-    auto& panel = paths.panel(0, col)
-                      .xlim(-5, 15)
-                      .ylim(-5, 15)
-                      .title(title)
-                      .heatmap([&](double x, double y) {
-                        double p[2] = {x, y}, work[2];
-                        return std::exp(host_mixture.log_prob(p, work));
-                      });
+    auto& panel = paths.panel(0, col).xlim(-5, 15).ylim(-5, 15).title(title).heatmap([&](double x, double y) {
+      double p[2] = {x, y}, work[2];
+      return std::exp(host_mixture.log_prob(p, work));
+    });
     for (int i = 0; i < n_paths; ++i) {
       std::vector<double> xs, ys;
       for (std::size_t t = 0; t < h.extent(0); ++t) {
@@ -282,8 +293,8 @@ int run(const Options& opt) {
     s.steps_per_level = 50;
     s.seed = 1;
     s.record_every = 10;
-    auto a = scorekit::annealed_langevin(Exec(), scorekit::PerturbedMixtureScore<double, Mem>(mixture, s.sigmas),
-                                         y, s);
+    auto a = scorekit::annealed_langevin(
+        Exec(), scorekit::PerturbedMixtureScore<double, Mem>(mixture, s.sigmas), y, s);
     draw_paths(1, "annealed Langevin, 20 levels x 50 steps", a.trajectory);
   }
   const std::string paths_png = opt.output + "/trajectories.png";

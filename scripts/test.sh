@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kokkos_default=$(bash scripts/setup.sh | tail -n 1)
+# Formatting is part of the build: every C++ file as clang-format (.clang-format) writes it.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z '*.hpp' '*.cpp' | xargs -0 clang-format --dry-run -Werror
+fi
 kokkos="${Kokkos_ROOT:-$kokkos_default}"
 build="${SCOREKIT_BUILD_DIR:-build/ci}"
 cmake --preset ci -B "$build" -DKokkos_ROOT="$kokkos" >/dev/null

@@ -18,7 +18,7 @@ using Backends = decltype(detail::cat(
     std::tuple<>{},
 #endif
 #ifdef KOKKOS_ENABLE_OPENMP
-    std::tuple<Kokkos::OpenMP>{}
+    std::tuple<Kokkos::OpenMP> {}
 #else
     std::tuple<>{}
 #endif

@@ -64,8 +64,7 @@ std::string concat(const Args&... args) {
 template <class Real>
 void require_positive(Real value, const char* what, const char* where) {
   if (!(value > Real(0)) || !(value < std::numeric_limits<Real>::infinity()))
-    throw invalid_argument(
-        detail::concat(where, ": ", what, " must be positive and finite, got ", value));
+    throw invalid_argument(detail::concat(where, ": ", what, " must be positive and finite, got ", value));
 }
 
 /// Throws dimension_mismatch when two extents differ.

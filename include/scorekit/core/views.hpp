@@ -19,13 +19,10 @@ using TrajectoryView = Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace>;
 
 /// Allocates N x d particles in the memory space of ExecSpace.
 template <class Real, class ExecSpace>
-ParticleView<Real, typename ExecSpace::memory_space> make_particles(const ExecSpace&,
-                                                                    std::int64_t n, int dim,
-                                                                    const std::string& label =
-                                                                        "scorekit::particles") {
+ParticleView<Real, typename ExecSpace::memory_space> make_particles(
+    const ExecSpace&, std::int64_t n, int dim, const std::string& label = "scorekit::particles") {
   if (n <= 0) throw invalid_argument(detail::concat("make_particles: n must be positive, got ", n));
-  if (dim <= 0)
-    throw invalid_argument(detail::concat("make_particles: dim must be positive, got ", dim));
+  if (dim <= 0) throw invalid_argument(detail::concat("make_particles: dim must be positive, got ", dim));
   return ParticleView<Real, typename ExecSpace::memory_space>(label, n, dim);
 }
 
