@@ -26,6 +26,18 @@
 #endif
 #define SCOREKIT_STRINGIFY(x) #x
 
+// GCC 12 warns (-Warray-bounds, a false positive) when a point stored in a short array, e.g. a 2-D point
+// in a `double[2]`, reaches a loop over coordinates that runs only when dim() is larger: it cannot see
+// the run-time bound. Densities with such loops wrap themselves in these.
+#if defined(__GNUC__) && !defined(__clang__)
+#define SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_BEGIN \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Warray-bounds\"")
+#define SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_END _Pragma("GCC diagnostic pop")
+#else
+#define SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_BEGIN
+#define SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_END
+#endif
+
 namespace scorekit {
 namespace math {
 // Kokkos 3.7 moved the mathematical functions from Kokkos::Experimental into Kokkos.

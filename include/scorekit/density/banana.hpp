@@ -18,12 +18,8 @@
 
 #include <cmath>
 
-// GCC 12 warns (-Warray-bounds, a false positive) when a 2-D point stored in a `double[2]` reaches the
-// loops over coordinates 3..d below: it cannot see that they run only when dim() > 2.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Warray-bounds"
-#endif
+// Loops over coordinates 3..d: see SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_BEGIN.
+SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_BEGIN
 
 namespace scorekit {
 
@@ -98,6 +94,4 @@ class Banana {
 
 }  // namespace scorekit
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+SCOREKIT_ARRAY_BOUNDS_FALSE_POSITIVE_END
