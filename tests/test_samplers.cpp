@@ -222,11 +222,12 @@ TEMPLATE_LIST_TEST_CASE("Annealed Langevin recovers mixture weights where ULA an
     REQUIRE(std::abs(w_mala - 0.2) > 20 * se);
   }
   SECTION("annealed Langevin recovers them") {
-    // Ladder 20 -> 1 over L = 10 geometric levels, T = 300 steps a level, eps = 0.3. Its remaining
-    // bias, measured with 1e5 and 2e5 particles, is 0.005 (1.3 SE at this N), and stays at 0.005 with
-    // T = 600 or L = 30: what is left is ULA's discretisation bias, not slow mixing. The paper's setting
-    // (T = 100, eps = 0.1) leaves 0.017 (4.2 SE here), and eps = 0.02 leaves 0.067: too coarse for this
-    // bound, since the weights must equilibrate at the levels where the modes separate.
+    // Ladder 20 -> 1 over L = 10 geometric levels, T = 300 steps a level, eps = 0.3. Measured with
+    // 1e5 particles (build/.../examples/annealing_weight_bias), its remaining bias is 0.0047 (1.2 SE at
+    // this N), and about the same with T = 600 (0.0044) or L = 30 (0.0053): what is left is ULA's
+    // discretisation bias, not slow mixing. The paper's setting (T = 100, eps = 0.1) leaves 0.0168
+    // (4.2 SE here) and eps = 0.02 leaves 0.067: too coarse for this bound, since the weights must
+    // equilibrate at the levels where the modes separate.
     auto x = start();
     const auto sigmas = scorekit::geometric_schedule(20.0, 1.0, 10);
     scorekit::PerturbedMixtureScore<double, Mem> score(mixture, sigmas);
