@@ -729,6 +729,23 @@ inline int paeth(int a, int b, int c) {  // PNG spec., sec. 9.4
   return (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
 }
 
+/// The prediction of PNG filter `type` (0 none, 1 Sub, 2 Up, 3 Average, 4 Paeth; PNG spec., sec. 9.2)
+/// from the left (a), upper (b) and upper-left (c) bytes: the encoder subtracts it, the decoder adds it.
+inline int filter_prediction(int type, int a, int b, int c) {
+  switch (type) {
+    case 1:
+      return a;
+    case 2:
+      return b;
+    case 3:
+      return (a + b) / 2;
+    case 4:
+      return paeth(a, b, c);
+    default:
+      return 0;
+  }
+}
+
 inline void put_u32(std::vector<std::uint8_t>& out, std::uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(std::uint8_t(v >> s));
 }
@@ -790,23 +807,7 @@ inline std::vector<std::uint8_t> encode_png(int width, int height, const std::ve
         const int a = i >= std::size_t(channels) ? row[i - std::size_t(channels)] : 0;
         const int b = up[i];
         const int c = i >= std::size_t(channels) ? up[i - std::size_t(channels)] : 0;
-        int pred = 0;
-        switch (type) {
-          case 1:
-            pred = a;
-            break;
-          case 2:
-            pred = b;
-            break;
-          case 3:
-            pred = (a + b) / 2;
-            break;
-          case 4:
-            pred = detail::paeth(a, b, c);
-            break;
-          default:
-            break;
-        }
+        const int pred = detail::filter_prediction(type, a, b, c);
         const std::uint8_t r = std::uint8_t(row[i] - pred);
         candidate[i] = r;
         cost += std::uint64_t(std::abs(int(std::int8_t(r))));
@@ -929,23 +930,7 @@ inline Image decode_png(const std::vector<std::uint8_t>& bytes, const std::strin
       const int a = i >= bpp ? row[i - bpp] : 0;
       const int b = up ? up[i] : 0;
       const int c = (up && i >= bpp) ? up[i - bpp] : 0;
-      int pred = 0;
-      switch (filter) {
-        case 1:
-          pred = a;
-          break;
-        case 2:
-          pred = b;
-          break;
-        case 3:
-          pred = (a + b) / 2;
-          break;
-        case 4:
-          pred = detail::paeth(a, b, c);
-          break;
-        default:
-          break;
-      }
+      const int pred = detail::filter_prediction(filter, a, b, c);
       row[i] = std::uint8_t(in[i] + pred);
     }
   }

@@ -226,6 +226,27 @@ std::vector<typename Density::value_type> to_real(const Density& density, const 
   return std::vector<typename Density::value_type>(p.begin(), p.end());
 }
 
+/// What both checks set up before visiting the points: the result (named, with its step h), the
+/// round-off unit u = roundoff_ulps eps, the density's workspace and a score buffer.
+template <class Density>
+struct CheckSetup {
+  using Real = typename Density::value_type;
+  int d;
+  double u;
+  std::vector<Real> work, s;
+  CheckSetup(const Density& density, std::size_t n_points, const FiniteDifferenceOptions& options,
+             DensityCheck& r, const char* check, const char* where)
+      : d(density.dim()),
+        u(options.roundoff_ulps * double(std::numeric_limits<Real>::epsilon())),
+        work(std::size_t(std::max(1, scorekit::workspace_size(density)))),
+        s(static_cast<std::size_t>(density.dim())) {
+    validate(options, n_points, where);
+    r.check = check;
+    r.n_points = n_points;
+    r.h = options.h > 0 ? options.h : std::cbrt(double(std::numeric_limits<Real>::epsilon()));
+  }
+};
+
 }  // namespace density_check_detail
 
 /// Checks score(x) against finite differences of log_prob at each point (see the file comment for the
@@ -236,16 +257,12 @@ ScoreCheck check_score(const Density& density, const std::vector<std::vector<dou
   density_check_detail::assert_host_density<Density>();
   using Real = typename Density::value_type;
   const char* where = "scorekit::testing::check_score";
-  density_check_detail::validate(options, points.size(), where);
-  const int d = density.dim();
-  const double eps = double(std::numeric_limits<Real>::epsilon());
-  const double u = options.roundoff_ulps * eps;
   ScoreCheck r;
-  r.check = "check_score";
-  r.n_points = points.size();
-  r.h = options.h > 0 ? options.h : std::cbrt(eps);
-  std::vector<Real> work(std::size_t(std::max(1, scorekit::workspace_size(density))));
-  std::vector<Real> s(static_cast<std::size_t>(d));
+  density_check_detail::CheckSetup<Density> setup(density, points.size(), options, r, "check_score", where);
+  const int d = setup.d;
+  const double u = setup.u;
+  auto& work = setup.work;
+  auto& s = setup.s;
   for (std::size_t p = 0; p < points.size(); ++p) {
     std::vector<Real> x = density_check_detail::to_real(density, points[p], p, where);
     const std::vector<double> xd(x.begin(), x.end());
@@ -299,16 +316,13 @@ LaplacianCheck check_laplacian(const Density& density, const std::vector<std::ve
                 "when it declares workspace_size())");
   using Real = typename Density::value_type;
   const char* where = "scorekit::testing::check_laplacian";
-  density_check_detail::validate(options, points.size(), where);
-  const int d = density.dim();
-  const double eps = double(std::numeric_limits<Real>::epsilon());
-  const double u = options.roundoff_ulps * eps;
   LaplacianCheck r;
-  r.check = "check_laplacian";
-  r.n_points = points.size();
-  r.h = options.h > 0 ? options.h : std::cbrt(eps);
-  std::vector<Real> work(std::size_t(std::max(1, scorekit::workspace_size(density))));
-  std::vector<Real> s(static_cast<std::size_t>(d));
+  density_check_detail::CheckSetup<Density> setup(density, points.size(), options, r, "check_laplacian",
+                                                  where);
+  const int d = setup.d;
+  const double u = setup.u;
+  auto& work = setup.work;
+  auto& s = setup.s;
   for (std::size_t p = 0; p < points.size(); ++p) {
     std::vector<Real> x = density_check_detail::to_real(density, points[p], p, where);
     const std::vector<double> xd(x.begin(), x.end());
