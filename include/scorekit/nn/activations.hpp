@@ -1,0 +1,86 @@
+// Elementwise activations: each is a tag type with its value and its first and second derivatives, which
+// forward mode (the Jacobian-vector product) and the parameter gradient of Jacobian terms need. In a
+// Sequential an activation takes the width of the layer before it (see nn/sequential.hpp).
+#pragma once
+
+#include <scorekit/core/kokkos.hpp>
+
+namespace scorekit {
+namespace nn {
+
+/// softplus(x) = log(1 + e^x); f' = sigmoid(x); f'' = sigmoid(x) (1 - sigmoid(x)).
+struct Softplus {
+  static constexpr const char* name = "Softplus";
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static Real value(Real x) {
+    // max(x, 0) + log1p(e^-|x|): no overflow, and accurate where softplus(x) ~ e^x.
+    return (x > Real(0) ? x : Real(0)) + math::log1p(math::exp(-math::fabs(x)));
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
+    const Real e = math::exp(-math::fabs(x));  // in (0, 1]: never overflows
+    const Real s = Real(1) / (Real(1) + e);    // sigmoid(|x|)
+    d1 = x >= Real(0) ? s : e * s;
+    d2 = e * s * s;  // sigmoid(x) sigmoid(-x), symmetric in x
+  }
+};
+
+/// tanh(x); f' = 1 - tanh^2; f'' = -2 tanh (1 - tanh^2).
+struct Tanh {
+  static constexpr const char* name = "Tanh";
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static Real value(Real x) {
+    // tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)) with the sign of x: accurate near 0, no overflow.
+    const Real m = math::expm1(Real(-2) * math::fabs(x));
+    const Real t = -m / (Real(2) + m);
+    return x < Real(0) ? -t : t;
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
+    const Real t = value(x);
+    d1 = Real(1) - t * t;
+    d2 = Real(-2) * t * d1;
+  }
+};
+
+/// SiLU (swish) x sigmoid(x); f' = s + x s (1 - s); f'' = s (1 - s) (2 + x (1 - 2 s)).
+struct Silu {
+  static constexpr const char* name = "Silu";
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static Real sigmoid(Real x) {
+    const Real e = math::exp(-math::fabs(x));
+    const Real s = Real(1) / (Real(1) + e);
+    return x >= Real(0) ? s : e * s;
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static Real value(Real x) {
+    return x * sigmoid(x);
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
+    const Real s = sigmoid(x);
+    const Real q = s * (Real(1) - s);
+    d1 = s + x * q;
+    d2 = q * (Real(2) + x * (Real(1) - Real(2) * s));
+  }
+};
+
+/// ELU with alpha = 1: x for x > 0, e^x - 1 otherwise. Its second derivative jumps at 0 (0 on the right,
+/// 1 on the left), so losses with Jacobian terms see a discontinuous gradient there; prefer Softplus,
+/// SiLU or tanh for implicit and sliced score matching.
+struct Elu {
+  static constexpr const char* name = "Elu";
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static Real value(Real x) {
+    return x > Real(0) ? x : math::expm1(x);
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
+    const Real e = math::exp(x > Real(0) ? Real(0) : x);
+    d1 = e;
+    d2 = x > Real(0) ? Real(0) : e;
+  }
+};
+
+}  // namespace nn
+}  // namespace scorekit
