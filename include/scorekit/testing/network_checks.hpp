@@ -13,6 +13,7 @@
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/nn/sequential.hpp>
+#include <scorekit/objective/objective_common.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -131,6 +132,47 @@ NetworkCheckResult check_network(const std::vector<Real>& params, LevelOf level_
     };
     detail::richardson_compare(f, double(input_adjoint[i]), h, u, "input adjoint " + std::to_string(i),
                                result);
+  }
+  return result;
+}
+
+/// Checks an Objective's parameter gradient on one block of nb <= B data rows (x: nb * Net::in values)
+/// against central finite differences of its summed loss (the same key, so the same noise and probes).
+/// Every `parameter_stride`-th parameter is checked.
+template <class Net, int B, class Objective, class Real>
+NetworkCheckResult check_objective(const Objective& objective, const std::vector<Real>& params,
+                                   const std::vector<Real>& x, int nb, objective::SampleKey key,
+                                   int parameter_stride = 1, double h = -1, double roundoff_ulps = 256) {
+  if (int(params.size()) != Net::n_params || int(x.size()) < nb * Net::in || nb < 1 || nb > B)
+    throw dimension_mismatch(scorekit::detail::concat(
+        "check_objective: ", params.size(), " parameters (", Net::name(), " has ", Net::n_params, "), ",
+        x.size(), " data values for ", nb, " rows of ", Net::in, " (at most ", B, " rows)"));
+  const double eps = std::numeric_limits<Real>::epsilon();
+  if (h <= 0) h = std::cbrt(eps);
+  const double u = roundoff_ulps * eps;
+  const int levels = objective.n_levels();
+  std::vector<Real> work(
+      std::size_t(Objective::template workspace_size<Net, B>() + objective.extra_workspace_size()));
+  std::vector<Real> stats(2 * std::size_t(levels));
+  auto loss = [&](const std::vector<Real>& p, std::vector<Real>& grad) {
+    std::fill(stats.begin(), stats.end(), Real(0));
+    objective.template accumulate<Net, B>(p.data(), nb, x.data(), key, grad.data(), stats.data(),
+                                          work.data());
+    double sum = 0;
+    for (int l = 0; l < levels; ++l) sum += double(stats[2 * l]);
+    return sum;
+  };
+  std::vector<Real> grad(Net::n_params, Real(0)), scratch(Net::n_params, Real(0));
+  loss(params, grad);
+  NetworkCheckResult result;
+  for (int j = 0; j < Net::n_params; j += parameter_stride) {
+    auto f = [&](double t) {
+      std::vector<Real> p = params;
+      p[j] += Real(t);
+      return loss(p, scratch);
+    };
+    detail::richardson_compare(f, double(grad[j]), h, u,
+                               objective.name() + ", parameter " + std::to_string(j), result);
   }
   return result;
 }
