@@ -41,7 +41,8 @@ enum class RngStream : std::uint32_t {
   proposal = 1,
   accept = 2,
   momentum = 3,
-  user = 1024,  // first stream free for user code
+  divergence_probe = 4,  // the probes of a divergence estimator (divergence/estimate_divergence.hpp)
+  user = 1024,           // first stream free for user code
 };
 
 /// A generator for one (seed, particle, step, stream): cheap to construct inside a kernel, consumed in

@@ -19,6 +19,8 @@
 //   KOKKOS_INLINE_FUNCTION void score_block(int nb, const value_type* x, int x_stride, value_type sigma,
 //                                           value_type* out, int out_stride, value_type* work,
 //                                           int work_stride) const;   // nb <= max_block particles
+// where particle b's workspace starts at work + b * work_stride and the samplers guarantee that the
+// nb workspaces are one contiguous region of nb * work_stride values (a model may use it as a whole).
 #pragma once
 
 #include <scorekit/core/kokkos.hpp>

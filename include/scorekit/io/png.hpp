@@ -15,25 +15,16 @@
 #pragma once
 
 #include <scorekit/core/error.hpp>
+#include <scorekit/core/file.hpp>
 
 #include <algorithm>
-#include <array>
-#include <atomic>
-#include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <queue>
 #include <string>
 #include <utility>
 #include <vector>
-
-#if defined(_WIN32)
-#include <process.h>
-#else
-#include <unistd.h>
-#endif
 
 namespace scorekit {
 namespace io {
@@ -42,22 +33,12 @@ namespace detail {
 
 // --- checksums -----------------------------------------------------------------------------------
 
-/// CRC-32 with the reflected polynomial 0xEDB88320 (ISO 3309, as PNG and zlib's crc32 use). Pass the
-/// previous result as `crc` to continue a running checksum; start from 0.
-inline std::uint32_t crc32(const std::uint8_t* data, std::size_t n, std::uint32_t crc = 0) {
-  static const std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ data[i]) & 0xFFu] ^ (crc >> 8);
-  return ~crc;
-}
+// CRC-32, atomic files and whole-file reads live in core/file.hpp; the names are kept here too.
+using scorekit::detail::AtomicFile;
+using scorekit::detail::crc32;
+using scorekit::detail::errno_text;
+using scorekit::detail::process_id;
+using scorekit::detail::read_file;
 
 /// Adler-32 (RFC 1950, sec. 8.2); start from 1. The modulo is taken every 5552 bytes, the most that
 /// cannot overflow 32 bits.
@@ -76,94 +57,6 @@ inline std::uint32_t adler32(const std::uint8_t* data, std::size_t n, std::uint3
     n -= chunk;
   }
   return (b << 16) | a;
-}
-
-// --- atomic files ----------------------------------------------------------------------------------
-
-inline std::string errno_text(int err) { return std::strerror(err); }
-
-inline long process_id() {
-#if defined(_WIN32)
-  return long(_getpid());
-#else
-  return long(::getpid());
-#endif
-}
-
-/// A file written under a temporary name ("<path>.tmp-<pid>-<k>") and renamed to `path` by commit(),
-/// so that readers never see half a file and a crash or an error leaves the old file (or none). The
-/// counter k keeps two threads of one process writing the same path apart. Unless commit() succeeded,
-/// the destructor closes and removes the temporary file.
-class AtomicFile {
- public:
-  AtomicFile(std::string path, std::string who) : m_path(std::move(path)), m_who(std::move(who)) {
-    static std::atomic<unsigned> counter{0};
-    m_tmp = m_path + ".tmp-" + std::to_string(process_id()) + "-" + std::to_string(counter++);
-    m_file = std::fopen(m_tmp.c_str(), "wb");
-    if (!m_file) {
-      const int err = errno;
-      throw io_error(scorekit::detail::concat(m_who, ": cannot open '", m_path,
-                                              "' for writing (temporary file '", m_tmp,
-                                              "'): ", errno_text(err)));
-    }
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  ~AtomicFile() {
-    if (m_file) std::fclose(m_file);
-    if (!m_committed) std::remove(m_tmp.c_str());
-  }
-
-  void write(const void* data, std::size_t n) {
-    if (n == 0) return;
-    if (std::fwrite(data, 1, n, m_file) != n) fail("cannot write");
-  }
-  void write(const std::string& s) { write(s.data(), s.size()); }
-
-  /// Flushes, closes and renames the temporary file onto the target path.
-  void commit() {
-    if (std::fflush(m_file) != 0) fail("cannot write");
-#if !defined(_WIN32)
-    // Data on disk before the rename, so that a power loss cannot leave an empty file under the name.
-    if (::fsync(::fileno(m_file)) != 0 && errno != EINVAL) fail("cannot flush");
-#endif
-    std::FILE* f = m_file;
-    m_file = nullptr;
-    if (std::fclose(f) != 0) fail("cannot close");
-    if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0) fail("cannot rename the temporary file onto");
-    m_committed = true;
-  }
-
-  const std::string& temporary_path() const { return m_tmp; }
-
- private:
-  [[noreturn]] void fail(const char* what) {
-    const int err = errno;
-    throw io_error(scorekit::detail::concat(m_who, ": ", what, " '", m_path, "': ", errno_text(err)));
-  }
-
-  std::string m_path, m_who, m_tmp;
-  std::FILE* m_file = nullptr;
-  bool m_committed = false;
-};
-
-/// Reads a whole file; throws io_error naming the path and the OS error.
-inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    const int err = errno;
-    throw io_error(scorekit::detail::concat(who, ": cannot open '", path, "': ", errno_text(err)));
-  }
-  std::vector<std::uint8_t> bytes;
-  std::uint8_t buffer[65536];
-  std::size_t got;
-  while ((got = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
-    bytes.insert(bytes.end(), buffer, buffer + got);
-  const bool bad = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (bad) throw io_error(scorekit::detail::concat(who, ": cannot read '", path, "': ", errno_text(err)));
-  return bytes;
 }
 
 // --- DEFLATE tables (RFC 1951, sec. 3.2.5) ----------------------------------------------------------

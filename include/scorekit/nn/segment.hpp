@@ -45,25 +45,30 @@ inline const char* parameter_kind_name(ParameterKind kind) {
 /// Throws invalid_argument (prefixed by `where`) unless every segment has a known kind, a positive size
 /// and positive fans, lies inside [0, n_params), and no two segments overlap. Gaps are allowed.
 inline void validate_segments(const Segment* segments, int n, std::int64_t n_params, const char* where) {
-  if (n < 0) throw invalid_argument(scorekit::detail::concat(where, ": the number of segments is negative (", n, ")"));
+  if (n < 0)
+    throw invalid_argument(scorekit::detail::concat(where, ": the number of segments is negative (", n, ")"));
   if (n > 0 && segments == nullptr)
-    throw invalid_argument(scorekit::detail::concat(where, ": ", n, " segments announced but the pointer is null"));
+    throw invalid_argument(
+        scorekit::detail::concat(where, ": ", n, " segments announced but the pointer is null"));
   for (int s = 0; s < n; ++s) {
     const Segment& g = segments[s];
     const auto kind = static_cast<int>(g.kind);
     if (kind < 0 || kind > static_cast<int>(ParameterKind::embedding))
-      throw invalid_argument(scorekit::detail::concat(where, ": segment ", s, " has an unknown kind (", kind, ")"));
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": segment ", s, " has an unknown kind (", kind, ")"));
     const char* name = parameter_kind_name(g.kind);
     if (g.size <= 0)
-      throw invalid_argument(
-          scorekit::detail::concat(where, ": segment ", s, " (", name, ") has size ", g.size, "; it must be positive"));
+      throw invalid_argument(scorekit::detail::concat(where, ": segment ", s, " (", name, ") has size ",
+                                                      g.size, "; it must be positive"));
     if (g.offset < 0 || std::int64_t(g.offset) + std::int64_t(g.size) > n_params)
-      throw invalid_argument(scorekit::detail::concat(where, ": segment ", s, " (", name, ") covers parameters [",
-                                            g.offset, ", ", std::int64_t(g.offset) + std::int64_t(g.size),
-                                            "), outside the ", n_params, " parameters of the view"));
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": segment ", s, " (", name, ") covers parameters [", g.offset,
+                                   ", ", std::int64_t(g.offset) + std::int64_t(g.size), "), outside the ",
+                                   n_params, " parameters of the view"));
     if (g.fan_in <= 0 || g.fan_out <= 0)
-      throw invalid_argument(scorekit::detail::concat(where, ": segment ", s, " (", name, ") has fan_in ", g.fan_in,
-                                            " and fan_out ", g.fan_out, "; both must be positive"));
+      throw invalid_argument(scorekit::detail::concat(where, ": segment ", s, " (", name, ") has fan_in ",
+                                                      g.fan_in, " and fan_out ", g.fan_out,
+                                                      "; both must be positive"));
   }
   std::vector<int> order(static_cast<std::size_t>(n));
   for (int s = 0; s < n; ++s) order[std::size_t(s)] = s;
@@ -74,9 +79,9 @@ inline void validate_segments(const Segment* segments, int n, std::int64_t n_par
     const Segment& a = segments[order[k - 1]];
     const Segment& b = segments[order[k]];
     if (std::int64_t(a.offset) + a.size > b.offset)
-      throw invalid_argument(scorekit::detail::concat(where, ": segments ", order[k - 1], " [", a.offset, ", ",
-                                            std::int64_t(a.offset) + a.size, ") and ", order[k], " [",
-                                            b.offset, ", ", std::int64_t(b.offset) + b.size, ") overlap"));
+      throw invalid_argument(scorekit::detail::concat(
+          where, ": segments ", order[k - 1], " [", a.offset, ", ", std::int64_t(a.offset) + a.size, ") and ",
+          order[k], " [", b.offset, ", ", std::int64_t(b.offset) + b.size, ") overlap"));
   }
 }
 

@@ -88,7 +88,8 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
   using Real = typename ScoreModel::value_type;
   constexpr int max_block = ScoreModel::max_block;
   const std::int64_t n_blocks = (run.n + block - 1) / block;
-  const int x_stride = int(x.stride(0)), w_stride = int(run.work.stride(0));
+  const int x_stride = int(x.stride(0)), w_stride = int(run.work.stride(0)),
+            v_stride = int(run.vectors.stride(0));
   Kokkos::parallel_for(
       "scorekit::annealed_langevin_blocks", Kokkos::RangePolicy<ExecSpace>(exec, 0, n_blocks),
       KOKKOS_LAMBDA(const std::int64_t blk) {
@@ -100,7 +101,7 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
         // One step of every particle of the block: Langevin (drift_only == 0) or the denoising step.
         auto advance = [&](Real sigma, Real half_alpha, Real noise, Real drift_only) {
           ++t;
-          model.score_block(nb, &x(i0, 0), x_stride, sigma, run.vector(i0, 0), w_stride, run.workspace(i0),
+          model.score_block(nb, &x(i0, 0), x_stride, sigma, run.vector(i0, 0), v_stride, run.workspace(i0),
                             w_stride);
           for (int b = 0; b < nb; ++b) {
             if (!alive[b]) continue;

@@ -85,31 +85,31 @@ class Recorder {
   TrajectoryView<Real, MemorySpace> m_traj;
 };
 
-/// Per-particle scratch: the model's workspace followed by `extra` vectors of length d.
+/// An n x width scratch view (width at least 1, so that every particle has a valid row address).
 template <class Real, class MemorySpace>
-Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> make_workspace(std::int64_t n, int model_ws,
-                                                                      int extra_vectors, int d,
-                                                                      const char* where) {
+Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> make_scratch(std::int64_t n, int width,
+                                                                    const char* where, const char* what) {
   return Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>(
-      Kokkos::view_alloc(std::string(where) + "::workspace", Kokkos::WithoutInitializing), n,
-      model_ws + extra_vectors * d);
+      Kokkos::view_alloc(std::string(where) + what, Kokkos::WithoutInitializing), n, width > 0 ? width : 1);
 }
 
-/// What a run holds on the device besides the particles: per-particle scratch (the model's workspace
-/// followed by `extra_vectors` vectors of length d), the trajectory recorder and the non-finite flag.
-/// Copied by value into the run's kernel.
+/// What a run holds on the device besides the particles: per-particle scratch (the model's workspace,
+/// and apart from it `extra_vectors` vectors of length d), the trajectory recorder and the non-finite
+/// flag. The model workspaces of consecutive particles are contiguous, so a block of particles hands
+/// the model one region (see score_block in core/traits.hpp). Copied by value into the run's kernel.
 template <class Real, class MemorySpace>
 struct RunState {
   std::int64_t n = 0;
   int d = 0;
   int model_ws = 0;
   Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> work;
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> vectors;
   Recorder<Real, MemorySpace> record;
   NonFiniteFlag<MemorySpace> bad;
 
-  /// Particle i's scratch: the model's workspace; sampler vectors start at vector(i, 0).
+  /// Particle i's model workspace, and its sampler vector k.
   KOKKOS_INLINE_FUNCTION Real* workspace(std::int64_t i) const { return &work(i, 0); }
-  KOKKOS_INLINE_FUNCTION Real* vector(std::int64_t i, int k) const { return &work(i, 0) + model_ws + k * d; }
+  KOKKOS_INLINE_FUNCTION Real* vector(std::int64_t i, int k) const { return &vectors(i, 0) + k * d; }
 
   /// Records particle i after step t and checks it: false (and the flag set) when x is not finite.
   KOKKOS_INLINE_FUNCTION bool after_step(std::int64_t i, std::int64_t t, const Real* x) const {
@@ -136,7 +136,8 @@ RunState<typename Model::value_type, typename View::memory_space> start_run(cons
   return RunState<Real, Mem>{n,
                              d,
                              model_ws,
-                             make_workspace<Real, Mem>(n, model_ws, extra_vectors, d, where),
+                             make_scratch<Real, Mem>(n, model_ws, where, "::workspace"),
+                             make_scratch<Real, Mem>(n, extra_vectors * d, where, "::vectors"),
                              Recorder<Real, Mem>(n_steps, record_every, n, d, where),
                              NonFiniteFlag<Mem>(n)};
 }
