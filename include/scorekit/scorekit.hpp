@@ -1,6 +1,7 @@
 // The umbrella header: all of scorekit. Each header also compiles on its own.
 #pragma once
 
+#include <scorekit/core/elementary.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/file.hpp>
 #include <scorekit/core/kokkos.hpp>

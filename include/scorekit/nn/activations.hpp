@@ -1,8 +1,10 @@
 // Elementwise activations: each is a tag type with its value and its first and second derivatives, which
 // forward mode (the Jacobian-vector product) and the parameter gradient of Jacobian terms need. In a
-// Sequential an activation takes the width of the layer before it (see nn/sequential.hpp).
+// Sequential an activation takes the width of the layer before it (see nn/sequential.hpp). They use the
+// branch-free functions of core/elementary.hpp, so that loops over a block vectorise.
 #pragma once
 
+#include <scorekit/core/elementary.hpp>
 #include <scorekit/core/kokkos.hpp>
 
 namespace scorekit {
@@ -13,13 +15,12 @@ struct Softplus {
   static constexpr const char* name = "Softplus";
   template <class Real>
   KOKKOS_INLINE_FUNCTION static Real value(Real x) {
-    // max(x, 0) + log1p(e^-|x|): no overflow, and accurate where softplus(x) ~ e^x.
-    return (x > Real(0) ? x : Real(0)) + math::log1p(math::exp(-math::fabs(x)));
+    return elementary::softplus(x);
   }
   template <class Real>
   KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
-    const Real e = math::exp(-math::fabs(x));  // in (0, 1]: never overflows
-    const Real s = Real(1) / (Real(1) + e);    // sigmoid(|x|)
+    const Real e = elementary::exp(-math::fabs(x));  // in (0, 1]: never overflows
+    const Real s = Real(1) / (Real(1) + e);          // sigmoid(|x|)
     d1 = x >= Real(0) ? s : e * s;
     d2 = e * s * s;  // sigmoid(x) sigmoid(-x), symmetric in x
   }
@@ -30,10 +31,7 @@ struct Tanh {
   static constexpr const char* name = "Tanh";
   template <class Real>
   KOKKOS_INLINE_FUNCTION static Real value(Real x) {
-    // tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)) with the sign of x: accurate near 0, no overflow.
-    const Real m = math::expm1(Real(-2) * math::fabs(x));
-    const Real t = -m / (Real(2) + m);
-    return x < Real(0) ? -t : t;
+    return elementary::tanh(x);
   }
   template <class Real>
   KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
@@ -48,9 +46,7 @@ struct Silu {
   static constexpr const char* name = "Silu";
   template <class Real>
   KOKKOS_INLINE_FUNCTION static Real sigmoid(Real x) {
-    const Real e = math::exp(-math::fabs(x));
-    const Real s = Real(1) / (Real(1) + e);
-    return x >= Real(0) ? s : e * s;
+    return elementary::sigmoid(x);
   }
   template <class Real>
   KOKKOS_INLINE_FUNCTION static Real value(Real x) {
@@ -72,11 +68,11 @@ struct Elu {
   static constexpr const char* name = "Elu";
   template <class Real>
   KOKKOS_INLINE_FUNCTION static Real value(Real x) {
-    return x > Real(0) ? x : math::expm1(x);
+    return x > Real(0) ? x : elementary::expm1(x);
   }
   template <class Real>
   KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
-    const Real e = math::exp(x > Real(0) ? Real(0) : x);
+    const Real e = elementary::exp(x > Real(0) ? Real(0) : x);
     d1 = e;
     d2 = x > Real(0) ? Real(0) : e;
   }

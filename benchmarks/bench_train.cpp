@@ -1,0 +1,103 @@
+// Training steps per second (float32, Kokkos::OpenMP with all threads), the same four workloads as
+// benchmarks/torch_train.py: the seed paper's toy nets on 10,000 points of the 0.2/0.8 mixture.
+//   ncsn_dsm_b128, ncsn_dsm_b1024  ConditionalDense(2,128,10) softplus ConditionalDense(128,128,10)
+//                                  softplus Dense(128,2); NCSN objective, 10 levels 1 -> 0.01, lambda =
+//                                  sigma^2; batch 128 and 1024
+//   ism_exact_b128                 Dense(2,128) softplus Dense(128,128) softplus Dense(128,2); ISM with the
+//                                  exact trace (2 tangents); batch 128
+//   ssm_b128                       the same net; sliced score matching, one Gaussian probe; batch 128
+// Each step is a whole Trainer step: minibatch, objective, backward, Adam, EMA. FLOP per step are
+// counted as torch_train.py does: a dense layer 2 in out per sample and column, backward twice forward,
+// so 3 f per sample for DSM, 3 (1 + d) f for ISM (d tangents), 3 * 2 f for SSM, f = forward FLOP.
+#include "benchmark_context.hpp"
+
+#include <scorekit/density/draw.hpp>
+#include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/nn/sequential.hpp>
+#include <scorekit/objective/denoising.hpp>
+#include <scorekit/objective/implicit.hpp>
+#include <scorekit/schedule/geometric.hpp>
+#include <scorekit/train/trainer.hpp>
+
+#include <benchmark/benchmark.h>
+#include <Kokkos_Core.hpp>
+
+#include <chrono>
+
+namespace {
+
+using Exec = Kokkos::DefaultHostExecutionSpace;
+using Mem = Exec::memory_space;
+using namespace scorekit;
+
+using Plain =
+    nn::Sequential<nn::Dense<2, 128>, nn::Softplus, nn::Dense<128, 128>, nn::Softplus, nn::Dense<128, 2>>;
+using Conditional = nn::Sequential<nn::ConditionalDense<2, 128, 10>, nn::Softplus,
+                                   nn::ConditionalDense<128, 128, 10>, nn::Softplus, nn::Dense<128, 2>>;
+constexpr double forward_flop = 2.0 * (2 * 128 + 128 * 128 + 128 * 2);
+
+Kokkos::View<const float**, Kokkos::LayoutRight, Mem> data() {
+  Kokkos::View<float**, Kokkos::LayoutRight, Mem> x;
+  {
+    Eigen::VectorXd weights(2), variances(2);
+    weights << 0.2, 0.8;
+    variances << 1, 1;
+    Eigen::MatrixXd means(2, 2);
+    means << 0, 0, 10, 10;
+    const auto mixture = GaussianMixture<float, Mem>::isotropic(weights, means, variances);
+    x = Kokkos::View<float**, Kokkos::LayoutRight, Mem>("data", 10000, 2);
+    draw_exact(Exec(), mixture, x, 1);
+  }
+  return x;
+}
+
+template <class Net, class Objective>
+void run(benchmark::State& state, Objective objective, int batch, double flop_per_sample) {
+  train::TrainSettings settings;
+  settings.batch_size = batch;
+  settings.seed = 1;
+  train::Trainer<Net, Objective, Exec, float> trainer(objective, settings, 1);
+  const auto x = data();
+  trainer.train(x, 20);  // warm-up
+  long steps = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto report = trainer.train(x, 50);
+    steps += report.steps;
+    seconds += report.seconds;
+    state.SetIterationTime(report.seconds);
+  }
+  const double rate = seconds > 0 ? double(steps) / seconds : 0.0;
+  state.counters["steps_per_s"] = benchmark::Counter(rate);
+  state.counters["GFLOP/s"] = benchmark::Counter(rate * flop_per_sample * batch * 1e-9);
+  state.counters["FLOP_per_step"] = benchmark::Counter(flop_per_sample * batch);
+  state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
+}
+
+void ncsn_dsm(benchmark::State& state) {
+  const int batch = int(state.range(0));
+  run<Conditional>(state, objective::DenoisingScoreMatching<float, Mem>(geometric_schedule(1.0, 0.01, 10)),
+                   batch, 3 * forward_flop);
+}
+void ism_exact(benchmark::State& state) {
+  run<Plain>(state, objective::implicit_score_matching(), int(state.range(0)), 3 * (1 + 2) * forward_flop);
+}
+void ssm(benchmark::State& state) {
+  run<Plain>(state, objective::sliced_score_matching(1), int(state.range(0)), 3 * 2 * forward_flop);
+}
+
+}  // namespace
+
+BENCHMARK(ncsn_dsm)->Name("ncsn_dsm_b128")->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(ncsn_dsm)->Name("ncsn_dsm_b1024")->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(ism_exact)->Name("ism_exact_b128")->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(ssm)->Name("ssm_b128")->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  Kokkos::ScopeGuard kokkos(argc, argv);
+  benchmark::Initialize(&argc, argv);
+  scorekit_bench::add_benchmark_context();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
