@@ -1,6 +1,7 @@
 // Small helpers shared by the tests: particle initialisation, host copies, standard errors.
 #pragma once
 
+#include <scorekit/core/file.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/core/views.hpp>
 
@@ -9,6 +10,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <vector>
 
 namespace scorekit_test {
 
@@ -44,5 +49,32 @@ bool bitwise_equal(const A& a, const B& b) {
 inline double covariance_standard_error(const Eigen::MatrixXd& cov, int i, int j, double n) {
   return std::sqrt((cov(i, i) * cov(j, j) + cov(i, j) * cov(i, j)) / (n - 1));
 }
+
+/// A fresh directory under the system temporary directory, removed with everything in it at the end.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag) {
+    static int counter = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("scorekit_test_" + tag + "_" + std::to_string(scorekit::detail::process_id()) + "_" +
+            std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  /// Names of everything in the directory (to find leftover temporary files).
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path))
+      out.push_back(e.path().filename().string());
+    return out;
+  }
+};
 
 }  // namespace scorekit_test

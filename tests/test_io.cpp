@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "backends.hpp"
+#include "support.hpp"
 
 #include <scorekit/io/plot.hpp>
 #include <scorekit/io/png.hpp>
@@ -28,29 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using scorekit::io::Image;
 
-/// A fresh directory under the system temporary directory, removed with everything in it at the end.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("scorekit_test_io_" + tag + "_" + std::to_string(scorekit::io::detail::process_id()) + "_" +
-            std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  /// Names of everything in the directory (to find leftover temporary files).
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    return out;
-  }
-};
+using scorekit_test::TempDir;
 
 std::vector<std::uint8_t> bytes_of(const std::string& s) {
   return std::vector<std::uint8_t>(s.begin(), s.end());

@@ -4,6 +4,7 @@
 // code and run once. Every tolerance is derived next to its check: floating-point ones from a running
 // first-order rounding-error bound, statistical ones from the estimator's standard error.
 #include "backends.hpp"
+#include "support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -41,28 +42,7 @@ using scorekit::nn::Init;
 using scorekit::nn::ParameterKind;
 using scorekit::nn::Segment;
 
-/// A fresh directory under the system temporary directory, removed with everything in it at the end.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("scorekit_test_nn_" + tag + "_" + std::to_string(scorekit::detail::process_id()) + "_" +
-            std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    return out;
-  }
-};
+using scorekit_test::TempDir;
 
 std::vector<std::uint8_t> slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -128,13 +128,13 @@ TEMPLATE_LIST_TEST_CASE("training is bitwise reproducible and resumes exactly fr
 
   T first(Objective(sigmas), settings, 3);
   first.train(data, 12);
-  const std::string path = "test_train_resume.ckpt";
+  const scorekit_test::TempDir dir("train_resume");
+  const std::string path = dir.file("resume.ckpt");
   first.save(path);
   T second(Objective(sigmas), settings, 99);  // different initial weights: all must come from the file
   second.load(path);
   CHECK(second.step() == 12);
   second.train(data, 8);
-  std::remove(path.c_str());
   CHECK(scorekit_test::bitwise_equal(second.parameters(), straight.parameters()));
   CHECK(scorekit_test::bitwise_equal(second.ema_parameters(), straight.ema_parameters()));
 }
@@ -186,7 +186,8 @@ TEST_CASE("the trainer refuses bad runs and foreign checkpoints", "[train]") {
     CHECK(t.step() == 0);
   }
   SECTION("a checkpoint of another network, objective or run") {
-    const std::string path = "test_train_foreign.ckpt";
+    const scorekit_test::TempDir dir("train_foreign");
+    const std::string path = dir.file("foreign.ckpt");
     T t(Objective(sigmas), settings);
     t.save(path);
     using Other = scorekit::train::Trainer<ToyNC, Objective, Exec, float>;
@@ -196,7 +197,6 @@ TEST_CASE("the trainer refuses bad runs and foreign checkpoints", "[train]") {
     other_settings.seed = 1;
     Other different_seed(Objective(sigmas), other_settings);
     CHECK_THROWS_WITH(different_seed.load(path), Catch::Contains("seed"));
-    std::remove(path.c_str());
   }
 }
 

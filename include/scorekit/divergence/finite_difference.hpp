@@ -20,45 +20,29 @@ namespace scorekit {
 
 /// Central finite-difference divergence with M directions drawn by Probe and step h.
 template <class Probe = RademacherProbe>
-class FiniteDifferenceDivergence {
+class FiniteDifferenceDivergence : public detail::RandomProbes<Probe, FiniteDifferenceDivergence<Probe>> {
   static_assert(is_probe_law_v<Probe>,
                 "scorekit::FiniteDifferenceDivergence<Probe>: Probe needs a member `template <class Real> "
                 "KOKKOS_INLINE_FUNCTION static void draw(CounterRng<Real>& rng, int dim, Real* v)`");
 
  public:
-  using probe_type = Probe;
   static constexpr bool uses_jvp = false;
+  using detail::RandomProbes<Probe, FiniteDifferenceDivergence<Probe>>::estimate;
+  using detail::RandomProbes<Probe, FiniteDifferenceDivergence<Probe>>::probe;
 
   /// M directions and step h; throws invalid_argument when M < 1 or h is not a finite number > 0.
-  FiniteDifferenceDivergence(int n_probes, double step) : m_probes(n_probes), m_step(step) {
-    const char* where = "scorekit::FiniteDifferenceDivergence";
-    if (n_probes < 1)
-      throw invalid_argument(
-          detail::concat(where, ": the number of probes must be at least 1, got ", n_probes));
-    require_positive(step, "the step h", where);
+  FiniteDifferenceDivergence(int n_probes, double step)
+      : detail::RandomProbes<Probe, FiniteDifferenceDivergence<Probe>>(
+            n_probes, "scorekit::FiniteDifferenceDivergence"),
+        m_step(step) {
+    require_positive(step, "the step h", "scorekit::FiniteDifferenceDivergence");
   }
 
-  /// M, whatever the dimension.
-  int n_probes(int dim) const { return ((void)dim, m_probes); }
-  int n_probes() const { return m_probes; }
   /// The step h.
   double step() const { return m_step; }
 
   /// v, x +- h v, s(x + h v) and s(x - h v): 4 dim values.
   int workspace_size(int dim) const { return 4 * dim; }
-
-  /// The next direction from rng (k is not used: see Hutchinson::probe).
-  template <class Real>
-  KOKKOS_INLINE_FUNCTION void probe(int k, int dim, CounterRng<Real>& rng, Real* v) const {
-    (void)k;
-    Probe::draw(rng, dim, v);
-  }
-
-  /// 1 / M.
-  template <class Real = double>
-  KOKKOS_INLINE_FUNCTION Real probe_weight(int dim) const {
-    return ((void)dim, Real(1) / Real(m_probes));
-  }
 
   /// (1/M) sum_k v_k^T (s(x + h v_k) - s(x - h v_k)) / (2h) at x (dim coordinates), directions drawn from
   /// rng. `work` holds workspace_size(dim) values followed by the model's own workspace when it declares
@@ -74,7 +58,7 @@ class FiniteDifferenceDivergence {
       Real* model_work = work + workspace_size(dim);
       const Real h = Real(m_step);
       Real sum = 0;
-      for (int k = 0; k < m_probes; ++k) {
+      for (int k = 0; k < this->m_probes; ++k) {
         probe(k, dim, rng, v);
         for (int j = 0; j < dim; ++j) y[j] = x[j] + h * v[j];
         score(model, static_cast<const Real*>(y), s_plus, model_work);
@@ -84,7 +68,7 @@ class FiniteDifferenceDivergence {
         for (int j = 0; j < dim; ++j) dot += v[j] * (s_plus[j] - s_minus[j]);
         sum += dot;
       }
-      return sum / (Real(2) * h * Real(m_probes));
+      return sum / (Real(2) * h * Real(this->m_probes));
     } else {
       return ((void)model, (void)dim, (void)x, (void)rng, (void)work, Real(0));
     }
@@ -92,17 +76,7 @@ class FiniteDifferenceDivergence {
 
   /// The same, with dim = model.dim() (a host call: on a GPU backend the model's dim() must then be
   /// KOKKOS_INLINE_FUNCTION; otherwise pass the dimension).
-  template <class Model, class Real>
-  KOKKOS_INLINE_FUNCTION Real estimate(const Model& model, const Real* x, CounterRng<Real>& rng,
-                                       Real* work) const {
-    if constexpr (detail::model_requirements<Model, Real>::value)
-      return estimate(model, model.dim(), x, rng, work);
-    else
-      return ((void)model, (void)x, (void)rng, (void)work, Real(0));
-  }
-
  private:
-  int m_probes;
   double m_step;
 };
 

@@ -19,42 +19,22 @@ namespace scorekit {
 /// Hutchinson's estimator with M probes drawn by the probe law Probe (GaussianProbe, RademacherProbe,
 /// or any type with the same static draw()).
 template <class Probe = RademacherProbe>
-class Hutchinson {
+class Hutchinson : public detail::RandomProbes<Probe, Hutchinson<Probe>> {
   static_assert(is_probe_law_v<Probe>,
                 "scorekit::Hutchinson<Probe>: Probe needs a member `template <class Real> "
                 "KOKKOS_INLINE_FUNCTION static void draw(CounterRng<Real>& rng, int dim, Real* v)`");
 
  public:
-  using probe_type = Probe;
   static constexpr bool uses_jvp = true;
+  using detail::RandomProbes<Probe, Hutchinson<Probe>>::estimate;
+  using detail::RandomProbes<Probe, Hutchinson<Probe>>::probe;
 
   /// M probes per estimate; throws invalid_argument when M < 1.
-  explicit Hutchinson(int n_probes = 1) : m_probes(n_probes) {
-    if (n_probes < 1)
-      throw invalid_argument(
-          detail::concat("scorekit::Hutchinson: the number of probes must be at least 1, got ", n_probes));
-  }
-
-  /// M, whatever the dimension.
-  int n_probes(int dim) const { return ((void)dim, m_probes); }
-  int n_probes() const { return m_probes; }
+  explicit Hutchinson(int n_probes = 1)
+      : detail::RandomProbes<Probe, Hutchinson<Probe>>(n_probes, "scorekit::Hutchinson") {}
 
   /// v, s(x) and J v: 3 dim values.
   int workspace_size(int dim) const { return 3 * dim; }
-
-  /// The next probe from rng (k is not used: the probes are drawn in order, so calling probe(0 .. M-1)
-  /// on a fresh generator gives exactly the vectors estimate() uses with that generator).
-  template <class Real>
-  KOKKOS_INLINE_FUNCTION void probe(int k, int dim, CounterRng<Real>& rng, Real* v) const {
-    (void)k;
-    Probe::draw(rng, dim, v);
-  }
-
-  /// 1 / M.
-  template <class Real = double>
-  KOKKOS_INLINE_FUNCTION Real probe_weight(int dim) const {
-    return ((void)dim, Real(1) / Real(m_probes));
-  }
 
   /// (1/M) sum_k v_k^T J v_k at x (dim coordinates), probes drawn from rng. `work` holds
   /// workspace_size(dim) values followed by the model's own workspace when it declares one.
@@ -73,32 +53,18 @@ class Hutchinson {
       Real* jv = work + 2 * dim;
       Real* model_work = work + workspace_size(dim);
       Real sum = 0;
-      for (int k = 0; k < m_probes; ++k) {
+      for (int k = 0; k < this->m_probes; ++k) {
         probe(k, dim, rng, v);
         jacobian_vector_product(model, x, static_cast<const Real*>(v), s, jv, model_work);
         Real vjv = 0;  // in index order (no SIMD reordering), so a point's estimate is the same in any caller
         for (int j = 0; j < dim; ++j) vjv += v[j] * jv[j];
         sum += vjv;
       }
-      return sum / Real(m_probes);
+      return sum / Real(this->m_probes);
     } else {
       return ((void)model, (void)dim, (void)x, (void)rng, (void)work, Real(0));
     }
   }
-
-  /// The same, with dim = model.dim() (a host call: on a GPU backend the model's dim() must then be
-  /// KOKKOS_INLINE_FUNCTION; otherwise pass the dimension).
-  template <class Model, class Real>
-  KOKKOS_INLINE_FUNCTION Real estimate(const Model& model, const Real* x, CounterRng<Real>& rng,
-                                       Real* work) const {
-    if constexpr (detail::model_requirements<Model, Real>::value)
-      return estimate(model, model.dim(), x, rng, work);
-    else
-      return ((void)model, (void)x, (void)rng, (void)work, Real(0));
-  }
-
- private:
-  int m_probes;
 };
 
 }  // namespace scorekit

@@ -14,6 +14,7 @@
 // that fills v[0..dim) from rng, consuming it in order (so a fresh generator replays the same probes).
 #pragma once
 
+#include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/random.hpp>
 
@@ -56,5 +57,51 @@ struct is_probe_law<
 /// True when P is a probe law (has `static void draw(CounterRng<Real>&, int dim, Real* v)`).
 template <class P>
 constexpr bool is_probe_law_v = detail::is_probe_law<P>::value;
+
+namespace detail {
+
+/// What the random-probe estimators (Hutchinson, FiniteDifferenceDivergence) share: M probes of law
+/// Probe, each weighted 1/M, and estimate(model, x, rng, work) with dim = model.dim(), forwarded to
+/// Derived's estimate(model, dim, x, rng, work).
+template <class Probe, class Derived>
+class RandomProbes {
+ public:
+  using probe_type = Probe;
+
+  /// M, whatever the dimension.
+  int n_probes(int dim) const { return ((void)dim, m_probes); }
+  int n_probes() const { return m_probes; }
+
+  /// The next probe from rng (k is not used: the probes are drawn in order, so calling probe(0 .. M-1)
+  /// on a fresh generator gives exactly the vectors estimate() uses with that generator).
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION void probe(int k, int dim, CounterRng<Real>& rng, Real* v) const {
+    (void)k;
+    Probe::draw(rng, dim, v);
+  }
+
+  /// 1 / M.
+  template <class Real = double>
+  KOKKOS_INLINE_FUNCTION Real probe_weight(int dim) const {
+    return ((void)dim, Real(1) / Real(m_probes));
+  }
+
+  /// estimate() with dim = model.dim() (a host call: on a GPU backend the model's dim() must then be
+  /// KOKKOS_INLINE_FUNCTION; otherwise pass the dimension).
+  template <class Model, class Real>
+  KOKKOS_INLINE_FUNCTION Real estimate(const Model& model, const Real* x, CounterRng<Real>& rng,
+                                       Real* work) const {
+    return static_cast<const Derived&>(*this).estimate(model, model.dim(), x, rng, work);
+  }
+
+ protected:
+  RandomProbes(int n_probes, const char* who) : m_probes(n_probes) {
+    if (n_probes < 1)
+      throw invalid_argument(concat(who, ": the number of probes must be at least 1, got ", n_probes));
+  }
+  int m_probes;
+};
+
+}  // namespace detail
 
 }  // namespace scorekit
