@@ -97,18 +97,38 @@ class Adam {
     const vector_type g = m_g;
     const chunks_type c = gradient_chunks;
 
-    // Sum in fixed order, scale, and find the lowest index of a non-finite entry (one pass).
-    std::int64_t first_bad = std::numeric_limits<std::int64_t>::max();
+    // Sum in fixed order and scale, in vectorised tiles of `tile` parameters; count the non-finite entries
+    // (x - x is 0 exactly when x is finite), and only when there are some, find the lowest.
+    constexpr int tile = 256;
+    const int n_tiles = (n + tile - 1) / tile;
+    const std::size_t ldc = c.stride(0);
+    const Real* c0 = c.data();
+    Real* gp = g.data();
+    int n_bad = 0;
     Kokkos::parallel_reduce(
-        "scorekit::nn::Adam::sum_gradient", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, n),
-        KOKKOS_LAMBDA(const int i, std::int64_t& bad) {
-          Real sum = c(0, i);
-          for (int k = 1; k < chunks; ++k) sum += c(k, i);
-          const Real gi = sum * scale;
-          g(i) = gi;
-          if (!math::isfinite(gi) && std::int64_t(i) < bad) bad = i;
+        "scorekit::nn::Adam::sum_gradient", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, n_tiles),
+        KOKKOS_LAMBDA(const int t, int& bad) {
+          const int i0 = t * tile, i1 = i0 + tile < n ? i0 + tile : n;
+          int local = 0;
+          SCOREKIT_SIMD_SUM(local)
+          for (int i = i0; i < i1; ++i) {
+            Real sum = c0[i];
+            for (int k = 1; k < chunks; ++k) sum += c0[k * ldc + i];
+            const Real gi = sum * scale;
+            gp[i] = gi;
+            local += (gi - gi == Real(0)) ? 0 : 1;
+          }
+          bad += local;
         },
-        Kokkos::Min<std::int64_t>(first_bad));
+        n_bad);
+    std::int64_t first_bad = std::numeric_limits<std::int64_t>::max();
+    if (n_bad > 0)
+      Kokkos::parallel_reduce(
+          "scorekit::nn::Adam::first_non_finite", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, n),
+          KOKKOS_LAMBDA(const int i, std::int64_t& bad) {
+            if (!math::isfinite(gp[i]) && std::int64_t(i) < bad) bad = i;
+          },
+          Kokkos::Min<std::int64_t>(first_bad));
     if (first_bad != std::numeric_limits<std::int64_t>::max()) {
       Real value = 0;
       Kokkos::deep_copy(value, Kokkos::subview(g, std::size_t(first_bad)));
@@ -127,16 +147,22 @@ class Adam {
     const Real step_size = Real(m_settings.learning_rate / correction1);
     const Real inv_sqrt_correction2 = Real(1 / std::sqrt(correction2));
     const Real eps = Real(m_settings.epsilon);
-    const vector_type m = m_m, v = m_v, p = params;
+    Real* mp = m_m.data();
+    Real* vp = m_v.data();
+    Real* pp = params.data();
     Kokkos::parallel_for(
-        "scorekit::nn::Adam::update", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, n),
-        KOKKOS_LAMBDA(const int i) {
-          const Real gi = g(i);
-          const Real mi = beta1 * m(i) + one_minus_beta1 * gi;
-          const Real vi = beta2 * v(i) + one_minus_beta2 * (gi * gi);
-          m(i) = mi;
-          v(i) = vi;
-          p(i) -= step_size * (mi / (math::sqrt(vi) * inv_sqrt_correction2 + eps));
+        "scorekit::nn::Adam::update", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, n_tiles),
+        KOKKOS_LAMBDA(const int t) {
+          const int i0 = t * tile, i1 = i0 + tile < n ? i0 + tile : n;
+          SCOREKIT_SIMD
+          for (int i = i0; i < i1; ++i) {
+            const Real gi = gp[i];
+            const Real mi = beta1 * mp[i] + one_minus_beta1 * gi;
+            const Real vi = beta2 * vp[i] + one_minus_beta2 * (gi * gi);
+            mp[i] = mi;
+            vp[i] = vi;
+            pp[i] -= step_size * (mi / (math::sqrt(vi) * inv_sqrt_correction2 + eps));
+          }
         });
     m_exec.fence();
     m_steps = t;
