@@ -4,12 +4,15 @@
 #   2. build the benchmarks (cmake --preset bench; -O3 -march=native on the benchmark targets only),
 #   3. fma_peak, bench_annealed_langevin (Kokkos::OpenMP, all threads), torch_annealed_langevin.py,
 #   4. a table: workload, scorekit and PyTorch particle-steps/s, their ratio, scorekit's GFLOP/s and its
-#      share of the machine's fp64 FMA peak (all threads, widest vectors).
+#      share of the machine's fp64 FMA peak (all threads, widest vectors),
+#   5. bench_train and torch_train.py (float32 training steps/s of the seed paper's toy nets) and their table
+#      against the fp32 FMA peak.
 # PyTorch's figure is the faster of eager and torch.compile, best of its timed runs (after a warm-up);
 # scorekit's is Google Benchmark's mean over its iterations: the comparison leans towards PyTorch.
 # Everything is left in build/bench/compare/ (raw JSON and text).
 #
-#   benchmarks/compare.sh [--particles-scale F] [--repeats R]   (F < 1 for a quick check)
+#   benchmarks/compare.sh [--particles-scale F] [--repeats R] [--only sampling|training]
+#   (F < 1 for a quick check)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,10 +20,12 @@ cd "$root"
 
 scale=1
 repeats=3
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --particles-scale) scale="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +50,7 @@ cat /proc/loadavg >"$out/loadavg_before.txt"
 echo "== fma_peak" >&2
 "$bin/fma_peak" | tee "$out/fma_peak.txt"
 
+if [ "$only" != "training" ]; then
 echo "== scorekit (Kokkos::OpenMP)" >&2
 "$bin/bench_annealed_langevin" --benchmark_filter='/OpenMP' --benchmark_min_time=2 \
   --particles-scale="$scale" \
@@ -54,9 +60,19 @@ echo "== PyTorch" >&2
 "$python" benchmarks/torch_annealed_langevin.py --particles-scale "$scale" --repeats "$repeats" \
   --json "$out/torch.json" 2>&1 | grep -v '^RESULT_JSON' | tee "$out/torch.txt"
 
+fi
+if [ "$only" != "sampling" ]; then
+echo "== scorekit training (Kokkos::OpenMP)" >&2
+"$bin/bench_train" --benchmark_min_time=2 --benchmark_repetitions="$repeats" \
+  --benchmark_out="$out/scorekit_train.json" --benchmark_out_format=json | tee "$out/scorekit_train.txt"
+
+echo "== PyTorch training" >&2
+"$python" benchmarks/torch_train.py --repeats "$repeats" --json "$out/torch_train.json" 2>&1 \
+  | grep -v '^RESULT_JSON' | tee "$out/torch_train.txt"
+fi
 cat /proc/loadavg >"$out/loadavg_after.txt"
 
-"$python" - "$out" <<'EOF'
+[ "$only" = "training" ] || "$python" - "$out" <<'EOF'
 import json, sys
 out = sys.argv[1]
 sk = json.load(open(f"{out}/scorekit.json"))
@@ -112,4 +128,43 @@ for w, b in rows.items():
 print()
 print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster). near_mode_0: fraction of particles")
 print("nearer (0,0) than (10,10), should be about 0.2.")
+EOF
+
+[ "$only" = "sampling" ] || "$python" - "$out" <<'EOF'
+import json, sys
+out = sys.argv[1]
+sk = json.load(open(f"{out}/scorekit_train.json"))
+pt = json.load(open(f"{out}/torch_train.json"))
+peak = {}
+for line in open(f"{out}/fma_peak.txt"):
+    f = line.split()
+    if len(f) == 4 and f[0] in ("fp64", "fp32"):
+        key = (f[0], int(f[2]))
+        peak[key] = max(peak.get(key, 0.0), float(f[3]))
+threads = max(t for p, t in peak if p == "fp32")
+fp32_peak = peak[("fp32", threads)]
+info = pt["info"]
+print()
+print(f"Training, float32: PyTorch {info['torch']}, {info['threads']} threads; fp32 FMA peak {fp32_peak:.1f} GFLOP/s "
+      f"on {threads} threads")
+hdr = f"{'workload':15s} | {'scorekit steps/s':>16s} | {'PyTorch steps/s':>15s} | {'PyTorch variant':>22s} | " \
+      f"{'ratio':>6s} | {'scorekit GFLOP/s':>16s} | {'% fp32 peak':>11s}"
+print(hdr)
+print("-" * len(hdr))
+runs = {}
+for b in sk["benchmarks"]:
+    if b.get("run_type", "iteration") != "iteration":
+        continue
+    runs.setdefault(b["name"].split("/")[0], []).append(b)
+for w, bs in runs.items():
+    best = max(bs, key=lambda b: b["steps_per_s"])  # best of the repetitions, as for PyTorch
+    p = pt["workloads"].get(w, {})
+    peer = p.get("peer_steps_per_s")
+    ratio = f"{best['steps_per_s'] / peer:6.2f}" if peer else "     -"
+    gf = best["GFLOP/s"]
+    print(f"{w:15s} | {best['steps_per_s']:16.1f} | {peer if peer else float('nan'):15.1f} | {p.get('peer', '-'):>22s} | "
+          f"{ratio} | {gf:16.2f} | {100 * gf / fp32_peak:10.1f}%")
+print()
+print("ratio = scorekit / PyTorch training steps/s, both the best of their timed runs (> 1: scorekit is faster);")
+print("GFLOP/s counts the dense layers only (see bench_train.cpp and torch_train.py).")
 EOF
