@@ -1,11 +1,15 @@
 // Elementwise activations: each is a tag type with its value and its first and second derivatives, which
-// forward mode (the Jacobian-vector product) and the parameter gradient of Jacobian terms need. In a
+// forward mode (the Jacobian-vector product) and the parameter gradient of Jacobian terms need, and
+// optionally evaluate(x, y, d1, d2) giving all three at the cost of one. In a
 // Sequential an activation takes the width of the layer before it (see nn/sequential.hpp). They use the
 // branch-free functions of core/elementary.hpp, so that loops over a block vectorise.
 #pragma once
 
 #include <scorekit/core/elementary.hpp>
 #include <scorekit/core/kokkos.hpp>
+
+#include <type_traits>
+#include <utility>
 
 namespace scorekit {
 namespace nn {
@@ -35,9 +39,14 @@ struct Tanh {
   }
   template <class Real>
   KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
-    const Real t = value(x);
-    d1 = Real(1) - t * t;
-    d2 = Real(-2) * t * d1;
+    Real t;
+    evaluate(x, t, d1, d2);
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static void evaluate(Real x, Real& y, Real& d1, Real& d2) {
+    y = value(x);
+    d1 = Real(1) - y * y;
+    d2 = Real(-2) * y * d1;
   }
 };
 
@@ -54,8 +63,14 @@ struct Silu {
   }
   template <class Real>
   KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
+    Real y;
+    evaluate(x, y, d1, d2);
+  }
+  template <class Real>
+  KOKKOS_INLINE_FUNCTION static void evaluate(Real x, Real& y, Real& d1, Real& d2) {
     const Real s = sigmoid(x);
     const Real q = s * (Real(1) - s);
+    y = x * s;
     d1 = s + x * q;
     d2 = q * (Real(2) + x * (Real(1) - Real(2) * s));
   }
@@ -77,6 +92,26 @@ struct Elu {
     d2 = x > Real(0) ? Real(0) : e;
   }
 };
+
+namespace detail {
+template <class F, class = void>
+struct has_evaluate : std::false_type {};
+template <class F>
+struct has_evaluate<F, std::void_t<decltype(F::evaluate(0.0, std::declval<double&>(), std::declval<double&>(),
+                                                        std::declval<double&>()))>> : std::true_type {};
+
+/// y = f(x), d1 = f'(x), d2 = f''(x): the activation's own evaluate() when it has one (sharing the
+/// transcendental functions), else value() and derivatives().
+template <class F, class Real>
+KOKKOS_INLINE_FUNCTION void evaluate_activation(Real x, Real& y, Real& d1, Real& d2) {
+  if constexpr (has_evaluate<F>::value) {
+    F::evaluate(x, y, d1, d2);
+  } else {
+    y = F::value(x);
+    F::derivatives(x, d1, d2);
+  }
+}
+}  // namespace detail
 
 }  // namespace nn
 }  // namespace scorekit

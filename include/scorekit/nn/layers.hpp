@@ -133,55 +133,57 @@ struct ConditionalDense {
   }
 };
 
-/// An activation applied elementwise to N values (Sequential binds N to the width before it).
+/// An activation applied elementwise to N values (Sequential binds N to the width before it). The
+/// forward pass keeps f'(x) and f''(x) of the primal columns in its two extra rows, so the backward pass
+/// evaluates no function again.
 template <class F, int N>
 struct Activation {
-  static constexpr int in = N, out = N, n_params = 0, extra = 0;
+  static constexpr int in = N, out = N, n_params = 0, extra = 2 * N;
 
   static std::string name() { return F::name; }
   static void append_segments(std::vector<Segment>&, int) {}
 
   template <int B, int K, class Real>
-  KOKKOS_INLINE_FUNCTION static void forward(const Real*, const int*, const Real* x, Real*, Real* y) {
+  KOKKOS_INLINE_FUNCTION static void forward(const Real*, const int*, const Real* x, Real* slopes, Real* y) {
     constexpr int W = B * (1 + K);
     for (int i = 0; i < N; ++i) {
       const Real* xi = x + i * W;
       Real* yi = y + i * W;
-      if constexpr (K == 0) {
-        SCOREKIT_SIMD
-        for (int b = 0; b < B; ++b) yi[b] = F::value(xi[b]);
-      } else {
-        SCOREKIT_SIMD
-        for (int b = 0; b < B; ++b) {
-          Real d1, d2;
-          F::derivatives(xi[b], d1, d2);
-          yi[b] = F::value(xi[b]);
-          for (int k = 1; k <= K; ++k) yi[k * B + b] = d1 * xi[k * B + b];  // f'(x) t
-        }
+      Real* d1i = slopes + i * W;
+      Real* d2i = slopes + (N + i) * W;
+      SCOREKIT_SIMD
+      for (int b = 0; b < B; ++b) {
+        Real v, d1, d2;
+        detail::evaluate_activation<F>(xi[b], v, d1, d2);
+        yi[b] = v;
+        d1i[b] = d1;
+        d2i[b] = d2;
+        for (int k = 1; k <= K; ++k) yi[k * B + b] = d1 * xi[k * B + b];  // f'(x) t
       }
     }
   }
 
   // Primal: dx = f'(x) dy + f''(x) sum_k t_k dt_k; tangent k: dt_k = f'(x) dt_k'.
   template <int B, int K, class Real>
-  KOKKOS_INLINE_FUNCTION static void backward(const Real*, const int*, const Real* x, const Real*, Real* dy,
-                                              Real*, Real* dx, Real*) {
+  KOKKOS_INLINE_FUNCTION static void backward(const Real*, const int*, const Real* x, const Real* slopes,
+                                              Real* dy, Real*, Real* dx, Real*) {
     if (!dx) return;
     constexpr int W = B * (1 + K);
     for (int i = 0; i < N; ++i) {
       const Real* xi = x + i * W;
       const Real* dyi = dy + i * W;
+      const Real* d1i = slopes + i * W;
+      const Real* d2i = slopes + (N + i) * W;
       Real* dxi = dx + i * W;
       SCOREKIT_SIMD
       for (int b = 0; b < B; ++b) {
-        Real d1, d2;
-        F::derivatives(xi[b], d1, d2);
+        const Real d1 = d1i[b];
         Real second = Real(0);
         for (int k = 1; k <= K; ++k) {
           second += xi[k * B + b] * dyi[k * B + b];
           dxi[k * B + b] = d1 * dyi[k * B + b];
         }
-        dxi[b] = d1 * dyi[b] + d2 * second;
+        dxi[b] = d1 * dyi[b] + d2i[b] * second;
       }
     }
   }
