@@ -109,12 +109,18 @@ class Adam {
         "scorekit::nn::Adam::sum_gradient", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, n_tiles),
         KOKKOS_LAMBDA(const int t, int& bad) {
           const int i0 = t * tile, i1 = i0 + tile < n ? i0 + tile : n;
+          // Row by row, so that each loop is a plain vector loop (same order of addition per entry).
+          SCOREKIT_SIMD
+          for (int i = i0; i < i1; ++i) gp[i] = c0[i];
+          for (int k = 1; k < chunks; ++k) {
+            const Real* ck = c0 + k * ldc;
+            SCOREKIT_SIMD
+            for (int i = i0; i < i1; ++i) gp[i] += ck[i];
+          }
           int local = 0;
           SCOREKIT_SIMD_SUM(local)
           for (int i = i0; i < i1; ++i) {
-            Real sum = c0[i];
-            for (int k = 1; k < chunks; ++k) sum += c0[k * ldc + i];
-            const Real gi = sum * scale;
+            const Real gi = gp[i] * scale;
             gp[i] = gi;
             local += (gi - gi == Real(0)) ? 0 : 1;
           }
