@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The tables benchmarks/compare.sh prints from its raw results: compare_tables.py sampling|training DIR."""
+import json
+import sys
+
+
+def read_peak(out):
+    """The FMA peaks fma_peak measured, {(precision, threads): GFLOP/s}, best over vector widths."""
+    peak = {}
+    for line in open(f"{out}/fma_peak.txt"):
+        f = line.split()
+        if len(f) == 4 and f[0] in ("fp64", "fp32"):
+            key = (f[0], int(f[2]))
+            peak[key] = max(peak.get(key, 0.0), float(f[3]))
+    return peak
+
+
+def sampling(out):
+    sk = json.load(open(f"{out}/scorekit.json"))
+    pt = json.load(open(f"{out}/torch.json"))
+    peak = read_peak(out)
+    threads = max(t for p, t in peak if p == "fp64")
+    fp64_peak = peak[("fp64", threads)]
+    ctx = sk["context"]
+    print()
+    print(f"scorekit {ctx.get('scorekit_git_hash')}, Kokkos {ctx.get('kokkos_version')} "
+          f"({ctx.get('kokkos_backends')}), {ctx.get('kokkos_openmp_threads')} OpenMP threads, {ctx.get('compiler')}, "
+          f"{ctx.get('benchmark_flags')}")
+    info = pt["info"]
+    print(f"PyTorch {info['torch']}, {info['threads']} threads, MKL {info['mkl']}; fp64 FMA peak "
+          f"{fp64_peak:.1f} GFLOP/s on {threads} threads")
+    loadavg = lambda f: " ".join(open(f"{out}/{f}").read().split()[:3])
+    print(f"load average (1, 5, 15 min) before: {loadavg('loadavg_before.txt')}, after: {loadavg('loadavg_after.txt')}"
+          " (above 0 means other work shared the machine)")
+    sk_ck = float(ctx.get("mixture_64d_parameter_checksum", "nan"))
+    pt_ck = pt["workloads"].get("mixture-64d", {}).get("parameter_checksum", float("nan"))
+    same = abs(sk_ck - pt_ck) <= 1e-9 * abs(sk_ck)
+    print(f"mixture-64d parameters: checksum scorekit {sk_ck:.12g}, PyTorch {pt_ck:.12g}: "
+          + ("the same" if same else "DIFFERENT: the workloads do not match"))
+    print()
+    hdr = f"{'workload':12s} | {'scorekit p-steps/s':>18s} | {'PyTorch p-steps/s':>17s} | {'PyTorch variant':>15s} | " \
+          f"{'ratio':>6s} | {'scorekit GFLOP/s':>16s} | {'% fp64 peak':>11s} | {'near_mode_0 sk / pt':>19s}"
+    print(hdr)
+    print("-" * len(hdr))
+    rows = {}
+    for b in sk["benchmarks"]:
+        name = b["name"].split("/")
+        if b.get("run_type", "iteration") != "iteration" or "OpenMP" not in name:
+            continue
+        rows[name[1]] = b
+    for w, b in rows.items():
+        p = pt["workloads"].get(w, {})
+        sps = b["particle_steps_per_s"]
+        peer = p.get("peer_particle_steps_per_s")
+        variant = p.get("peer", "-")
+        ratio = f"{sps / peer:6.2f}" if peer else "     -"
+        gf = b["GFLOP/s"]
+        mode = "-"
+        if "near_mode_0" in b:
+            pm = p.get(variant, {}).get("near_mode_0")
+            mode = f"{b['near_mode_0']:.3f} / " + (f"{pm:.3f}" if pm is not None else "-")
+        print(f"{w:12s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
+              f"{gf:16.2f} | {100 * gf / fp64_peak:10.1f}% | {mode:>19s}")
+    print()
+    print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster). near_mode_0: fraction of particles")
+    print("nearer (0,0) than (10,10), should be about 0.2.")
+
+
+def training(out):
+    sk = json.load(open(f"{out}/scorekit_train.json"))
+    pt = json.load(open(f"{out}/torch_train.json"))
+    peak = read_peak(out)
+    threads = max(t for p, t in peak if p == "fp32")
+    fp32_peak = peak[("fp32", threads)]
+    info = pt["info"]
+    print()
+    print(f"Training, float32: PyTorch {info['torch']}, {info['threads']} threads; fp32 FMA peak {fp32_peak:.1f} GFLOP/s "
+          f"on {threads} threads")
+    hdr = f"{'workload':15s} | {'scorekit steps/s':>16s} | {'PyTorch steps/s':>15s} | {'PyTorch variant':>22s} | " \
+          f"{'ratio':>6s} | {'scorekit GFLOP/s':>16s} | {'% fp32 peak':>11s}"
+    print(hdr)
+    print("-" * len(hdr))
+    runs = {}
+    for b in sk["benchmarks"]:
+        if b.get("run_type", "iteration") != "iteration":
+            continue
+        runs.setdefault(b["name"].split("/")[0], []).append(b)
+    for w, bs in runs.items():
+        best = max(bs, key=lambda b: b["steps_per_s"])  # best of the repetitions, as for PyTorch
+        p = pt["workloads"].get(w, {})
+        peer = p.get("peer_steps_per_s")
+        ratio = f"{best['steps_per_s'] / peer:6.2f}" if peer else "     -"
+        gf = best["GFLOP/s"]
+        print(f"{w:15s} | {best['steps_per_s']:16.1f} | {peer if peer else float('nan'):15.1f} | {p.get('peer', '-'):>22s} | "
+              f"{ratio} | {gf:16.2f} | {100 * gf / fp32_peak:10.1f}%")
+    print()
+    print("ratio = scorekit / PyTorch training steps/s, both the best of their timed runs (> 1: scorekit is faster);")
+    print("GFLOP/s counts the dense layers only (see bench_train.cpp and torch_train.py).")
+
+
+if __name__ == "__main__":
+    {"sampling": sampling, "training": training}[sys.argv[1]](sys.argv[2])
