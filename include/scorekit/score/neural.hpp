@@ -30,10 +30,8 @@ KOKKOS_INLINE_FUNCTION void network_block(const Real* params, const int* level, 
     for (int i = 0; i < Net::out; ++i) out[b * out_stride + i] = scale * y[i * B + b];
 }
 
-template <class Net>
-constexpr int sample_block() {
-  return 16;
-}
+/// Samples score_block() runs through the network at once (one 512-bit vector of float per row).
+constexpr int score_block_samples = 16;
 
 }  // namespace detail
 
@@ -56,10 +54,7 @@ class NeuralScore {
 
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out, Real* work) const {
     const int level[1] = {0};
-    for (int i = 0; i < Net::in; ++i) work[i] = x[i];
-    Net::template forward<1, 0>(m_params.data(), level, work);
-    const Real* y = Net::template output<1, 0>(work);
-    for (int i = 0; i < Net::out; ++i) out[i] = y[i];
+    detail::network_block<Net, Real, 1>(m_params.data(), level, 1, x, 0, Real(1), out, 0, work);
   }
 
   /// s = s(x) and jv = (ds/dx) v in one forward-mode pass.
@@ -91,7 +86,7 @@ class NetworkScoreBase {
  public:
   using value_type = Real;
   using network = Net;
-  static constexpr int max_block = detail::sample_block<Net>();
+  static constexpr int max_block = detail::score_block_samples;
 
   explicit NetworkScoreBase(Kokkos::View<const Real*, MemorySpace> params, const char* who)
       : m_params(params) {
