@@ -6,6 +6,8 @@
 
 #include <scorekit/density/draw.hpp>
 #include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/divergence/estimate_divergence.hpp>
+#include <scorekit/divergence/exact_trace.hpp>
 #include <scorekit/metrics/fisher_divergence.hpp>
 #include <scorekit/nn/sequential.hpp>
 #include <scorekit/objective/denoising.hpp>
@@ -230,4 +232,46 @@ TEST_CASE("the noise-conditional toy net reaches a small Fisher divergence at ev
                   << f.relative());
     CHECK(f.relative() < 0.2);
   }
+}
+
+TEMPLATE_LIST_TEST_CASE("NeuralScore's score and jvp are the network's, and divergence estimators run on it",
+                        "[train][score]", scorekit_test::Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  using Net = Sequential<Dense<2, 16>, Softplus, Dense<16, 2>>;
+  Kokkos::View<double*, Mem> params("params", Net::n_params);
+  const auto segments = Net::segments();
+  scorekit::nn::initialize(params, segments.data(), int(segments.size()), scorekit::nn::Init::glorot_normal,
+                           3);
+  const scorekit::NeuralScore<Net, double, Mem> model(params);
+  auto p = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params);
+  // Reference: the dual block of one sample with the two unit tangents gives s and the Jacobian.
+  const double x[2] = {0.4, -1.3};
+  std::vector<double> tape(Net::tape_size<1, 2>, 0.0);
+  const int level[1] = {0};
+  for (int i = 0; i < 2; ++i) {
+    tape[i * 3] = x[i];
+    tape[i * 3 + 1 + i] = 1;
+  }
+  Net::forward<1, 2>(p.data(), level, tape.data());
+  const double* y = Net::output<1, 2>(tape.data());
+  const double trace = y[0 * 3 + 1] + y[1 * 3 + 2];
+
+  std::vector<double> work(model.workspace_size()), s(2), s2(2), jv(2);
+  const double v[2] = {0.7, 0.2};
+  if (std::is_same<Mem, Kokkos::HostSpace>::value) {
+    model.score(x, s.data(), work.data());
+    model.jvp(x, v, s2.data(), jv.data(), work.data());
+    for (int i = 0; i < 2; ++i) {
+      CHECK(s[i] == y[i * 3]);
+      CHECK(s2[i] == y[i * 3]);
+      CHECK(jv[i] == Approx(v[0] * y[i * 3 + 1] + v[1] * y[i * 3 + 2]).epsilon(1e-14));
+    }
+  }
+  Kokkos::View<double**, Kokkos::LayoutRight, Mem> points("points", 3, 2);
+  Kokkos::View<double*, Mem> div("div", 3);
+  scorekit_test::fill_host(points, [&](std::size_t, std::size_t j) { return x[j]; });
+  scorekit::estimate_divergence(Exec(), scorekit::ExactTrace(), model, points, 1, div);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), div);
+  for (int i = 0; i < 3; ++i) CHECK(h(i) == Approx(trace).epsilon(1e-14));
 }
