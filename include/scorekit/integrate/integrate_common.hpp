@@ -1,0 +1,128 @@
+// The driver every fixed-grid integrator shares. A run integrates a DriftDiffusion system (sde/langevin.hpp:
+// a forward SDE such as Ornstein-Uhlenbeck, or a ReverseSDE / ProbabilityFlowODE from sde/reverse.hpp)
+// over a time grid t_0, t_1, ..., t_N, forwards (increasing) or backwards (decreasing: sampling), every
+// particle in one kernel doing all its steps. Step n (n = 1..N) goes from t_{n-1} to t_n and draws its
+// noise from CounterRng(seed, particle, n), so a run is bitwise the same for any thread count.
+//
+// An Integrator is a small value type with
+//   static constexpr int n_vectors;   // length-d scratch vectors it needs per particle
+//   template <class System> static void check(const System&);   // host: refuse systems it cannot step
+//   int evaluations(double t, double t_next) const;              // host: model calls one step makes
+//   template <class System, class Real>
+//   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise,
+//                                    Real* vectors, Real* work, CounterRng<Real>& rng) const;
+// `noise` is false only on the final step of a run with remove_last_noise set: the step then returns its
+// mean, as score_sde's samplers do (their noise_removal); `work` is the system's workspace.
+#pragma once
+
+#include <scorekit/core/random.hpp>
+#include <scorekit/sample/sampler_common.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace scorekit {
+
+/// A fixed-grid run: the times (t_0 first, monotone), the seed, and trajectory recording.
+struct IntegrateSettings {
+  std::vector<double> times;
+  std::uint64_t seed = 0;
+  int record_every = 0;  ///< record the state every k steps (0: none)
+  /// The last step adds no noise (score_sde's noise_removal, on by default there). Off here, so that a
+  /// run is the integrator's own discretisation unless asked.
+  bool remove_last_noise = false;
+};
+
+/// n_steps + 1 equally spaced times from t_start to t_end (either direction); score_sde's grid is
+/// uniform_times(1, 1e-3 or 1e-5, N).
+inline std::vector<double> uniform_times(double t_start, double t_end, int n_steps) {
+  const char* where = "uniform_times";
+  if (n_steps < 1) throw invalid_argument(detail::concat(where, ": n_steps must be >= 1, got ", n_steps));
+  if (!std::isfinite(t_start) || !std::isfinite(t_end) || t_start == t_end)
+    throw invalid_argument(
+        detail::concat(where, ": the ends must be finite and different, got ", t_start, " and ", t_end));
+  std::vector<double> t(std::size_t(n_steps) + 1);
+  for (int n = 0; n <= n_steps; ++n) t[std::size_t(n)] = t_start + (t_end - t_start) * n / n_steps;
+  t.back() = t_end;
+  return t;
+}
+
+namespace detail {
+
+/// Checks a time grid: at least two times, finite, strictly monotone, and inside [t_lo, t_hi].
+inline void check_time_grid(const std::vector<double>& t, double t_lo, double t_hi, const char* where) {
+  if (t.size() < 2)
+    throw invalid_argument(detail::concat(where, ": the time grid needs at least 2 times, got ", t.size()));
+  const bool down = t[1] < t[0];
+  for (std::size_t n = 0; n < t.size(); ++n) {
+    if (!std::isfinite(t[n]) || t[n] < t_lo || t[n] > t_hi)
+      throw invalid_argument(
+          detail::concat(where, ": time ", n, " (", t[n], ") lies outside [", t_lo, ", ", t_hi, "]"));
+    if (n > 0 && (down ? !(t[n] < t[n - 1]) : !(t[n] > t[n - 1])))
+      throw invalid_argument(detail::concat(where, ": the time grid must be strictly monotone, but times ",
+                                            n - 1, " and ", n, " are ", t[n - 1], " and ", t[n]));
+  }
+}
+
+template <class T, class = void>
+struct has_sde_member : std::false_type {};
+template <class T>
+struct has_sde_member<T, std::void_t<decltype(std::declval<const T&>().sde().t_max())>> : std::true_type {};
+
+/// The time range a system lives on: [0, T] for a system built from a noising SDE, else [0, inf).
+template <class System>
+double system_t_max(const System& system) {
+  if constexpr (has_sde_member<System>::value)
+    return double(system.sde().t_max());
+  else
+    return ((void)system, std::numeric_limits<double>::max());
+}
+
+}  // namespace detail
+
+/// Integrates `system` with `integrator` over settings.times for every particle of x (overwritten).
+template <class ExecSpace, class System, class Integrator, class View>
+SamplerResult<typename System::value_type, typename View::memory_space> integrate(
+    const ExecSpace& exec, const System& system, const Integrator& integrator, const View& x,
+    const IntegrateSettings& settings) {
+  using Real = typename System::value_type;
+  using Mem = typename View::memory_space;
+  const char* where = "scorekit::integrate";
+  Integrator::check(system);
+  detail::check_time_grid(settings.times, 0.0, detail::system_t_max(system), where);
+  const int n_steps = int(settings.times.size()) - 1;
+  const auto run = detail::start_run(system, x, n_steps, settings.record_every, Integrator::n_vectors, where);
+
+  Kokkos::View<Real*, Mem> times("scorekit::integrate::times", settings.times.size());
+  auto h_times = Kokkos::create_mirror_view(times);
+  std::int64_t evaluations = 0;
+  for (std::size_t n = 0; n < settings.times.size(); ++n) {
+    h_times(n) = Real(settings.times[n]);
+    if (n > 0) evaluations += integrator.evaluations(settings.times[n - 1], settings.times[n]);
+  }
+  Kokkos::deep_copy(times, h_times);
+
+  ScopedRegion region(where);
+  Kokkos::Timer timer;
+  const std::uint64_t seed = settings.seed;
+  const bool remove_last_noise = settings.remove_last_noise;
+  Kokkos::parallel_for(
+      "scorekit::integrate", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
+      KOKKOS_LAMBDA(const std::int64_t i) {
+        Real* xi = &x(i, 0);
+        Real* v = run.vector(i, 0);
+        Real* w = run.workspace(i);
+        if (!run.after_step(i, 0, xi)) return;
+        for (int n = 1; n <= n_steps; ++n) {
+          CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(n));
+          integrator.step(system, xi, times(n - 1), times(n), !(remove_last_noise && n == n_steps), v, w,
+                          rng);
+          if (!run.after_step(i, n, xi)) return;
+        }
+      });
+  return detail::finish_run(exec, run, x, timer, where, n_steps, evaluations);
+}
+
+}  // namespace scorekit

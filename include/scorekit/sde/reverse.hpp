@@ -1,0 +1,84 @@
+// The reverse-time SDE and the probability-flow ODE of a noising SDE with a score model (Song et al.
+// 2021, eqs. 6 and 13):
+//   reverse SDE:       dx = [f(t) x - g(t)^2 grad log p_t(x)] dt + g(t) dW-bar   (t running from T to 0)
+//   probability flow:  dx = [f(t) x - g(t)^2 grad log p_t(x) / 2] dt
+// Both are DriftDiffusion systems (see sde/langevin.hpp) written in forward time: an integrator runs them
+// backwards by stepping from t to t' < t. The score comes from any noise-conditional model through
+// score_at_time (sde/sde_common.hpp), so a guided or conditioned model (guidance/) plugs in unchanged.
+#pragma once
+
+#include <scorekit/sde/sde_common.hpp>
+
+namespace scorekit {
+namespace detail {
+
+/// What ReverseSDE and ProbabilityFlowODE share: the SDE, the model and the drift with a factor on g^2 s.
+template <class SDE, class Model>
+class ScoreDrivenDrift {
+ public:
+  using value_type = typename Model::value_type;
+  using sde_type = SDE;
+  using model_type = Model;
+
+  ScoreDrivenDrift(const SDE& sde, const Model& model, value_type score_factor)
+      : m_sde(sde), m_model(model), m_dim(model.dim()), m_factor(score_factor) {
+    assert_noising_sde<SDE>();
+    assert_noise_conditional_score<Model>();
+    static_assert(std::is_same<typename SDE::value_type, value_type>::value,
+                  "scorekit: the SDE and the score model must have the same value_type");
+  }
+
+  int dim() const { return m_dim; }
+  int workspace_size() const { return time_score_workspace_size(m_model); }
+  const SDE& sde() const { return m_sde; }
+  const Model& model() const { return m_model; }
+
+  /// f(t) x - factor g(t)^2 grad log p_t(x).
+  KOKKOS_INLINE_FUNCTION void drift(const value_type* x, value_type t, value_type* out,
+                                    value_type* work) const {
+    score_at_time(m_sde, m_model, m_dim, x, t, out, work);
+    const value_type f = m_sde.drift_coefficient(t), g = m_sde.diffusion(t);
+    const value_type c = -m_factor * g * g;
+    for (int j = 0; j < m_dim; ++j) out[j] = f * x[j] + c * out[j];
+  }
+
+ protected:
+  SDE m_sde;
+  Model m_model;
+  int m_dim;
+  value_type m_factor;
+};
+
+}  // namespace detail
+
+/// The reverse-time SDE: drift f x - g^2 s, diffusion g.
+template <class SDE, class Model>
+class ReverseSDE : public detail::ScoreDrivenDrift<SDE, Model> {
+ public:
+  using value_type = typename Model::value_type;
+  ReverseSDE(const SDE& sde, const Model& model) : detail::ScoreDrivenDrift<SDE, Model>(sde, model, 1) {}
+  KOKKOS_INLINE_FUNCTION value_type diffusion(value_type t) const { return this->m_sde.diffusion(t); }
+};
+
+/// The probability-flow ODE: drift f x - g^2 s / 2, no noise. Its solution has the marginals p_t of the
+/// SDE, so integrating it from the prior gives samples and, with the divergence of the drift, exact
+/// likelihoods (likelihood/).
+template <class SDE, class Model>
+class ProbabilityFlowODE : public detail::ScoreDrivenDrift<SDE, Model> {
+ public:
+  using value_type = typename Model::value_type;
+  ProbabilityFlowODE(const SDE& sde, const Model& model)
+      : detail::ScoreDrivenDrift<SDE, Model>(sde, model, value_type(0.5)) {}
+  KOKKOS_INLINE_FUNCTION value_type diffusion(value_type) const { return value_type(0); }
+};
+
+template <class SDE, class Model>
+ReverseSDE<SDE, Model> reverse_sde(const SDE& sde, const Model& model) {
+  return ReverseSDE<SDE, Model>(sde, model);
+}
+template <class SDE, class Model>
+ProbabilityFlowODE<SDE, Model> probability_flow(const SDE& sde, const Model& model) {
+  return ProbabilityFlowODE<SDE, Model>(sde, model);
+}
+
+}  // namespace scorekit
