@@ -6,7 +6,8 @@
 //
 // An Integrator is a small value type with
 //   static constexpr int n_vectors;   // length-d scratch vectors it needs per particle
-//   template <class System> static void check(const System&);   // host: refuse systems it cannot step
+//   template <class System> void check(const System&) const;    // host: refuse systems it cannot step
+//                                                                // (static_assert) and bad settings
 //   int evaluations(double t, double t_next) const;              // host: model calls one step makes
 //   template <class System, class Real>
 //   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise,
@@ -90,7 +91,7 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
   using Real = typename System::value_type;
   using Mem = typename View::memory_space;
   const char* where = "scorekit::integrate";
-  Integrator::check(system);
+  integrator.check(system);
   detail::check_time_grid(settings.times, 0.0, detail::system_t_max(system), where);
   const int n_steps = int(settings.times.size()) - 1;
   const auto run = detail::start_run(system, x, n_steps, settings.record_every, Integrator::n_vectors, where);

@@ -52,7 +52,7 @@ class OrnsteinUhlenbeckSDE {
     detail::require_finite(sigma, "sigma", where);
   }
 
-  int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   Real theta() const { return m_theta; }
   Real sigma() const { return m_sigma; }
 

@@ -28,10 +28,10 @@ class ScoreDrivenDrift {
                   "scorekit: the SDE and the score model must have the same value_type");
   }
 
-  int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   int workspace_size() const { return time_score_workspace_size(m_model); }
-  const SDE& sde() const { return m_sde; }
-  const Model& model() const { return m_model; }
+  KOKKOS_INLINE_FUNCTION const SDE& sde() const { return m_sde; }
+  KOKKOS_INLINE_FUNCTION const Model& model() const { return m_model; }
 
   /// f(t) x - factor g(t)^2 grad log p_t(x).
   KOKKOS_INLINE_FUNCTION void drift(const value_type* x, value_type t, value_type* out,

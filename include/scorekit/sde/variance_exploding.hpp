@@ -30,10 +30,12 @@ class VarianceExplodingSDE {
     m_g_factor = Real(std::sqrt(2 * std::log(double(sigma_max) / double(sigma_min))));
   }
 
-  Real sigma_min() const { return m_min; }
-  Real sigma_max() const { return m_max; }
-  Real t_max() const { return Real(1); }
-  Real prior_std() const { return Real(std::sqrt(double(m_max) * m_max - double(m_min) * m_min)); }
+  KOKKOS_INLINE_FUNCTION Real sigma_min() const { return m_min; }
+  KOKKOS_INLINE_FUNCTION Real sigma_max() const { return m_max; }
+  KOKKOS_INLINE_FUNCTION Real t_max() const { return Real(1); }
+  KOKKOS_INLINE_FUNCTION Real prior_std() const {
+    return Real(std::sqrt(double(m_max) * m_max - double(m_min) * m_min));
+  }
 
   /// sigma(t) = sigma_min (sigma_max / sigma_min)^t.
   KOKKOS_INLINE_FUNCTION Real sigma(Real t) const { return m_min * math::exp(m_log_ratio * t); }

@@ -62,8 +62,8 @@ class VariancePreservingSDE {
   }
 
   const Beta& schedule() const { return m_beta; }
-  Real t_max() const { return m_t_max; }
-  Real prior_std() const { return Real(1); }
+  KOKKOS_INLINE_FUNCTION Real t_max() const { return m_t_max; }
+  KOKKOS_INLINE_FUNCTION Real prior_std() const { return Real(1); }
 
   KOKKOS_INLINE_FUNCTION Real beta(Real t) const { return m_beta.beta(t); }
   KOKKOS_INLINE_FUNCTION Real drift_coefficient(Real t) const { return Real(-0.5) * m_beta.beta(t); }
@@ -91,8 +91,8 @@ class SubVariancePreservingSDE {
   }
 
   const Beta& schedule() const { return m_beta; }
-  Real t_max() const { return m_t_max; }
-  Real prior_std() const { return Real(1); }
+  KOKKOS_INLINE_FUNCTION Real t_max() const { return m_t_max; }
+  KOKKOS_INLINE_FUNCTION Real prior_std() const { return Real(1); }
 
   KOKKOS_INLINE_FUNCTION Real beta(Real t) const { return m_beta.beta(t); }
   KOKKOS_INLINE_FUNCTION Real drift_coefficient(Real t) const { return Real(-0.5) * m_beta.beta(t); }
