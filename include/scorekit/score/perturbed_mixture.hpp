@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <vector>
 
 namespace scorekit {
@@ -24,7 +25,16 @@ class PerturbedMixtureScore {
   using memory_space = MemorySpace;
 
   PerturbedMixtureScore(const GaussianMixture<Real, MemorySpace>& mixture, std::vector<Real> sigmas = {})
-      : m_mixture(mixture), m_table(mixture), m_a(mixture.scale()), m_s2(mixture.noise() * mixture.noise()) {
+      : m_mixture(mixture),
+        m_table(mixture),
+        m_a(mixture.scale()),
+        m_s2(mixture.noise() * mixture.noise()),
+        m_dim(mixture.dim()),
+        m_n_components(mixture.n_components()),
+        m_full(mixture.covariance_kind() == CovarianceKind::full),
+        m_means(mixture.means()),
+        m_lambda(mixture.eigenvalues()),
+        m_log_weights(mixture.log_weights()) {
     for (Real s : sigmas) require_positive(s, "each tabulated noise level", "PerturbedMixtureScore");
     std::sort(sigmas.begin(), sigmas.end());
     sigmas.erase(std::unique(sigmas.begin(), sigmas.end()), sigmas.end());
@@ -71,6 +81,79 @@ class PerturbedMixtureScore {
                                                    nullptr, work, nullptr);
   }
 
+  /// The Laplacian of log p_sigma at x: the exact divergence of score(x, sigma), what ExactTrace uses
+  /// (through likelihood/flow_divergence.hpp) instead of d Jacobian-vector products. Any covariance kind.
+  KOKKOS_INLINE_FUNCTION Real divergence(const Real* x, Real sigma, Real* work) const {
+    const int level = level_of(sigma);
+    Real lap = 0;
+    Real* grad = work + (m_full ? 2 * m_dim : 0);  // as GaussianMixture::laplacian: after its 2 d of scratch
+    m_table.template evaluate<true, true>(x, m_a, level >= 0 ? Real(0) : total_noise(sigma), level, grad,
+                                          work, &lap);
+    return lap;
+  }
+
+  /// s = grad log p_sigma(x) and jv = (d s / dx) v = H v, H the Hessian of log p_sigma: one exact
+  /// forward-mode product, what Hutchinson's estimator needs. With r_k the posterior weights of the
+  /// components at x, g_k = -P_k (x - a mu_k) their scores and P_k their precisions,
+  ///   s = sum_k r_k g_k,   H v = sum_k r_k (g_k (g_k . v) - P_k v) - s (s . v),
+  /// accumulated in one streaming log-sum-exp pass (the components' constants on the fly). Isotropic and
+  /// diagonal covariances only: for full covariances the mixture does not expose its eigenvectors, and jv
+  /// is set to NaN (s is still the score), so a likelihood run stops with a non-finite error.
+  KOKKOS_INLINE_FUNCTION void jvp(const Real* x, Real sigma, const Real* v, Real* s, Real* jv,
+                                  Real* work) const {
+    const int d = m_dim;
+    if (m_full) {
+      score(x, sigma, s, work);
+      for (int j = 0; j < d; ++j) jv[j] = m_nan;
+      return;
+    }
+    const Real a = m_a, noise2 = m_s2 + sigma * sigma;
+    Real run_max = 0, run_sum = 0;
+    for (int j = 0; j < d; ++j) s[j] = jv[j] = Real(0);
+    for (int k = 0; k < m_n_components; ++k) {
+      Real quad = 0, logdet = 0, gv = 0;
+      for (int j = 0; j < d; ++j) {
+        const Real var = a * a * m_lambda(k, j) + noise2;
+        const Real diff = x[j] - a * m_means(k, j);
+        quad += diff * diff / var;
+        gv -= diff * v[j] / var;
+        logdet += math::log(var);
+      }
+      // log w_k + log N(x; a mu_k, C_k) up to the constant -d/2 log(2 pi), which cancels in r_k.
+      const Real lk = m_log_weights(k) - Real(0.5) * (logdet + quad);
+      Real w = 1;
+      if (k == 0) {
+        run_max = lk;
+        run_sum = 1;
+      } else if (lk > run_max) {
+        const Real rescale = math::exp(run_max - lk);
+        run_sum = run_sum * rescale + Real(1);
+        for (int j = 0; j < d; ++j) {
+          s[j] *= rescale;
+          jv[j] *= rescale;
+        }
+        run_max = lk;
+      } else {
+        w = math::exp(lk - run_max);
+        run_sum += w;
+      }
+      for (int j = 0; j < d; ++j) {
+        const Real iv = Real(1) / (a * a * m_lambda(k, j) + noise2);
+        const Real g = -(x[j] - a * m_means(k, j)) * iv;
+        s[j] += w * g;
+        jv[j] += w * (g * gv - iv * v[j]);
+      }
+    }
+    const Real inv_sum = Real(1) / run_sum;
+    Real sv = 0;
+    for (int j = 0; j < d; ++j) {
+      s[j] *= inv_sum;
+      sv += s[j] * v[j];
+    }
+    for (int j = 0; j < d; ++j) jv[j] = jv[j] * inv_sum - s[j] * sv;
+    (void)work;
+  }
+
   /// The tabulated level holding exactly sigma, or -1 (binary search over the sorted levels).
   KOKKOS_INLINE_FUNCTION int level_of(Real sigma) const {
     int lo = 0, hi = m_n_levels;
@@ -94,6 +177,14 @@ class PerturbedMixtureScore {
   Real m_s2 = 0;                                 // and its noise s, squared
   Kokkos::View<Real*, MemorySpace> m_sigmas;
   int m_n_levels = 0;
+  // For divergence() and jvp(), readable inside kernels.
+  int m_dim = 0;
+  int m_n_components = 0;
+  bool m_full = false;
+  Real m_nan = std::numeric_limits<Real>::quiet_NaN();
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_means;   // K x d
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_lambda;  // K x d, the base eigenvalues
+  Kokkos::View<Real*, MemorySpace> m_log_weights;                   // normalised
 };
 
 }  // namespace scorekit
