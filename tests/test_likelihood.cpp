@@ -1,7 +1,8 @@
 // Likelihoods through the probability-flow ODE (likelihood/log_likelihood.hpp): against the exact
 // log-density of perturbed Gaussian mixtures, Hutchinson's estimate unbiased around the exact trace with
 // its probe fixed over the solve, the SDE prior's mismatch bounded analytically; the exact noise-conditional
-// divergence and JVP of PerturbedMixtureScore; bits per dimension and dequantization; bad input.
+// divergence and JVP of PerturbedMixtureScore (every covariance kind); bits per dimension and dequantization;
+// bad input.
 #include <scorekit/density/draw.hpp>
 #include <scorekit/density/gaussian_mixture.hpp>
 #include <scorekit/divergence/finite_difference.hpp>
@@ -53,6 +54,17 @@ scorekit::GaussianMixture<double, Mem> mixture_5d() {
   return scorekit::GaussianMixture<double, Mem>::diagonal(weights_5d, means_5d(), variances_5d());
 }
 
+/// A 3-D mixture of two components with full (correlated) covariances.
+template <class Mem>
+scorekit::GaussianMixture<double, Mem> mixture_full_3d() {
+  Eigen::Matrix3d c0, c1;
+  c0 << 1.0, 0.6, 0.2, 0.6, 0.8, -0.3, 0.2, -0.3, 0.7;
+  c1 << 0.5, -0.2, 0.1, -0.2, 1.5, 0.4, 0.1, 0.4, 0.9;
+  Eigen::MatrixXd mu(2, 3);
+  mu << -1, 0, 0.5, 2, 1, -1;
+  return scorekit::GaussianMixture<double, Mem>::full(Eigen::Vector2d(0.4, 0.6), mu, {c0, c1});
+}
+
 /// A model that offers only the score and the JVP of an inner model (its analytic divergence hidden), so
 /// that ExactTrace takes d forward-mode products.
 template <class Model>
@@ -68,6 +80,26 @@ struct JvpOnly {
   KOKKOS_INLINE_FUNCTION void jvp(const value_type* x, value_type sigma, const value_type* v, value_type* s,
                                   value_type* jv, value_type* work) const {
     inner.jvp(x, sigma, v, s, jv, work);
+  }
+};
+
+/// An inner model's score with a JVP that is NaN in its first component: a broken model for the
+/// non-finite check of log_likelihood.
+template <class Model>
+struct NanJvp {
+  using value_type = typename Model::value_type;
+  Model inner;
+  value_type nan = std::numeric_limits<value_type>::quiet_NaN();
+  int dim() const { return inner.dim(); }
+  int workspace_size() const { return inner.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
+                                    value_type* work) const {
+    inner.score(x, sigma, out, work);
+  }
+  KOKKOS_INLINE_FUNCTION void jvp(const value_type* x, value_type sigma, const value_type* v, value_type* s,
+                                  value_type* jv, value_type* work) const {
+    inner.jvp(x, sigma, v, s, jv, work);
+    jv[0] = nan;
   }
 };
 
@@ -117,7 +149,9 @@ TEMPLATE_LIST_TEST_CASE("PerturbedMixtureScore: exact divergence and JVP against
                         "[likelihood][perturbed_mixture]", Backends) {
   // Central differences of the score, D(h) v = (s(x + h v) - s(x - h v)) / (2 h), have error c h^2 + O(h^4):
   // Richardson's estimate of the error of D(h) is (4/3) |D(h) - D(h/2)|; the check allows twice that
-  // plus 1e-9 for rounding (eps / h with h = 1e-3, on values of order 1).
+  // plus 1e-9 for rounding (eps / h with h = 1e-3, on values of order 1). The trace of the d JVPs along the
+  // unit vectors equals the analytic divergence up to rounding alone (both are exact formulas, O(K d^2)
+  // flops on values of order 1: errors ~ K d^2 eps ~ 1e-14), checked to 1e-12 (1 + |div|).
   using Exec = TestType;
   using Mem = typename Exec::memory_space;
   (void)Exec();
@@ -157,6 +191,15 @@ TEMPLATE_LIST_TEST_CASE("PerturbedMixtureScore: exact divergence and JVP against
       INFO("component " << j << ": jvp " << jv[std::size_t(j)] << ", FD " << a << " / " << b);
       CHECK(std::abs(jv[std::size_t(j)] - a) <= 2 * (4.0 / 3) * std::abs(a - b) + 1e-9);
     }
+    double tr_jvp = 0;
+    for (int i = 0; i < d; ++i) {
+      std::vector<double> e(nd, 0.0);
+      e[std::size_t(i)] = 1;
+      model.jvp(x.data(), sigma, e.data(), s.data(), jv.data(), work.data());
+      tr_jvp += jv[std::size_t(i)];
+    }
+    INFO("trace of the JVPs " << tr_jvp << ", divergence " << div);
+    CHECK(std::abs(tr_jvp - div) <= 1e-12 * (1 + std::abs(div)));
   };
   SECTION("isotropic 2-D, tabulated and untabulated sigma, between the modes and on one") {
     scorekit::PerturbedMixtureScore<double, Mem> model(mixture_2d<double, Mem>(), {0.5, 2.0});
@@ -169,7 +212,7 @@ TEMPLATE_LIST_TEST_CASE("PerturbedMixtureScore: exact divergence and JVP against
     scorekit::PerturbedMixtureScore<double, Mem> model(base);
     for (double sigma : {0.1, 1.5}) check(model, {0.5, -1.0, 0.2, 1.1, -0.3}, sigma, true);
   }
-  SECTION("full covariances: the divergence; jvp gives NaN (documented)") {
+  SECTION("full covariances 2-D, tabulated (precision table) and untabulated sigma") {
     Eigen::Matrix2d c0, c1;
     c0 << 1.0, 0.6, 0.6, 0.8;
     c1 << 0.5, -0.2, -0.2, 1.5;
@@ -177,10 +220,15 @@ TEMPLATE_LIST_TEST_CASE("PerturbedMixtureScore: exact divergence and JVP against
     mu << -1, 0, 2, 1;
     auto mix = scorekit::GaussianMixture<double, Mem>::full(Eigen::Vector2d(0.4, 0.6), mu, {c0, c1});
     scorekit::PerturbedMixtureScore<double, Mem> model(mix, {0.3});
-    for (double sigma : {0.3, 1.0}) check(model, {0.4, 0.2}, sigma, false);
-    std::vector<double> work(std::size_t(model.workspace_size())), x{0.4, 0.2}, v{1, 0}, s(2), jv(2);
-    model.jvp(x.data(), 0.3, v.data(), s.data(), jv.data(), work.data());
-    CHECK(std::isnan(jv[0]));
+    for (double sigma : {0.3, 1.0})
+      for (const auto& x : {std::vector<double>{0.4, 0.2}, std::vector<double>{2.0, 1.2}})
+        check(model, x, sigma, true);
+  }
+  SECTION("full covariances 3-D, a perturbed (a X + s Z) base, tabulated and untabulated sigma") {
+    scorekit::PerturbedMixtureScore<double, Mem> model(mixture_full_3d<Mem>().perturbed(0.8, 0.3), {0.2});
+    for (double sigma : {0.2, 0.7})
+      for (const auto& x : {std::vector<double>{0.5, 0.3, -0.2}, std::vector<double>{-0.9, 0.1, 0.6}})
+        check(model, x, sigma, true);
   }
 }
 
@@ -235,19 +283,27 @@ TEMPLATE_LIST_TEST_CASE("The ODE log-likelihood with the exact trace matches the
   check(ve, mixture_5d<Mem>(), "VE 5-D", 4);
   check(vp, mixture_5d<Mem>(), "VP 5-D", 5);
 
-  SECTION("ExactTrace through d JVPs agrees with the analytic divergence") {
-    scorekit::PerturbedMixtureScore<double, Mem> score(mixture_5d<Mem>());
-    JvpOnly<scorekit::PerturbedMixtureScore<double, Mem>> jvp_only{score};
-    auto x = scorekit::make_particles<double>(Exec(), 20, 5);
-    scorekit::draw_exact(Exec(), mixture_5d<Mem>(), x, 9);
-    scorekit::LikelihoodSettings<> s;
-    s.ode.rtol = s.ode.atol = 1e-7;
-    const auto a = scorekit::log_likelihood(Exec(), vp, score, x, s);
-    const auto b = scorekit::log_likelihood(Exec(), vp, jvp_only, x, s);
-    const auto la = scorekit::to_host(a.log_p), lb = scorekit::to_host(b.log_p);
-    const auto hx = scorekit::to_host(x);
-    const auto allowances = ode_allowance(a, hx, 1e-7);
-    for (int i = 0; i < 20; ++i) CHECK(std::abs(la(i) - lb(i)) <= 2 * allowances[std::size_t(i)]);
+  SECTION("ExactTrace through d JVPs agrees with the analytic divergence (diagonal and full)") {
+    auto same = [&](const auto& data, const char* name) {
+      scorekit::PerturbedMixtureScore<double, Mem> score(data);
+      JvpOnly<scorekit::PerturbedMixtureScore<double, Mem>> jvp_only{score};
+      const int d = data.dim();
+      auto x = scorekit::make_particles<double>(Exec(), 20, d);
+      scorekit::draw_exact(Exec(), data, x, 9);
+      scorekit::LikelihoodSettings<> s;
+      s.ode.rtol = s.ode.atol = 1e-7;
+      const auto a = scorekit::log_likelihood(Exec(), vp, score, x, s);
+      const auto b = scorekit::log_likelihood(Exec(), vp, jvp_only, x, s);
+      const auto la = scorekit::to_host(a.log_p), lb = scorekit::to_host(b.log_p);
+      const auto hx = scorekit::to_host(x);
+      const auto allowances = ode_allowance(a, hx, 1e-7);
+      for (int i = 0; i < 20; ++i) {
+        INFO(name << ", point " << i << ": analytic " << la(i) << ", through JVPs " << lb(i));
+        CHECK(std::abs(la(i) - lb(i)) <= 2 * allowances[std::size_t(i)]);
+      }
+    };
+    same(mixture_5d<Mem>(), "diagonal 5-D");
+    same(mixture_full_3d<Mem>(), "full 3-D");
   }
 }
 
@@ -347,6 +403,7 @@ TEMPLATE_LIST_TEST_CASE("Hutchinson's estimate is unbiased around the exact trac
     check(vp, mixture_2d<double, Mem>(), "VP 2-D Rademacher", Rademacher(1), 1000);
     check(ve, mixture_5d<Mem>(), "VE 5-D Rademacher", Rademacher(1), 500);
     check(vp, mixture_5d<Mem>(), "VP 5-D Gaussian", Gauss(1), 500);
+    check(vp, mixture_full_3d<Mem>(), "VP 3-D full Rademacher", Rademacher(1), 500);
   }
   SECTION("the probe is the one of CounterRng(seed, i, 0, divergence_probe), the same all along the solve") {
     // Gaussian data N(mu, s0^2 I): the Jacobian of the drift is c(t) I, so with a fixed probe v the estimate
@@ -483,15 +540,10 @@ TEMPLATE_LIST_TEST_CASE("log_likelihood refuses bad input", "[likelihood]", Back
   Kokkos::deep_copy(x, 0.5);
   s.ode.max_steps = 3;
   CHECK_THROWS_WITH(scorekit::log_likelihood(Exec(), sde, score, x, s), Contains("max_steps = 3"));
-  // Hutchinson on a full-covariance mixture (no JVP there): the NaN is caught and named.
-  Eigen::Matrix2d c;
-  c << 1.0, 0.3, 0.3, 1.0;
-  Eigen::MatrixXd mu(1, 2);
-  mu << 0, 0;
-  scorekit::PerturbedMixtureScore<double, Mem> full(
-      scorekit::GaussianMixture<double, Mem>::full(Eigen::VectorXd::Ones(1), mu, {c}));
+  // Hutchinson on a model whose JVP is NaN: the non-finite state is caught and named.
+  NanJvp<scorekit::PerturbedMixtureScore<double, Mem>> broken{score};
   scorekit::LikelihoodSettings<scorekit::Hutchinson<>> hs;
-  CHECK_THROWS_AS(scorekit::log_likelihood(Exec(), sde, full, x, hs), scorekit::non_finite_error);
+  CHECK_THROWS_AS(scorekit::log_likelihood(Exec(), sde, broken, x, hs), scorekit::non_finite_error);
 }
 
 TEST_CASE("Bits per dimension: the dequantization bound, exactly", "[likelihood][bpd]") {

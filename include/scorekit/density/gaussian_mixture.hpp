@@ -397,6 +397,10 @@ class GaussianMixture {
   auto means() const { return m_mean; }
   auto log_weights() const { return m_log_weight; }
   auto eigenvalues() const { return m_lambda; }
+  /// The eigenvectors of full covariances on the device, K x d x d (LayoutRight), stored transposed:
+  /// (k, i, j) = Q_k(j, i), so row (k, i, .) is the unit eigenvector of Sigma_k = Q_k diag(lambda_k) Q_k^T
+  /// with eigenvalue eigenvalues()(k, i), contiguous in j. An empty view unless covariance_kind() is full.
+  auto eigenvectors() const { return m_vectors_t; }
 
  private:
   GaussianMixture(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means, const Eigen::MatrixXd& lambda,

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <limits>
 #include <vector>
 
 namespace scorekit {
@@ -34,6 +33,7 @@ class PerturbedMixtureScore {
         m_full(mixture.covariance_kind() == CovarianceKind::full),
         m_means(mixture.means()),
         m_lambda(mixture.eigenvalues()),
+        m_vectors(mixture.eigenvectors()),
         m_log_weights(mixture.log_weights()) {
     for (Real s : sigmas) require_positive(s, "each tabulated noise level", "PerturbedMixtureScore");
     std::sort(sigmas.begin(), sigmas.end());
@@ -96,28 +96,47 @@ class PerturbedMixtureScore {
   /// forward-mode product, what Hutchinson's estimator needs. With r_k the posterior weights of the
   /// components at x, g_k = -P_k (x - a mu_k) their scores and P_k their precisions,
   ///   s = sum_k r_k g_k,   H v = sum_k r_k (g_k (g_k . v) - P_k v) - s (s . v),
-  /// accumulated in one streaming log-sum-exp pass (the components' constants on the fly). Isotropic and
-  /// diagonal covariances only: for full covariances the mixture does not expose its eigenvectors, and jv
-  /// is set to NaN (s is still the score), so a likelihood run stops with a non-finite error.
+  /// accumulated in one streaming log-sum-exp pass (the components' constants on the fly, at any sigma).
+  /// Any covariance kind. For full covariances P_k = Q_k diag(1 / (a^2 lambda_k + s^2 + sigma^2)) Q_k^T is
+  /// applied through the eigenvectors: x - a mu_k and v are rotated into Q_k's coordinates, scaled there,
+  /// and g_k and P_k v rotated back (4 d^2 per component, the 3 d of workspace_size()).
   KOKKOS_INLINE_FUNCTION void jvp(const Real* x, Real sigma, const Real* v, Real* s, Real* jv,
                                   Real* work) const {
     const int d = m_dim;
-    if (m_full) {
-      score(x, sigma, s, work);
-      for (int j = 0; j < d; ++j) jv[j] = m_nan;
-      return;
-    }
     const Real a = m_a, noise2 = m_s2 + sigma * sigma;
+    Real* diff = work;        // full only: x - a mu_k
+    Real* g = work + d;       // full only: Q_k^T g_k
+    Real* pv = work + 2 * d;  // full only: Q_k^T P_k v
     Real run_max = 0, run_sum = 0;
     for (int j = 0; j < d; ++j) s[j] = jv[j] = Real(0);
     for (int k = 0; k < m_n_components; ++k) {
       Real quad = 0, logdet = 0, gv = 0;
-      for (int j = 0; j < d; ++j) {
-        const Real var = a * a * m_lambda(k, j) + noise2;
-        const Real diff = x[j] - a * m_means(k, j);
-        quad += diff * diff / var;
-        gv -= diff * v[j] / var;
-        logdet += math::log(var);
+      if (m_full) {
+        for (int j = 0; j < d; ++j) diff[j] = x[j] - a * m_means(k, j);
+        for (int i = 0; i < d; ++i) {
+          const Real* q = &m_vectors(k, i, 0);
+          Real zi = 0, ui = 0;
+          SCOREKIT_SIMD_SUM(zi, ui)
+          for (int j = 0; j < d; ++j) {
+            zi += q[j] * diff[j];
+            ui += q[j] * v[j];
+          }
+          const Real var = a * a * m_lambda(k, i) + noise2;
+          const Real iv = Real(1) / var;
+          g[i] = -zi * iv;
+          pv[i] = ui * iv;
+          quad += zi * zi * iv;
+          gv += g[i] * ui;
+          logdet += math::log(var);
+        }
+      } else {
+        for (int j = 0; j < d; ++j) {
+          const Real var = a * a * m_lambda(k, j) + noise2;
+          const Real diff_j = x[j] - a * m_means(k, j);
+          quad += diff_j * diff_j / var;
+          gv -= diff_j * v[j] / var;
+          logdet += math::log(var);
+        }
       }
       // log w_k + log N(x; a mu_k, C_k) up to the constant -d/2 log(2 pi), which cancels in r_k.
       const Real lk = m_log_weights(k) - Real(0.5) * (logdet + quad);
@@ -137,11 +156,24 @@ class PerturbedMixtureScore {
         w = math::exp(lk - run_max);
         run_sum += w;
       }
-      for (int j = 0; j < d; ++j) {
-        const Real iv = Real(1) / (a * a * m_lambda(k, j) + noise2);
-        const Real g = -(x[j] - a * m_means(k, j)) * iv;
-        s[j] += w * g;
-        jv[j] += w * (g * gv - iv * v[j]);
+      if (m_full) {
+        // Back to x's coordinates: s += Q (w g), jv += Q (w (g (g . v) - P v)).
+        for (int i = 0; i < d; ++i) {
+          const Real cs = w * g[i], cj = w * (g[i] * gv - pv[i]);
+          const Real* q = &m_vectors(k, i, 0);
+          SCOREKIT_SIMD
+          for (int j = 0; j < d; ++j) {
+            s[j] += q[j] * cs;
+            jv[j] += q[j] * cj;
+          }
+        }
+      } else {
+        for (int j = 0; j < d; ++j) {
+          const Real iv = Real(1) / (a * a * m_lambda(k, j) + noise2);
+          const Real gj = -(x[j] - a * m_means(k, j)) * iv;
+          s[j] += w * gj;
+          jv[j] += w * (gj * gv - iv * v[j]);
+        }
       }
     }
     const Real inv_sum = Real(1) / run_sum;
@@ -151,7 +183,6 @@ class PerturbedMixtureScore {
       sv += s[j] * v[j];
     }
     for (int j = 0; j < d; ++j) jv[j] = jv[j] * inv_sum - s[j] * sv;
-    (void)work;
   }
 
   /// The tabulated level holding exactly sigma, or -1 (binary search over the sorted levels).
@@ -181,10 +212,10 @@ class PerturbedMixtureScore {
   int m_dim = 0;
   int m_n_components = 0;
   bool m_full = false;
-  Real m_nan = std::numeric_limits<Real>::quiet_NaN();
-  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_means;   // K x d
-  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_lambda;  // K x d, the base eigenvalues
-  Kokkos::View<Real*, MemorySpace> m_log_weights;                   // normalised
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_means;     // K x d
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_lambda;    // K x d, the base eigenvalues
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_vectors;  // (k, i, j) = Q_k(j, i), full only
+  Kokkos::View<Real*, MemorySpace> m_log_weights;                     // normalised
 };
 
 }  // namespace scorekit
