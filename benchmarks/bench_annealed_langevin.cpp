@@ -17,6 +17,7 @@
 //   bench_annealed_langevin [Google Benchmark flags] [--particles-scale=F]
 // --particles-scale multiplies the particle counts (e.g. 0.01 for a quick run under callgrind).
 #include "benchmark_context.hpp"
+#include "mixture_workloads.hpp"
 
 #include <scorekit/core/random.hpp>
 #include <scorekit/density/gaussian_mixture.hpp>
@@ -67,68 +68,10 @@ double flop_diagonal(int k, int d) { return k * (10.0 * d + 4) + 7.0 * d + 1; }
 ///   K (2 d^2 + 6 d + 4) + 5 d + 1   (d = 64, K = 16: 137,601 FLOP).
 double flop_full(int k, int d) { return k * (2.0 * d * d + 6.0 * d + 4) + 5.0 * d + 1; }
 
-// ---------------------------------------------------------------------------------------------------
-// The 64-D mixture's parameters: a formula simple enough to write identically in Python (see
-// w2_parameters in torch_annealed_langevin.py). Draw n of the sequence is a splitmix64 finaliser of
-// seed + (n + 1) * golden ratio (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
-// OOPSLA 2014); a uniform takes one draw, a normal two (Box-Muller, cosine branch only).
-
-constexpr std::uint64_t w2_seed = 20240917;
-
-std::uint64_t splitmix64(std::uint64_t seed, std::uint64_t n) {
-  std::uint64_t z = seed + (n + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-constexpr double two_pi = 6.283185307179586;  // the double nearest 2 pi, as Python's 2 * math.pi
-
-struct FormulaStream {
-  std::uint64_t n = 0;
-  double uniform() { return (double(splitmix64(w2_seed, n++) >> 11) + 0.5) * 0x1p-53; }
-  double normal() {
-    const double u1 = uniform(), u2 = uniform();
-    return std::sqrt(-2 * std::log(u1)) * std::cos(two_pi * u2);
-  }
-};
-
-struct MixtureParameters {
-  Eigen::VectorXd weights;
-  Eigen::MatrixXd means;
-  std::vector<Eigen::MatrixXd> covariances;
-  double checksum = 0;
-};
-
-/// K weights 0.5 + U(0,1); K x d means 3 N(0,1) (row by row); then per component a d x d matrix A of
-/// N(0,1) entries (row-major) and Sigma_k = A A^T / d + 0.5 I. The checksum is
-/// sum_i v_i ((i mod 7) + 1) over [weights, means row-major, each Sigma_k row-major].
-MixtureParameters w2_parameters(int k, int d) {
-  MixtureParameters p;
-  FormulaStream rng;
-  p.weights.resize(k);
-  for (int c = 0; c < k; ++c) p.weights[c] = 0.5 + rng.uniform();
-  p.means.resize(k, d);
-  for (int c = 0; c < k; ++c)
-    for (int j = 0; j < d; ++j) p.means(c, j) = 3 * rng.normal();
-  for (int c = 0; c < k; ++c) {
-    Eigen::MatrixXd a(d, d);
-    for (int i = 0; i < d; ++i)
-      for (int j = 0; j < d; ++j) a(i, j) = rng.normal();
-    Eigen::MatrixXd sigma = a * a.transpose() / double(d);
-    sigma.diagonal().array() += 0.5;
-    p.covariances.push_back(sigma);
-  }
-  std::uint64_t i = 0;
-  auto add = [&](double v) { p.checksum += v * double(i++ % 7 + 1); };
-  for (int c = 0; c < k; ++c) add(p.weights[c]);
-  for (int c = 0; c < k; ++c)
-    for (int j = 0; j < d; ++j) add(p.means(c, j));
-  for (const auto& s : p.covariances)
-    for (int r = 0; r < d; ++r)
-      for (int j = 0; j < d; ++j) add(s(r, j));
-  return p;
-}
+// The 64-D mixture's parameters: w2_parameters() in mixture_workloads.hpp (the Python script implements
+// the same formula).
+using scorekit_bench::MixtureParameters;
+using scorekit_bench::w2_parameters;
 
 // ---------------------------------------------------------------------------------------------------
 

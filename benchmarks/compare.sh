@@ -6,12 +6,14 @@
 #   4. a table: workload, scorekit and PyTorch particle-steps/s, their ratio, scorekit's GFLOP/s and its
 #      share of the machine's fp64 FMA peak (all threads, widest vectors),
 #   5. bench_train and torch_train.py (float32 training steps/s of the seed paper's toy nets) and their table
-#      against the fp32 FMA peak.
+#      against the fp32 FMA peak,
+#   6. bench_reverse_sde and torch_reverse_sde.py (VE predictor-corrector and probability-flow Heun, float64)
+#      and their table, with a check that both compute the same probability-flow samples.
 # PyTorch's figure is the faster of eager and torch.compile, best of its timed runs (after a warm-up);
 # scorekit's is Google Benchmark's mean over its iterations: the comparison leans towards PyTorch.
 # Everything is left in build/bench/compare/ (raw JSON and text).
 #
-#   benchmarks/compare.sh [--particles-scale F] [--repeats R] [--only sampling|training]
+#   benchmarks/compare.sh [--particles-scale F] [--repeats R] [--only sampling|training|reverse]
 #   (F < 1 for a quick check)
 set -euo pipefail
 
@@ -29,6 +31,12 @@ while [ $# -gt 0 ]; do
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case "$only" in
+  ""|sampling|training|reverse) ;;
+  *) echo "compare.sh: --only takes sampling, training or reverse, got $only" >&2; exit 2 ;;
+esac
+# Whether a section runs: all of them without --only, else the one named.
+run_section() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 echo "== set-up" >&2
 scripts/setup.sh >/dev/null
@@ -50,7 +58,7 @@ cat /proc/loadavg >"$out/loadavg_before.txt"
 echo "== fma_peak" >&2
 "$bin/fma_peak" | tee "$out/fma_peak.txt"
 
-if [ "$only" != "training" ]; then
+if run_section sampling; then
 echo "== scorekit (Kokkos::OpenMP)" >&2
 "$bin/bench_annealed_langevin" --benchmark_filter='/OpenMP' --benchmark_min_time=2 \
   --particles-scale="$scale" \
@@ -61,7 +69,7 @@ echo "== PyTorch" >&2
   --json "$out/torch.json" 2>&1 | grep -v '^RESULT_JSON' | tee "$out/torch.txt"
 
 fi
-if [ "$only" != "sampling" ]; then
+if run_section training; then
 echo "== scorekit training (Kokkos::OpenMP)" >&2
 "$bin/bench_train" --benchmark_min_time=2 --benchmark_repetitions="$repeats" \
   --benchmark_out="$out/scorekit_train.json" --benchmark_out_format=json | tee "$out/scorekit_train.txt"
@@ -70,8 +78,18 @@ echo "== PyTorch training" >&2
 "$python" benchmarks/torch_train.py --repeats "$repeats" --json "$out/torch_train.json" 2>&1 \
   | grep -v '^RESULT_JSON' | tee "$out/torch_train.txt"
 fi
+if run_section reverse; then
+echo "== scorekit reverse-SDE sampling (Kokkos::OpenMP)" >&2
+"$bin/bench_reverse_sde" --benchmark_filter='/OpenMP' --benchmark_min_time=2 \
+  --particles-scale="$scale" \
+  --benchmark_out="$out/scorekit_reverse.json" --benchmark_out_format=json | tee "$out/scorekit_reverse.txt"
+
+echo "== PyTorch reverse-SDE sampling" >&2
+"$python" benchmarks/torch_reverse_sde.py --particles-scale "$scale" --repeats "$repeats" \
+  --json "$out/torch_reverse.json" 2>&1 | grep -v '^RESULT_JSON' | tee "$out/torch_reverse.txt"
+fi
 cat /proc/loadavg >"$out/loadavg_after.txt"
 
-[ "$only" = "training" ] || "$python" benchmarks/compare_tables.py sampling "$out"
-
-[ "$only" = "sampling" ] || "$python" benchmarks/compare_tables.py training "$out"
+if run_section sampling; then "$python" benchmarks/compare_tables.py sampling "$out"; fi
+if run_section training; then "$python" benchmarks/compare_tables.py training "$out"; fi
+if run_section reverse; then "$python" benchmarks/compare_tables.py reverse "$out"; fi

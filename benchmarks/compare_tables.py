@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The tables benchmarks/compare.sh prints from its raw results: compare_tables.py sampling|training DIR."""
+"""The tables benchmarks/compare.sh prints from its raw results: compare_tables.py sampling|training|reverse DIR."""
 import json
 import sys
 
@@ -66,6 +66,63 @@ def sampling(out):
     print("nearer (0,0) than (10,10), should be about 0.2.")
 
 
+def reverse(out):
+    """bench_reverse_sde against torch_reverse_sde.py: VE predictor-corrector and probability-flow Heun."""
+    sk = json.load(open(f"{out}/scorekit_reverse.json"))
+    pt = json.load(open(f"{out}/torch_reverse.json"))
+    peak = read_peak(out)
+    threads = max(t for p, t in peak if p == "fp64")
+    fp64_peak = peak[("fp64", threads)]
+    ctx = sk["context"]
+    info = pt["info"]
+    print()
+    print(f"Reverse-SDE sampling (VE 0.01 -> 50, float64): scorekit {ctx.get('scorekit_git_hash')}, "
+          f"{ctx.get('kokkos_openmp_threads')} OpenMP threads; PyTorch {info['torch']}, {info['threads']} threads; "
+          f"fp64 FMA peak {fp64_peak:.1f} GFLOP/s on {threads} threads")
+    sk_ck = float(ctx.get("mixture_64d_parameter_checksum", "nan"))
+    pt_ck = next((w["parameter_checksum"] for w in pt["workloads"].values() if "parameter_checksum" in w),
+                 float("nan"))
+    same = abs(sk_ck - pt_ck) <= 1e-9 * abs(sk_ck)
+    print(f"mixture-64d parameters: checksum scorekit {sk_ck:.12g}, PyTorch {pt_ck:.12g}: "
+          + ("the same" if same else "DIFFERENT: the workloads do not match"))
+    print()
+    hdr = f"{'loop / workload':18s} | {'scorekit p-steps/s':>18s} | {'PyTorch p-steps/s':>17s} | " \
+          f"{'PyTorch variant':>15s} | {'ratio':>6s} | {'scorekit GFLOP/s':>16s} | {'% fp64 peak':>11s} | check"
+    print(hdr)
+    print("-" * (len(hdr) + 40))
+    for b in sk["benchmarks"]:
+        name = b["name"].split("/")
+        if b.get("run_type", "iteration") != "iteration" or "OpenMP" not in name:
+            continue
+        key = f"{name[1]}/{name[2]}"
+        p = pt["workloads"].get(key, {})
+        sps = b["particle_steps_per_s"]
+        peer = p.get("peer_particle_steps_per_s")
+        variant = p.get("peer", "-")
+        ratio = f"{sps / peer:6.2f}" if peer else "     -"
+        gf = b["GFLOP/s"]
+        r = p.get(variant, {})
+        if name[1] == "heun":
+            # Deterministic: the two final means must agree to rounding.
+            a, c = b["pf_mean"], r.get("pf_mean", float("nan"))
+            rel = abs(a - c) / max(abs(a), 1e-300)
+            check = f"pf_mean {a:.12g} / {c:.12g} (rel. diff. {rel:.1e})"
+        elif "near_mode_0" in b:
+            peer_mode = f"{r['near_mode_0']:.3f}" if "near_mode_0" in r else "-"
+            check = f"near_mode_0 {b['near_mode_0']:.3f} / {peer_mode}"
+        else:
+            check = f"mean {b['pf_mean']:.4f} / " + (f"{r['pf_mean']:.4f}" if "pf_mean" in r else "-")
+        if b.get("tabulated_fraction", 1) != 1:
+            check += f"; only {100 * b['tabulated_fraction']:.0f}% of the levels tabulated"
+        print(f"{key:18s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
+              f"{gf:16.2f} | {100 * gf / fp64_peak:10.1f}% | {check}")
+    print()
+    print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster); both loops make 2 score evaluations")
+    print("a step. GFLOP/s counts the score evaluations only. check: scorekit / PyTorch; pf_mean is the mean final")
+    print("coordinate of the deterministic probability-flow run from the same start (equal to rounding when both")
+    print("compute the same thing); near_mode_0 (pc, 2-D) is the fraction nearer (0,0), about 0.2, with other noise.")
+
+
 def training(out):
     sk = json.load(open(f"{out}/scorekit_train.json"))
     pt = json.load(open(f"{out}/torch_train.json"))
@@ -99,4 +156,4 @@ def training(out):
 
 
 if __name__ == "__main__":
-    {"sampling": sampling, "training": training}[sys.argv[1]](sys.argv[2])
+    {"sampling": sampling, "training": training, "reverse": reverse}[sys.argv[1]](sys.argv[2])

@@ -33,28 +33,29 @@ import torch  # noqa: E402
 DTYPE = torch.float64
 
 # ------------------------------------------------------------------------------------------------
-# The 64-D mixture's parameters: the formula of w2_parameters() in bench_annealed_langevin.cpp. Draw n
+# The 64-D mixture's parameters: the formula of w2_parameters() in mixture_workloads.hpp. Draw n
 # is a splitmix64 finaliser of seed + (n + 1) * golden ratio; a uniform takes one draw, a normal two
 # (Box-Muller, cosine branch).
 W2_SEED = 20240917
 
 
-def _splitmix64(n):
+def _splitmix64(n, seed=W2_SEED):
     with np.errstate(over="ignore"):
-        z = np.uint64(W2_SEED) + (n + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = np.uint64(seed) + (n + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
 
 
 class FormulaStream:
-    def __init__(self):
+    def __init__(self, seed=W2_SEED):
+        self.seed = seed
         self.n = 0
 
     def uniform(self, count):
         idx = np.arange(self.n, self.n + count, dtype=np.uint64)
         self.n += count
-        return ((_splitmix64(idx) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+        return ((_splitmix64(idx, self.seed) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
     def normal(self, count):
         u = self.uniform(2 * count)
