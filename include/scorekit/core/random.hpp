@@ -59,6 +59,9 @@ class CounterRng {
         m_particle(std::uint32_t(particle)),
         m_stream(std::uint32_t(stream)) {}
 
+  /// The particle this generator was keyed with (drivers key particle i's generators with i).
+  KOKKOS_INLINE_FUNCTION std::uint64_t particle() const { return m_particle; }
+
   /// The next block of 32 random bits times four.
   KOKKOS_INLINE_FUNCTION Philox4x32Block bits() {
     return philox4x32_10(Philox4x32Block{{m_draw++, m_step, m_particle, m_stream}}, m_k0, m_k1);

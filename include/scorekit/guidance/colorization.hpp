@@ -178,12 +178,11 @@ class GreyChannelReplacement {
   using value_type = Real;
   using memory_space = MemorySpace;
 
-  /// observations: rows x 3P RGB images (1 row shared, or one per particle with `particles` the N x 3P
-  /// view the run integrates); their grey channel is what is kept.
-  template <class ObservationView,
-            class ParticleView = Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>>
+  /// observations: rows x 3P RGB images (1 row shared, or N: row i for particle i); their grey channel
+  /// is what is kept.
+  template <class ObservationView>
   GreyChannelReplacement(const ColorTransform<Real>& transform, ChannelLayout layout,
-                         const ObservationView& observations, const ParticleView& particles = ParticleView())
+                         const ObservationView& observations)
       : m_t(transform), m_layout(layout) {
     const char* where = "scorekit::GreyChannelReplacement";
     const Eigen::MatrixXd y = detail::host_matrix(observations);
@@ -206,12 +205,11 @@ class GreyChannelReplacement {
         h(i, p) = Real(g);
       }
     Kokkos::deep_copy(m_grey, h);
-    m_map = ParticleRowMap<Real>::bind(std::int64_t(y.rows()), particles, where);
+    m_rows = std::int64_t(y.rows());
   }
 
   KOKKOS_INLINE_FUNCTION int dim() const { return 3 * m_pixels; }
-  std::int64_t rows() const { return m_map.rows; }
-  const ParticleRowMap<Real>& row_map() const { return m_map; }
+  std::int64_t rows() const { return m_rows; }
   /// The grey channel c_0 of every observation: rows x P.
   Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> grey() const { return m_grey; }
 
@@ -219,7 +217,7 @@ class GreyChannelReplacement {
   template <class SDE>
   KOKKOS_INLINE_FUNCTION void replace(const SDE& sde, Real* x, Real t, bool noise,
                                       CounterRng<Real>& rng) const {
-    const std::int64_t row = m_map.row(x);
+    const std::int64_t row = detail::observation_row(m_rows, rng);
     if (row < 0) {
       detail::set_nan(x, 3 * m_pixels, m_nan);
       return;
@@ -242,19 +240,17 @@ class GreyChannelReplacement {
   ChannelLayout m_layout;
   int m_pixels = 0;
   Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_grey;
-  ParticleRowMap<Real> m_map;
+  std::int64_t m_rows = 1;
   Real m_nan = std::numeric_limits<Real>::quiet_NaN();
 };
 
 /// Colorization by replacement: `inner` is any Integrator; see GreyChannelReplacement.
-template <
-    class Inner, class Real, class ObservationView,
-    class ParticleView = Kokkos::View<Real**, Kokkos::LayoutRight, typename ObservationView::memory_space>>
+template <class Inner, class Real, class ObservationView>
 ReplacementIntegrator<Inner, GreyChannelReplacement<Real, typename ObservationView::memory_space>>
 colorization(const Inner& inner, const ColorTransform<Real>& transform, ChannelLayout layout,
-             const ObservationView& observations, const ParticleView& particles = ParticleView()) {
+             const ObservationView& observations) {
   using R = GreyChannelReplacement<Real, typename ObservationView::memory_space>;
-  return ReplacementIntegrator<Inner, R>(inner, R(transform, layout, observations, particles));
+  return ReplacementIntegrator<Inner, R>(inner, R(transform, layout, observations));
 }
 
 }  // namespace scorekit

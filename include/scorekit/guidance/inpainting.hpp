@@ -190,11 +190,9 @@ class MaskReplacement {
   using observation_view = Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>;
 
   /// mask: rows x d (any arithmetic type, entries 0 or 1, 1 = known); observations: rows x d, read where
-  /// the mask is 1. Each has 1 row (shared) or N rows (one per particle); with N rows, `particles` is the
-  /// N x d view the run will integrate.
-  template <class MaskView, class ObservationView, class ParticleView = observation_view>
-  MaskReplacement(const MaskView& mask, const ObservationView& observations,
-                  const ParticleView& particles = ParticleView()) {
+  /// the mask is 1. Each has 1 row (shared) or N rows (row i for particle i).
+  template <class MaskView, class ObservationView>
+  MaskReplacement(const MaskView& mask, const ObservationView& observations) {
     const char* where = "scorekit::MaskReplacement";
     const Eigen::MatrixXd m = detail::host_matrix(mask);
     const Eigen::MatrixXd y = detail::host_matrix(observations);
@@ -240,12 +238,11 @@ class MaskReplacement {
     Kokkos::deep_copy(m_y, h_y);
     m_mask_rows = m.rows();
     m_y_rows = y.rows();
-    m_map = ParticleRowMap<Real>::bind(std::max<std::int64_t>(m.rows(), y.rows()), particles, where);
+    m_rows = std::max<std::int64_t>(m.rows(), y.rows());
   }
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
-  std::int64_t rows() const { return m_map.rows; }
-  const ParticleRowMap<Real>& row_map() const { return m_map; }
+  std::int64_t rows() const { return m_rows; }
   mask_view mask() const { return m_mask; }
   observation_view observations() const { return m_y; }
 
@@ -253,7 +250,7 @@ class MaskReplacement {
   template <class SDE>
   KOKKOS_INLINE_FUNCTION void replace(const SDE& sde, Real* x, Real t, bool noise,
                                       CounterRng<Real>& rng) const {
-    const std::int64_t row = m_map.row(x);
+    const std::int64_t row = detail::observation_row(m_rows, rng);
     if (row < 0) {
       detail::set_nan(x, m_dim, m_nan);
       return;
@@ -266,24 +263,20 @@ class MaskReplacement {
 
  private:
   int m_dim = 0;
-  std::int64_t m_mask_rows = 1, m_y_rows = 1;
+  std::int64_t m_mask_rows = 1, m_y_rows = 1, m_rows = 1;
   mask_view m_mask;
   observation_view m_y;
-  ParticleRowMap<Real> m_map;
   Real m_nan = std::numeric_limits<Real>::quiet_NaN();
 };
 
 /// Inpainting by replacement with device views (see MaskReplacement): `inner` is any Integrator.
-template <class Inner, class MaskView, class ObservationView,
-          class ParticleView = Kokkos::View<typename ObservationView::non_const_value_type**,
-                                            Kokkos::LayoutRight, typename ObservationView::memory_space>>
+template <class Inner, class MaskView, class ObservationView>
 ReplacementIntegrator<Inner, MaskReplacement<typename ObservationView::non_const_value_type,
                                              typename ObservationView::memory_space>>
-inpainting(const Inner& inner, const MaskView& mask, const ObservationView& observations,
-           const ParticleView& particles = ParticleView()) {
+inpainting(const Inner& inner, const MaskView& mask, const ObservationView& observations) {
   using R =
       MaskReplacement<typename ObservationView::non_const_value_type, typename ObservationView::memory_space>;
-  return ReplacementIntegrator<Inner, R>(inner, R(mask, observations, particles));
+  return ReplacementIntegrator<Inner, R>(inner, R(mask, observations));
 }
 
 /// Inpainting by replacement with one observation shared by every particle: coordinates known[i] of the

@@ -147,11 +147,9 @@ class ObservedSubspaceReplacement {
   using value_type = Real;
   using memory_space = MemorySpace;
 
-  /// a: m x d; observations: rows x m (1 row shared, or one per particle with `particles` the N x d view
-  /// the run integrates); sigma_y >= 0. Singular values below max(m, d) eps s_max count as zero.
-  template <class ParticleView = Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>>
-  ObservedSubspaceReplacement(const Eigen::MatrixXd& a, const Eigen::MatrixXd& observations, double sigma_y,
-                              const ParticleView& particles = ParticleView()) {
+  /// a: m x d; observations: rows x m (1 row shared, or N: row i for particle i); sigma_y >= 0.
+  /// Singular values below max(m, d) eps s_max count as zero.
+  ObservedSubspaceReplacement(const Eigen::MatrixXd& a, const Eigen::MatrixXd& observations, double sigma_y) {
     const char* where = "scorekit::ObservedSubspaceReplacement";
     if (a.cols() < 1)
       throw invalid_argument(detail::concat(where, ": the observation matrix A has no columns"));
@@ -193,12 +191,11 @@ class ObservedSubspaceReplacement {
     Kokkos::deep_copy(m_basis, hb);
     Kokkos::deep_copy(m_yhat, hy);
     Kokkos::deep_copy(m_level, hl);
-    m_map = ParticleRowMap<Real>::bind(std::int64_t(observations.rows()), particles, where);
+    m_rows = std::int64_t(observations.rows());
   }
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
-  std::int64_t rows() const { return m_map.rows; }
-  const ParticleRowMap<Real>& row_map() const { return m_map; }
+  std::int64_t rows() const { return m_rows; }
   /// The rank r of A (observed coordinates).
   int rank() const { return m_rank; }
   /// The noise levels sigma_i = sigma_y / s_i at which each observed coordinate is seen.
@@ -217,7 +214,7 @@ class ObservedSubspaceReplacement {
   template <class SDE>
   KOKKOS_INLINE_FUNCTION void replace(const SDE& sde, Real* x, Real t, bool noise,
                                       CounterRng<Real>& rng) const {
-    const std::int64_t row = m_map.row(x);
+    const std::int64_t row = detail::observation_row(m_rows, rng);
     if (row < 0) {
       detail::set_nan(x, m_dim, m_nan);
       return;
@@ -247,7 +244,7 @@ class ObservedSubspaceReplacement {
   Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_basis;
   Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_yhat;
   Kokkos::View<Real*, MemorySpace> m_level;
-  ParticleRowMap<Real> m_map;
+  std::int64_t m_rows = 1;
   Real m_nan = std::numeric_limits<Real>::quiet_NaN();
 };
 

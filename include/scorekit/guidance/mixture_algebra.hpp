@@ -6,14 +6,8 @@
 // (guidance/inverse_problem.hpp) are written on top of these.
 //
 // Reading the covariances back. GaussianMixture stores each component as Q_k diag(lambda_k) Q_k^T and
-// exposes the means, weights and eigenvalues but not Q_k. Its exact sampler, though, is the affine map
-//   draw = a mu_k + Q_k diag(sqrt(a^2 lambda_k + sigma^2)) z
-// of the normals z it asks for, with the component picked by one uniform. mixture_parameters() runs draw()
-// with a stand-in generator (the uniform in the middle of component k's cumulative-weight cell, z = 0 and
-// z = c e_i with c = 2^20, a power of two so the division back is exact): the differences are the columns
-// L_k e_i of the perturbed component's square-root factor, and Sigma_k = L_k L_k^T. This reads the
-// mixture through its public members only, in any memory space (a small kernel). It needs every weight to
-// be resolvable by one uniform of type Real (w_k > 4 (K + 4) eps(Real)); a smaller weight is refused.
+// exposes Q_k (eigenvectors()); the perturbed component a^2 Sigma_k + sigma^2 I is
+// Q_k diag(a^2 lambda_k + sigma^2) Q_k^T, the form its sampler and density use.
 #pragma once
 
 #include <scorekit/core/error.hpp>
@@ -24,8 +18,6 @@
 #include <Eigen/Dense>
 
 #include <cmath>
-#include <cstdint>
-#include <limits>
 #include <vector>
 
 namespace scorekit {
@@ -44,18 +36,6 @@ struct MixtureParameters {
 };
 
 namespace detail {
-
-/// A stand-in for the generator GaussianMixture::draw() takes: a fixed uniform, and normals that are
-/// zero except call number `hot`, which returns `value`.
-template <class Real>
-struct ProbeRng {
-  Real u;
-  int hot;
-  Real value;
-  int calls = 0;
-  KOKKOS_INLINE_FUNCTION Real uniform() { return u; }
-  KOKKOS_INLINE_FUNCTION Real normal() { return calls++ == hot ? value : Real(0); }
-};
 
 inline Eigen::MatrixXd symmetrised(const Eigen::MatrixXd& m) { return 0.5 * (m + m.transpose()); }
 
@@ -106,46 +86,17 @@ MixtureParameters mixture_parameters(const GaussianMixture<Real, MemorySpace>& m
     return p;
   }
 
-  // Full covariances: columns of the square-root factors through draw() (see the file comment).
-  const double eps = double(std::numeric_limits<Real>::epsilon());
-  Eigen::VectorXd u(n_k);
-  double below = 0;
+  // Full covariances from the eigendecomposition: row (k, i, .) of eigenvectors() is the unit
+  // eigenvector with eigenvalue lambda(k, i).
+  auto h_q = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mixture.eigenvectors());
   for (int k = 0; k < n_k; ++k) {
-    if (n_k > 1 && !(p.weights[k] > 4.0 * (n_k + 4) * eps))
-      throw invalid_argument(detail::concat(where, ": component ", k, " has weight ", p.weights[k],
-                                            ", below what one uniform of this precision resolves (",
-                                            4.0 * (n_k + 4) * eps, "); drop it or use double"));
-    u[k] = below + 0.5 * p.weights[k];
-    below += p.weights[k];
-  }
-  using ExecSpace = typename MemorySpace::execution_space;
-  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> probe("scorekit::mixture_parameters::probe", n_k,
-                                                                d + 1, d);
-  Kokkos::View<Real*, MemorySpace> uk("scorekit::mixture_parameters::u", n_k);
-  auto h_u = Kokkos::create_mirror_view(uk);
-  for (int k = 0; k < n_k; ++k) h_u(k) = Real(u[k]);
-  Kokkos::deep_copy(uk, h_u);
-  const Real value = Real(1 << 20);
-  const GaussianMixture<Real, MemorySpace> mix = mixture;
-  Kokkos::parallel_for(
-      "scorekit::mixture_parameters", Kokkos::RangePolicy<ExecSpace>(0, n_k * (d + 1)),
-      KOKKOS_LAMBDA(const int ki) {
-        const int k = ki / (d + 1), i = ki % (d + 1);
-        detail::ProbeRng<Real> rng{uk(k), i - 1, value};  // i = 0: all normals zero
-        mix.draw(rng, &probe(k, i, 0));
-      });
-  auto h_probe = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), probe);
-  for (int k = 0; k < n_k; ++k) {
-    for (int j = 0; j < d; ++j)
-      if (double(h_probe(k, 0, j)) != p.means(k, j))
-        throw invalid_argument(detail::concat(where, ": reading component ", k,
-                                              " back through draw() picked another component (weight ",
-                                              p.weights[k], " too small for this precision)"));
-    Eigen::MatrixXd factor(d, d);
-    for (int i = 0; i < d; ++i)
-      for (int j = 0; j < d; ++j)
-        factor(j, i) = (double(h_probe(k, i + 1, j)) - double(h_probe(k, 0, j))) / double(value);
-    p.covariances.push_back(detail::symmetrised(factor * factor.transpose()));
+    Eigen::MatrixXd q(d, d);  // columns: eigenvectors
+    Eigen::VectorXd v(d);
+    for (int i = 0; i < d; ++i) {
+      v[i] = a * a * double(h_lambda(k, i)) + sigma * sigma;
+      for (int j = 0; j < d; ++j) q(j, i) = double(h_q(k, i, j));
+    }
+    p.covariances.push_back(detail::symmetrised(q * v.asDiagonal() * q.transpose()));
   }
   return p;
 }

@@ -21,11 +21,11 @@
 //   std::int64_t rows() const;                         // observation rows: 1 (shared) or one per particle
 //   KOKKOS_INLINE_FUNCTION void replace(const SDE& sde, Real* x, Real t, bool noise,
 //                                       CounterRng<Real>& rng) const;
-// Which particle a state belongs to: the Integrator concept hands the step a pointer to the particle's
-// row and no index, so a replacement with one observation row per particle is bound to the particle view
-// it will run on (ParticleRowMap below) and recovers the index from the row address. A state that is not
-// a row of the bound view (integrate() was given another view) is set to NaN, which integrate() reports
-// as a non-finite particle; integrate_guided() below checks the binding on the host first.
+// Which particle a state belongs to: the step's generator is keyed with it (rng.particle(), the
+// Integrator concept in integrate/integrate_common.hpp), so a replacement with one observation row per
+// particle reads row rng.particle(). A particle without a row (a bare integrate() on more particles than
+// observation rows; integrate_guided() below refuses it on the host) is set to NaN, which integrate()
+// reports as a non-finite particle, rather than read out of bounds.
 #pragma once
 
 #include <scorekit/core/error.hpp>
@@ -41,56 +41,6 @@
 #include <utility>
 
 namespace scorekit {
-
-/// The observation row of a particle, from its row address in the particle view the replacement was
-/// bound to (see the file comment). With one row (a shared observation) every particle maps to 0.
-template <class Real>
-struct ParticleRowMap {
-  std::uintptr_t base = 0;  ///< address of particle 0 of the bound view (0: none bound)
-  std::int64_t n = 0;       ///< particles in the bound view
-  std::int64_t stride = 0;  ///< values between consecutive particles
-  std::int64_t rows = 1;    ///< observation rows: 1, or n
-
-  /// The row of the particle whose state starts at x, or -1 when x is not a row of the bound view.
-  KOKKOS_INLINE_FUNCTION std::int64_t row(const Real* x) const {
-    if (rows == 1) return 0;
-    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(x);
-    if (base == 0 || p < base) return -1;
-    const std::uintptr_t offset = p - base;
-    if (offset % (sizeof(Real) * std::uintptr_t(stride)) != 0) return -1;
-    const std::int64_t i = std::int64_t(offset / (sizeof(Real) * std::uintptr_t(stride)));
-    return i < n ? i : -1;
-  }
-
-  /// Binds to the particle view x (rank 2, rows contiguous); `rows` observation rows must be 1 or N.
-  template <class View>
-  static ParticleRowMap bind(std::int64_t rows, const View& x, const char* where) {
-    ParticleRowMap m;
-    m.rows = rows;
-    if (rows == 1) return m;
-    static_assert(Kokkos::is_view<View>::value && int(View::rank) == 2,
-                  "scorekit: the particles must be a rank-2 Kokkos::View (N x d)");
-    if (x.data() == nullptr)
-      throw invalid_argument(detail::concat(where, ": ", rows,
-                                            " observation rows (one per particle) need the particle view "
-                                            "the run will use, but none was given"));
-    require_dimension(rows, std::int64_t(x.extent(0)), "the observation rows (one per particle)", where);
-    if (x.extent(1) > 1 && x.stride(1) != 1)
-      throw invalid_argument(
-          detail::concat(where, ": the particle view's rows must be contiguous (LayoutRight)"));
-    m.base = reinterpret_cast<std::uintptr_t>(x.data());
-    m.n = std::int64_t(x.extent(0));
-    m.stride = x.extent(0) > 1 ? std::int64_t(x.stride(0)) : std::int64_t(x.extent(1));
-    return m;
-  }
-
-  /// Whether x is the view this map was bound to (always true for a shared observation).
-  template <class View>
-  bool matches(const View& x) const {
-    if (rows == 1) return true;
-    return reinterpret_cast<std::uintptr_t>(x.data()) == base && std::int64_t(x.extent(0)) == n;
-  }
-};
 
 namespace detail {
 
@@ -113,7 +63,16 @@ KOKKOS_INLINE_FUNCTION void set_nan(Real* x, int d, Real nan) {
   for (int j = 0; j < d; ++j) x[j] = nan;
 }
 
-/// Checks an observation-row count against the particle count.
+/// The observation row of the particle `rng` is keyed with: 0 for a shared observation (rows == 1),
+/// else the particle index, or -1 when that particle has no row.
+template <class Real>
+KOKKOS_INLINE_FUNCTION std::int64_t observation_row(std::int64_t rows, const CounterRng<Real>& rng) {
+  if (rows == 1) return 0;
+  const std::uint64_t i = rng.particle();
+  return i < std::uint64_t(rows) ? std::int64_t(i) : -1;
+}
+
+/// Checks that an observation has at least one row.
 inline void check_rows(std::int64_t rows, const char* what, const char* where) {
   if (rows < 1) throw invalid_argument(detail::concat(where, ": ", what, " has no rows"));
 }
@@ -168,7 +127,7 @@ ReplacementIntegrator<Inner, Replacement> replacement_integrator(const Inner& in
 }
 
 /// Runs a guided integrator as integrate() does, after checking what the Integrator concept cannot (the
-/// replacement's dimension against the system's, the particle binding of per-particle observations) and
+/// replacement's dimension against the system's, one observation row or one per particle) and
 /// after replacing the observed part of the initial state at t_0 as well, so that the first step already
 /// sees a noised observation (as score_sde's inpainter starts from data * mask + prior * (1 - mask)).
 /// The initial replacement draws from CounterRng(seed, i, 0), a counter no step uses.
@@ -181,13 +140,8 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
   ReplacementIntegrator<Inner, Replacement>::check(system);
   const Replacement r = integrator.replacement();  // copied into the kernel below
   require_dimension(r.dim(), system.dim(), "the observation (state dimension)", where);
-  if (r.rows() > 1) {
+  if (r.rows() > 1)
     require_dimension(std::int64_t(x.extent(0)), r.rows(), "the particles (one per observation row)", where);
-    if (!r.row_map().matches(x))
-      throw invalid_argument(detail::concat(where,
-                                            ": the replacement was bound to another particle view than "
-                                            "the one being integrated"));
-  }
   detail::check_time_grid(settings.times, 0.0, detail::system_t_max(system), where);
   if (x.extent(0) > 0 && int(x.extent(1)) == system.dim()) {
     const auto sde = system.sde();

@@ -14,6 +14,7 @@
 //                                    Real* vectors, Real* work, CounterRng<Real>& rng) const;
 // `noise` is false only on the final step of a run with remove_last_noise set: the step then returns its
 // mean, as score_sde's samplers do (their noise_removal); `work` is the system's workspace.
+// `rng.particle()` is the index of the particle being stepped (the row of x in the particle view).
 #pragma once
 
 #include <scorekit/core/random.hpp>
