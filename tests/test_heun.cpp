@@ -149,7 +149,7 @@ void require_churned_step(const SDE& sde, const scorekit::Heun& heun, double t, 
   auto x = exact_marginal<Exec>(data, sde, t, n, seed);
   const auto system = scorekit::probability_flow(sde, scorekit::PerturbedMixtureScore<double, Mem>(data));
   scorekit::IntegrateSettings s;
-  s.times = {t, t_next};
+  s.times = std::vector<double>{t, t_next};
   s.seed = seed + 1;
   scorekit::integrate(Exec(), system, heun, x, s);
 
@@ -188,7 +188,7 @@ TEMPLATE_LIST_TEST_CASE("A Heun step is the trapezoidal rule, and Euler's onto t
     auto x = scorekit::make_particles<double>(Exec(), n, 1);
     scorekit_test::fill_host(x, [](std::size_t i, std::size_t) { return -2.0 + 1.1 * double(i); });
     scorekit::IntegrateSettings s;
-    s.times = {t, t_next};
+    s.times = std::vector<double>{t, t_next};
     const auto r =
         scorekit::integrate(Exec(), scorekit::probability_flow(sde, model), scorekit::Heun{}, x, s);
     CHECK(r.n_score_evaluations == n * (t_next == 0 ? 1 : 2));
@@ -392,7 +392,7 @@ TEMPLATE_LIST_TEST_CASE("Heun and EdmSDE refuse bad input", "[heun][errors]", Ba
   const auto system = scorekit::probability_flow(edm, scorekit::PerturbedMixtureScore<double, Mem>(data));
   auto x = exact_marginal<Exec>(data, edm, 80, 10, 1);
   scorekit::IntegrateSettings s;
-  s.times = {80, 40, 0};
+  s.times = std::vector<double>{80, 40, 0};
   auto refused = [&](const scorekit::Heun& heun, const char* what) {
     CHECK_THROWS_WITH(scorekit::integrate(Exec(), system, heun, x, s),
                       Catch::Contains("scorekit::Heun") && Catch::Contains(what));
@@ -409,7 +409,7 @@ TEMPLATE_LIST_TEST_CASE("Heun and EdmSDE refuse bad input", "[heun][errors]", Ba
   refused(scorekit::Heun{1, 2, 0, inf, nan}, "churn_noise");
   CHECK_NOTHROW(scorekit::Heun{0, 0, 0, inf, 1}.validate());  // churn off needs no n_steps
   // A grid outside the EDM SDE's [0, sigma_max] is refused by the driver.
-  s.times = {100, 40, 0};
+  s.times = std::vector<double>{100, 40, 0};
   CHECK_THROWS_AS(scorekit::integrate(Exec(), system, scorekit::Heun{}, x, s), scorekit::invalid_argument);
   // Heun on a ReverseSDE does not compile (it would drop the noise): see
   // tests/compile_fail/heun_reverse_sde.cpp.

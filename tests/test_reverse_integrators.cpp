@@ -158,7 +158,7 @@ TEMPLATE_LIST_TEST_CASE("One reverse step equals score_sde's VE and VP forms", "
   auto one_step = [&](const auto& system, const auto& integrator, double t, double t_next, bool noise) {
     auto x = start();
     scorekit::IntegrateSettings s;
-    s.times = {t, t_next};
+    s.times = std::vector<double>{t, t_next};
     s.seed = seed;
     s.remove_last_noise = !noise;
     scorekit::integrate(Exec(), system, integrator, x, s);
@@ -587,13 +587,13 @@ TEMPLATE_LIST_TEST_CASE("Reverse integrators refuse bad input", "[integrate][rev
   CHECK_THROWS_WITH(run(scorekit::predictor_corrector(scorekit::EulerMaruyama{}, corrector)),
                     Catch::Contains("n_steps"));
   // Grids: non-monotone, out of [0, T], and forwards (these samplers only step backwards).
-  s.times = {1.0, 0.5, 0.7};
+  s.times = std::vector<double>{1.0, 0.5, 0.7};
   CHECK_THROWS_WITH(run(scorekit::ReverseDiffusion{}), Catch::Contains("strictly monotone"));
-  s.times = {1.2, 0.5};
+  s.times = std::vector<double>{1.2, 0.5};
   CHECK_THROWS_WITH(run(scorekit::AncestralSampling{}), Catch::Contains("outside [0, 1]"));
-  s.times = {0.5, -0.1};
+  s.times = std::vector<double>{0.5, -0.1};
   CHECK_THROWS_WITH(run(scorekit::Ddim{}), Catch::Contains("outside [0, 1]"));
-  s.times = {0.1, 0.5};
+  s.times = std::vector<double>{0.1, 0.5};
   CHECK_THROWS_WITH(run(scorekit::ReverseDiffusion{}), Catch::Contains("backwards"));
   CHECK_THROWS_WITH(run(scorekit::AncestralSampling{}), Catch::Contains("backwards"));
   CHECK_THROWS_WITH(run(scorekit::Ddim{}), Catch::Contains("backwards"));
