@@ -3,12 +3,19 @@
 //   x <- x + (alpha_i / 2) s(x, sigma_i) + sqrt(alpha_i) z,   alpha_i = eps sigma_i^2 / sigma_L^2,
 // optionally followed by one denoising step x <- x + sigma_L^2 s(x, sigma_L) (Tweedie's formula; Song and
 // Ermon 2020, "Improved techniques", appendix; Jolicoeur-Martineau et al. 2021).
+//
+// One step at one level is a device-callable value type (AnnealedLangevinStep) with caller-owned scratch,
+// usable inside a user's own kernel; annealed_langevin() loops over a device table of them
+// (annealed_langevin_ladder), one particle or one block of particles a work item.
 #pragma once
 
 #include <scorekit/core/random.hpp>
 #include <scorekit/sample/sampler_common.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 namespace scorekit {
@@ -38,18 +45,112 @@ void check_noise_ladder(const std::vector<Real>& sigmas, const char* where) {
   }
 }
 
+/// One annealed Langevin step at one noise level sigma_i, callable inside any kernel (the body of
+/// annealed_langevin()): x' = x + (alpha_i / 2) s(x, sigma_i) + sqrt(alpha_i) z,
+/// alpha_i = eps sigma_i^2 / sigma_L^2; and the final denoising step x' = x + sigma_L^2 s(x, sigma_L),
+/// made by the last level's step.
+///
+/// Scratch, owned by the caller, per particle: `vectors`, n_vectors * dim values (s(x, sigma_i)), and
+/// `work`, the model's workspace_size(model) values; one buffer of scratch_size(dim, workspace_size(model))
+/// values holds both, vectors first.
+/// State kept between steps: none but x (and the step count t, which keys the noise).
+/// Randomness: z from CounterRng<Real>(seed, particle, t), where annealed_langevin() numbers the steps
+/// t = 1 .. L T over all levels (level l, 0-based, step s, 0-based: t = l T + s + 1); the denoising step
+/// draws nothing.
+template <class Real = double>
+class AnnealedLangevinStep {
+ public:
+  static constexpr int n_vectors = 1;
+  /// Scratch values one particle needs: n_vectors * dim plus the model's workspace.
+  static KOKKOS_INLINE_FUNCTION constexpr int scratch_size(int dim, int model_workspace) {
+    return n_vectors * dim + model_workspace;
+  }
+
+  AnnealedLangevinStep() = default;
+  /// The step at level sigma of a ladder whose last level is sigma_last, for the step size eps =
+  /// step_size at that last level (sigma, eps > 0: not checked here). alpha is computed in double, as
+  /// annealed_langevin() does, so that single-precision runs agree bitwise too.
+  KOKKOS_INLINE_FUNCTION AnnealedLangevinStep(double sigma, double step_size, double sigma_last, int dim)
+      : m_sigma(Real(sigma)), m_denoise(Real(sigma * sigma)), m_dim(dim) {
+    const double alpha = step_size * sigma * sigma / (sigma_last * sigma_last);
+    m_half_alpha = Real(alpha / 2);
+    m_noise = Real(math::sqrt(alpha));
+  }
+
+  KOKKOS_INLINE_FUNCTION Real sigma() const { return m_sigma; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
+
+  /// One Langevin step at this level: s(x, sigma) into vectors, then update(). Nothing to return.
+  template <class ScoreModel>
+  KOKKOS_INLINE_FUNCTION void step(const ScoreModel& model, Real* x, std::uint64_t seed,
+                                   std::int64_t particle, std::int64_t t, Real* vectors, Real* work) const {
+    check_model<ScoreModel>();
+    noise_conditional_score(model, static_cast<const Real*>(x), m_sigma, vectors, work);
+    update(x, static_cast<const Real*>(vectors), seed, particle, t);
+  }
+
+  /// The move alone, given g = s(x, sigma) (dim values) evaluated by the caller, e.g. for a block of
+  /// particles at once with a model's score_block().
+  KOKKOS_INLINE_FUNCTION void update(Real* x, const Real* g, std::uint64_t seed, std::int64_t particle,
+                                     std::int64_t t) const {
+    CounterRng<Real> rng(seed, std::uint64_t(particle), std::uint64_t(t));
+    for (int j = 0; j < m_dim; ++j) x[j] += m_half_alpha * g[j] + m_noise * rng.normal();
+  }
+
+  /// The final denoising step at this level (call it on the last level's step): x' = x + sigma^2 s(x,
+  /// sigma), Tweedie's formula. Same scratch as step().
+  template <class ScoreModel>
+  KOKKOS_INLINE_FUNCTION void denoise(const ScoreModel& model, Real* x, Real* vectors, Real* work) const {
+    check_model<ScoreModel>();
+    noise_conditional_score(model, static_cast<const Real*>(x), m_sigma, vectors, work);
+    denoise_update(x, static_cast<const Real*>(vectors));
+  }
+
+  /// The denoising move alone, given g = s(x, sigma).
+  KOKKOS_INLINE_FUNCTION void denoise_update(Real* x, const Real* g) const {
+    for (int j = 0; j < m_dim; ++j) x[j] += m_denoise * g[j];
+  }
+
+ private:
+  template <class ScoreModel>
+  static KOKKOS_INLINE_FUNCTION constexpr void check_model() {
+    static_assert(
+        is_noise_conditional_score_v<ScoreModel> &&
+            std::is_same<typename ScoreModel::value_type, Real>::value,
+        "scorekit::AnnealedLangevinStep<Real> needs a noise-conditional score model with value_type "
+        "Real (core/traits.hpp)");
+  }
+
+  Real m_sigma = Real(0), m_denoise = Real(0), m_half_alpha = Real(0), m_noise = Real(0);
+  int m_dim = 0;
+};
+
+/// The steps of a whole ladder in memory space Mem, level l at index l: what a kernel that runs annealed
+/// Langevin itself reads (annealed_langevin() does). Checks the ladder (check_noise_ladder) and eps > 0.
+template <class MemorySpace, class Real>
+Kokkos::View<AnnealedLangevinStep<Real>*, MemorySpace> annealed_langevin_ladder(
+    const std::vector<Real>& sigmas, Real step_size, int dim) {
+  const char* where = "scorekit::annealed_langevin_ladder";
+  check_noise_ladder(sigmas, where);
+  require_positive(step_size, "step_size", where);
+  Kokkos::View<AnnealedLangevinStep<Real>*, MemorySpace> ladder(std::string(where), sigmas.size());
+  auto h_ladder = Kokkos::create_mirror_view(ladder);
+  const double sigma_last = sigmas.back();
+  for (std::size_t l = 0; l < sigmas.size(); ++l)
+    h_ladder(l) = AnnealedLangevinStep<Real>(sigmas[l], step_size, sigma_last, dim);
+  Kokkos::deep_copy(ladder, h_ladder);
+  return ladder;
+}
+
 namespace detail {
 
-/// Per level of an annealed Langevin run: sigma_i, alpha_i / 2 and sqrt(alpha_i).
-template <class Real, class Mem>
-using LevelTable = Kokkos::View<Real* [3], Mem>;
-
 /// Annealed Langevin one particle a work item (any noise-conditional score model).
-template <class ExecSpace, class ScoreModel, class View, class Run, class Levels>
+template <class ExecSpace, class ScoreModel, class View, class Run, class Ladder>
 void annealed_langevin_particles(const ExecSpace& exec, const ScoreModel& model, const View& x,
-                                 const Run& run, const Levels& level, int n_levels, int steps, bool denoise,
-                                 typename ScoreModel::value_type denoise_factor, std::uint64_t seed) {
+                                 const Run& run, const Ladder& level, int steps, bool denoise,
+                                 std::uint64_t seed) {
   using Real = typename ScoreModel::value_type;
+  const int n_levels = int(level.extent(0));
   Kokkos::parallel_for(
       "scorekit::annealed_langevin", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
       KOKKOS_LAMBDA(const std::int64_t i) {
@@ -59,19 +160,16 @@ void annealed_langevin_particles(const ExecSpace& exec, const ScoreModel& model,
         if (!run.after_step(i, 0, xi)) return;
         std::int64_t t = 0;
         for (int l = 0; l < n_levels; ++l) {
-          const Real sigma = level(l, 0), half_alpha = level(l, 1), noise = level(l, 2);
+          const AnnealedLangevinStep<Real> level_step = level(l);
           for (int s = 0; s < steps; ++s) {
             ++t;
-            CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(t));
-            noise_conditional_score(model, static_cast<const Real*>(xi), sigma, g, w);
-            for (int j = 0; j < run.d; ++j) xi[j] += half_alpha * g[j] + noise * rng.normal();
+            level_step.step(model, xi, seed, i, t, g, w);
             if (!run.after_step(i, t, xi)) return;
           }
         }
         if (denoise) {
           ++t;
-          noise_conditional_score(model, static_cast<const Real*>(xi), level(n_levels - 1, 0), g, w);
-          for (int j = 0; j < run.d; ++j) xi[j] += denoise_factor * g[j];
+          level(n_levels - 1).denoise(model, xi, g, w);
           run.after_step(i, t, xi);
         }
       });
@@ -81,12 +179,12 @@ void annealed_langevin_particles(const ExecSpace& exec, const ScoreModel& model,
 /// score_block() shares its reads of the model's parameters between the particles of a block. Each
 /// particle keeps its own random stream, so the samples are those of the one-particle kernel up to the
 /// rounding of the score.
-template <class ExecSpace, class ScoreModel, class View, class Run, class Levels>
+template <class ExecSpace, class ScoreModel, class View, class Run, class Ladder>
 void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, const View& x, const Run& run,
-                              const Levels& level, int n_levels, int steps, bool denoise,
-                              typename ScoreModel::value_type denoise_factor, std::uint64_t seed, int block) {
+                              const Ladder& level, int steps, bool denoise, std::uint64_t seed, int block) {
   using Real = typename ScoreModel::value_type;
   constexpr int max_block = ScoreModel::max_block;
+  const int n_levels = int(level.extent(0));
   const std::int64_t n_blocks = (run.n + block - 1) / block;
   const int x_stride = int(x.stride(0)), w_stride = int(run.work.stride(0)),
             v_stride = int(run.vectors.stride(0));
@@ -98,27 +196,27 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
         bool alive[max_block];
         for (int b = 0; b < nb; ++b) alive[b] = run.after_step(i0 + b, 0, &x(i0 + b, 0));
         std::int64_t t = 0;
-        // One step of every particle of the block: Langevin (drift_only == 0) or the denoising step.
-        auto advance = [&](Real sigma, Real half_alpha, Real noise, Real drift_only) {
+        // One step of every particle of the block: Langevin at `step`'s level, or the denoising step.
+        auto advance = [&](const AnnealedLangevinStep<Real>& step, bool denoising) {
           ++t;
-          model.score_block(nb, &x(i0, 0), x_stride, sigma, run.vector(i0, 0), v_stride, run.workspace(i0),
-                            w_stride);
+          model.score_block(nb, &x(i0, 0), x_stride, step.sigma(), run.vector(i0, 0), v_stride,
+                            run.workspace(i0), w_stride);
           for (int b = 0; b < nb; ++b) {
             if (!alive[b]) continue;
             Real* xi = &x(i0 + b, 0);
             const Real* g = run.vector(i0 + b, 0);
-            if (drift_only > 0) {
-              for (int j = 0; j < run.d; ++j) xi[j] += drift_only * g[j];
-            } else {
-              CounterRng<Real> rng(seed, std::uint64_t(i0 + b), std::uint64_t(t));
-              for (int j = 0; j < run.d; ++j) xi[j] += half_alpha * g[j] + noise * rng.normal();
-            }
+            if (denoising)
+              step.denoise_update(xi, g);
+            else
+              step.update(xi, g, seed, i0 + b, t);
             alive[b] = run.after_step(i0 + b, t, xi);
           }
         };
-        for (int l = 0; l < n_levels; ++l)
-          for (int s = 0; s < steps; ++s) advance(level(l, 0), level(l, 1), level(l, 2), Real(0));
-        if (denoise) advance(level(n_levels - 1, 0), Real(0), Real(0), denoise_factor);
+        for (int l = 0; l < n_levels; ++l) {
+          const AnnealedLangevinStep<Real> level_step = level(l);
+          for (int s = 0; s < steps; ++s) advance(level_step, false);
+        }
+        if (denoise) advance(level(n_levels - 1), true);
       });
 }
 
@@ -144,21 +242,9 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
   const int steps = settings.steps_per_level;
   const bool denoise = settings.final_denoise;
   const std::int64_t total_steps = std::int64_t(n_levels) * steps + (denoise ? 1 : 0);
-  // per particle: model workspace, s(x)
-  const auto run = detail::start_run(model, x, total_steps, settings.record_every, 1, where);
-
-  detail::LevelTable<Real, Mem> level("scorekit::annealed_langevin::levels", n_levels);
-  auto h_level = Kokkos::create_mirror_view(level);
-  const double sigma_last = settings.sigmas.back();
-  for (int l = 0; l < n_levels; ++l) {
-    const double s = settings.sigmas[std::size_t(l)];
-    const double alpha = double(settings.step_size) * s * s / (sigma_last * sigma_last);
-    h_level(l, 0) = Real(s);
-    h_level(l, 1) = Real(alpha / 2);
-    h_level(l, 2) = Real(std::sqrt(alpha));
-  }
-  Kokkos::deep_copy(level, h_level);
-  const Real denoise_factor = Real(sigma_last * sigma_last);
+  const auto run = detail::start_run(model, x, total_steps, settings.record_every,
+                                     AnnealedLangevinStep<Real>::n_vectors, where);
+  const auto level = annealed_langevin_ladder<Mem>(settings.sigmas, settings.step_size, run.d);
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
@@ -167,11 +253,9 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
     block = std::min(model.block_size(), int(ScoreModel::max_block));
   if (block > 1) {
     if constexpr (policy_traits<ScoreModel>::has_score_block)
-      detail::annealed_langevin_blocks(exec, model, x, run, level, n_levels, steps, denoise, denoise_factor,
-                                       settings.seed, block);
+      detail::annealed_langevin_blocks(exec, model, x, run, level, steps, denoise, settings.seed, block);
   } else {
-    detail::annealed_langevin_particles(exec, model, x, run, level, n_levels, steps, denoise, denoise_factor,
-                                        settings.seed);
+    detail::annealed_langevin_particles(exec, model, x, run, level, steps, denoise, settings.seed);
   }
   return detail::finish_run(exec, run, x, timer, where, total_steps, total_steps);
 }

@@ -169,5 +169,14 @@ KOKKOS_INLINE_FUNCTION bool metropolis_accept(std::uint64_t seed, std::int64_t i
   return math::log(coin.uniform()) < log_alpha;
 }
 
+/// log p(x), returned, and s(x) into grad: the state MALA and HMC keep between steps.
+template <class Density, class Real>
+KOKKOS_INLINE_FUNCTION Real log_prob_and_score(const Density& density, const Real* x, Real* grad,
+                                               Real* work) {
+  const Real lp = log_prob(density, x, work);
+  score(density, x, grad, work);
+  return lp;
+}
+
 }  // namespace detail
 }  // namespace scorekit
