@@ -1,0 +1,41 @@
+// The same code built twice, with and without FMA contraction (tests/CMakeLists.txt compiles
+// contraction/variant.cpp once with -ffp-contract=off into namespace contraction_off and, where the
+// compiler accepts -mfma, once with -mfma -ffp-contract=fast into contraction_on, which then defines
+// SCOREKIT_TEST_CONTRACTION_ON for the tests). GCC contracts a * b + c into a fused multiply-add whenever
+// the target has FMA, and nvcc does in device code by default, so these two stand for two builds that
+// round differently: tests/test_random.cpp bounds how far their normals are apart, tests/test_elementary.cpp
+// checks the elementary functions' ulp bound in both. contraction_on's code runs only where
+// cpu_runs_contraction_on() says so.
+#pragma once
+
+#include <cstdint>
+
+namespace scorekit_test {
+
+namespace contraction_off {
+/// out[2 i] and out[2 i + 1] are the first two normal() of CounterRng<Real>(seed, i, step), i < pairs.
+void draw_normal_pairs(std::uint64_t seed, std::uint64_t step, std::int64_t pairs, double* out);
+void draw_normal_pairs(std::uint64_t seed, std::uint64_t step, std::int64_t pairs, float* out);
+/// out[9 i + j] for x[i], j in order: exp, expm1, log, log1p, sigmoid, softplus, tanh, sin, cos.
+void evaluate_elementary(const double* x, std::int64_t n, double* out);
+void evaluate_elementary(const float* x, std::int64_t n, float* out);
+}  // namespace contraction_off
+
+#ifdef SCOREKIT_TEST_CONTRACTION_ON
+namespace contraction_on {
+void draw_normal_pairs(std::uint64_t seed, std::uint64_t step, std::int64_t pairs, double* out);
+void draw_normal_pairs(std::uint64_t seed, std::uint64_t step, std::int64_t pairs, float* out);
+void evaluate_elementary(const double* x, std::int64_t n, double* out);
+void evaluate_elementary(const float* x, std::int64_t n, float* out);
+}  // namespace contraction_on
+
+/// Whether this CPU runs contraction_on's code (built with -mfma, which implies AVX).
+inline bool cpu_runs_contraction_on() {
+  return __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx");
+}
+#endif
+
+/// The number of functions evaluate_elementary evaluates per point.
+constexpr int contraction_elementary_functions = 9;
+
+}  // namespace scorekit_test
