@@ -1,11 +1,11 @@
 // The same code built twice, with and without FMA contraction (tests/CMakeLists.txt compiles
 // contraction/variant.cpp once with -ffp-contract=off into namespace contraction_off and, where the
-// compiler accepts -mfma, once with -mfma -ffp-contract=fast into contraction_on, which then defines
-// SCOREKIT_TEST_CONTRACTION_ON for the tests). GCC contracts a * b + c into a fused multiply-add whenever
-// the target has FMA, and nvcc does in device code by default, so these two stand for two builds that
-// round differently: tests/test_random.cpp bounds how far their normals are apart, tests/test_elementary.cpp
-// checks the elementary functions' ulp bound in both. contraction_on's code runs only where
-// cpu_runs_contraction_on() says so.
+// compiler has the target("fma") attribute, once with -ffp-contract=fast and its entry points built for
+// FMA into contraction_on, and then defines SCOREKIT_TEST_CONTRACTION_ON for the tests). GCC contracts
+// a * b + c into a fused multiply-add whenever the target has FMA, and nvcc does in device code by
+// default, so these two stand for two builds that round differently: tests/test_random.cpp bounds how far
+// their normals are apart, tests/test_elementary.cpp checks the elementary functions' ulp bound in both.
+// contraction_on's code runs only where cpu_runs_contraction_on() says so.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +29,7 @@ void evaluate_elementary(const double* x, std::int64_t n, double* out);
 void evaluate_elementary(const float* x, std::int64_t n, float* out);
 }  // namespace contraction_on
 
-/// Whether this CPU runs contraction_on's code (built with -mfma, which implies AVX).
+/// Whether this CPU runs contraction_on's code (built for FMA, which implies AVX).
 inline bool cpu_runs_contraction_on() {
   return __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx");
 }
