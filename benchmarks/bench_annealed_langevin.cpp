@@ -1,7 +1,9 @@
 // Annealed Langevin dynamics (Song and Ermon 2019, Algorithm 1) with the exact score of a perturbed
-// Gaussian mixture: throughput in particle-steps/s and achieved GFLOP/s, on Kokkos::Serial and on
-// Kokkos::OpenMP (all threads). benchmarks/torch_annealed_langevin.py runs the same workloads in PyTorch,
-// and benchmarks/compare.sh puts the two side by side.
+// Gaussian mixture: throughput in particle-steps/s and achieved GFLOP/s, on every backend this Kokkos
+// enables (OpenMP with all threads, Serial, Cuda, HIP; the backend is the last part of the benchmark's
+// name), with the mixture and the particles in that backend's memory space.
+// benchmarks/torch_annealed_langevin.py runs the same workloads in PyTorch (--device cpu|cuda), and
+// benchmarks/compare.sh (--device cpu|cuda) puts the two side by side.
 //
 // Workloads (float64; the same in the PyTorch script):
 //   mixture-2d   weights 0.2 / 0.8, means (0,0) and (10,10), identity covariances; 10,000 particles
@@ -12,7 +14,8 @@
 //                L = 10, T = 10, eps = 0.05.
 //
 // Time is the sampler's own fenced wall time (SamplerResult::seconds, reported through UseManualTime), so
-// resetting the particles between iterations is not counted.
+// resetting the particles between iterations is not counted; building the mixture in the backend's memory
+// space is set-up, not timed either.
 //
 //   bench_annealed_langevin [Google Benchmark flags] [--particles-scale=F]
 // --particles-scale multiplies the particle counts (e.g. 0.01 for a quick run under callgrind).
@@ -68,18 +71,15 @@ double flop_diagonal(int k, int d) { return k * (10.0 * d + 4) + 7.0 * d + 1; }
 ///   K (2 d^2 + 6 d + 4) + 5 d + 1   (d = 64, K = 16: 137,601 FLOP).
 double flop_full(int k, int d) { return k * (2.0 * d * d + 6.0 * d + 4) + 5.0 * d + 1; }
 
-// The 64-D mixture's parameters: w2_parameters() in mixture_workloads.hpp (the Python script implements
-// the same formula).
-using scorekit_bench::MixtureParameters;
-using scorekit_bench::w2_parameters;
+// The mixtures' parameters: mixture_workloads.hpp (the 64-D one from w2_parameters(), whose formula the
+// Python script implements too). Each backend builds its own GaussianMixture from them.
+using scorekit_bench::MixtureSpec;
 
 // ---------------------------------------------------------------------------------------------------
 
-using Mixture = scorekit::GaussianMixture<double, Kokkos::HostSpace>;
-
 struct Workload {
   std::string name;
-  Mixture mixture;
+  MixtureSpec mixture;
   std::int64_t n_particles;
   int dim;
   std::vector<double> sigmas;
@@ -96,11 +96,7 @@ struct Workload {
 Workload mixture_2d(double scale) {
   Workload w;
   w.name = "mixture-2d";
-  Eigen::VectorXd weights(2);
-  weights << 0.2, 0.8;
-  Eigen::MatrixXd means(2, 2);
-  means << 0, 0, 10, 10;
-  w.mixture = Mixture::isotropic(weights, means, Eigen::VectorXd::Ones(2));
+  w.mixture = scorekit_bench::mixture_2d_spec();
   w.dim = 2;
   w.n_particles = std::max<std::int64_t>(1, std::int64_t(10000 * scale));
   w.sigmas = scorekit::geometric_schedule(20.0, 1.0, 10);
@@ -125,11 +121,9 @@ Workload mixture_2d(double scale) {
 
 Workload mixture_64d(double scale, double* checksum) {
   const int k = 16, d = 64;
-  const MixtureParameters p = w2_parameters(k, d);
-  *checksum = p.checksum;
   Workload w;
   w.name = "mixture-64d";
-  w.mixture = Mixture::full(p.weights, p.means, p.covariances);
+  w.mixture = scorekit_bench::mixture_64d_spec(checksum);
   w.dim = d;
   w.n_particles = std::max<std::int64_t>(1, std::int64_t(4096 * scale));
   w.sigmas = scorekit::geometric_schedule(20.0, 0.5, 10);
@@ -154,7 +148,8 @@ void run_workload(benchmark::State& state, const Workload& w) {
   auto h_x0 = Kokkos::create_mirror_view(x0);
   w.init(h_x0.data(), w.n_particles, w.dim);
   Kokkos::deep_copy(x0, h_x0);
-  const scorekit::PerturbedMixtureScore<double, Mem> model(w.mixture, w.sigmas);
+  const auto mixture = scorekit_bench::build_mixture<double, Mem>(w.mixture);
+  const scorekit::PerturbedMixtureScore<double, Mem> model(mixture, w.sigmas);
   scorekit::AnnealedLangevinSettings<double> settings;
   settings.sigmas = w.sigmas;
   settings.step_size = w.step_size;
@@ -216,14 +211,10 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%.17g", checksum);
     benchmark::AddCustomContext("mixture_64d_parameter_checksum", buf);
     scorekit_bench::add_benchmark_context();
-    for (const auto& w : workloads) {
-#ifdef KOKKOS_ENABLE_OPENMP
-      register_workload<Kokkos::OpenMP>("OpenMP", w);
-#endif
-#ifdef KOKKOS_ENABLE_SERIAL
-      register_workload<Kokkos::Serial>("Serial", w);
-#endif
-    }
+    for (const auto& w : workloads)
+      scorekit_bench::for_each_backend([&w](auto backend, const char* name) {
+        register_workload<typename decltype(backend)::execution_space>(name, w);
+      });
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     benchmark::ClearRegisteredBenchmarks();  // the registered lambdas hold Kokkos views

@@ -1,7 +1,8 @@
 // Sampling by reversing the VE SDE with the exact score of a Gaussian mixture: throughput of the two loops of
-// score_sde's samplers, on Kokkos::Serial and on Kokkos::OpenMP (all threads).
-// benchmarks/torch_reverse_sde.py runs the same loops in PyTorch, and benchmarks/compare.sh (--only reverse)
-// puts the two side by side.
+// score_sde's samplers, on every backend this Kokkos enables (OpenMP with all threads, Serial, Cuda, HIP;
+// the backend is the last part of the benchmark's name), with the mixture and the particles in that
+// backend's memory space. benchmarks/torch_reverse_sde.py runs the same loops in PyTorch (--device
+// cpu|cuda), and benchmarks/compare.sh (--only reverse, --device cpu|cuda) puts the two side by side.
 //
 // SDE: VE, sigma 0.01 -> 50 (sde/variance_exploding.hpp), the uniform grid t = 1 -> 1e-5 of score_sde with
 // N steps. Loops:
@@ -59,7 +60,6 @@
 
 namespace {
 
-using Mixture = scorekit::GaussianMixture<double, Kokkos::HostSpace>;
 using Sde = scorekit::VarianceExplodingSDE<double>;
 
 /// FLOP of one score evaluation at a tabulated level (bench_annealed_langevin.cpp's counts less the
@@ -69,7 +69,7 @@ double flop_score_full(int k, int d) { return k * (2.0 * d * d + 6.0 * d + 4) + 
 
 struct Workload {
   std::string name;
-  Mixture mixture;
+  scorekit_bench::MixtureSpec mixture;  ///< built in each backend's memory space by run_workload
   std::int64_t n_particles;
   int dim;
   int steps;
@@ -78,13 +78,9 @@ struct Workload {
 };
 
 Workload mixture_2d(double particles_scale, double steps_scale) {
-  Eigen::VectorXd weights(2);
-  weights << 0.2, 0.8;
-  Eigen::MatrixXd means(2, 2);
-  means << 0, 0, 10, 10;
   Workload w;
   w.name = "mixture-2d";
-  w.mixture = Mixture::isotropic(weights, means, Eigen::VectorXd::Ones(2));
+  w.mixture = scorekit_bench::mixture_2d_spec();
   w.dim = 2;
   w.n_particles = std::max<std::int64_t>(1, std::int64_t(10000 * particles_scale));
   w.steps = std::max(1, int(1000 * steps_scale));
@@ -95,11 +91,9 @@ Workload mixture_2d(double particles_scale, double steps_scale) {
 
 Workload mixture_64d(double particles_scale, double steps_scale, double* checksum) {
   const int k = 16, d = 64;
-  const scorekit_bench::MixtureParameters p = scorekit_bench::w2_parameters(k, d);
-  *checksum = p.checksum;
   Workload w;
   w.name = "mixture-64d";
-  w.mixture = Mixture::full(p.weights, p.means, p.covariances);
+  w.mixture = scorekit_bench::mixture_64d_spec(checksum);
   w.dim = d;
   w.n_particles = std::max<std::int64_t>(1, std::int64_t(4096 * particles_scale));
   w.steps = std::max(1, int(100 * steps_scale));
@@ -149,6 +143,29 @@ void fill_start(double* x, std::int64_t n, int d, std::uint64_t seed) {
 
 enum class Loop { pc, heun };
 
+/// What the timed runs add up.
+struct Totals {
+  double seconds = 0, evaluations = 0, particle_steps = 0;
+};
+
+/// The timed loop: per iteration, reset the particles (not timed) and integrate (the run's own fenced
+/// time). A named function template rather than a generic lambda, as nvcc wants around device code.
+template <class Exec, class System, class Integrator, class View>
+Totals iterate(benchmark::State& state, const Exec& exec, const System& system, const Integrator& integrator,
+               const View& x, const View& x0, const scorekit::IntegrateSettings& settings, std::int64_t n) {
+  Totals totals;
+  for (auto _ : state) {
+    Kokkos::deep_copy(exec, x, x0);
+    exec.fence();
+    const auto result = scorekit::integrate(exec, system, integrator, x, settings);
+    state.SetIterationTime(result.seconds);
+    totals.seconds += result.seconds;
+    totals.evaluations += double(result.n_score_evaluations);
+    totals.particle_steps += double(n) * double(result.n_steps);
+  }
+  return totals;
+}
+
 template <class Exec>
 void run_workload(benchmark::State& state, const Workload& w, Loop loop) {
   using Mem = typename Exec::memory_space;
@@ -161,27 +178,19 @@ void run_workload(benchmark::State& state, const Workload& w, Loop loop) {
   scorekit::IntegrateSettings settings;
   settings.times = scorekit::uniform_times(1.0, 1e-5, w.steps);
   settings.seed = 42;
-  const scorekit::PerturbedMixtureScore<double, Mem> model(w.mixture, grid_sigmas(settings.times));
+  const auto mixture = scorekit_bench::build_mixture<double, Mem>(w.mixture);
+  const scorekit::PerturbedMixtureScore<double, Mem> model(mixture, grid_sigmas(settings.times));
   const double tabulated = tabulated_fraction<Exec>(model, settings.times);
 
-  double seconds = 0, evaluations = 0, particle_steps = 0;
-  auto iterate = [&](const auto& system, const auto& integrator) {
-    for (auto _ : state) {
-      Kokkos::deep_copy(exec, x, x0);
-      exec.fence();
-      const auto result = scorekit::integrate(exec, system, integrator, x, settings);
-      state.SetIterationTime(result.seconds);
-      seconds += result.seconds;
-      evaluations += double(result.n_score_evaluations);
-      particle_steps += double(w.n_particles) * double(result.n_steps);
-    }
-  };
-  if (loop == Loop::pc)
-    iterate(
-        scorekit::reverse_sde(ve_sde(), model),
-        scorekit::predictor_corrector(scorekit::ReverseDiffusion{}, scorekit::LangevinCorrector(0.16, 1)));
-  else
-    iterate(scorekit::probability_flow(ve_sde(), model), scorekit::Heun{});
+  const Totals totals = loop == Loop::pc
+                            ? iterate(state, exec, scorekit::reverse_sde(ve_sde(), model),
+                                      scorekit::predictor_corrector(scorekit::ReverseDiffusion{},
+                                                                    scorekit::LangevinCorrector(0.16, 1)),
+                                      x, x0, settings, w.n_particles)
+                            : iterate(state, exec, scorekit::probability_flow(ve_sde(), model),
+                                      scorekit::Heun{}, x, x0, settings, w.n_particles);
+  const double seconds = totals.seconds, evaluations = totals.evaluations,
+               particle_steps = totals.particle_steps;
 
   state.counters["particle_steps_per_s"] = benchmark::Counter(particle_steps / seconds);
   state.counters["score_evals_per_s"] = benchmark::Counter(evaluations / seconds);
@@ -245,14 +254,10 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%.17g", checksum);
     benchmark::AddCustomContext("mixture_64d_parameter_checksum", buf);
     scorekit_bench::add_benchmark_context();
-    for (const auto& w : workloads) {
-#ifdef KOKKOS_ENABLE_OPENMP
-      register_workload<Kokkos::OpenMP>("OpenMP", w);
-#endif
-#ifdef KOKKOS_ENABLE_SERIAL
-      register_workload<Kokkos::Serial>("Serial", w);
-#endif
-    }
+    for (const auto& w : workloads)
+      scorekit_bench::for_each_backend([&w](auto backend, const char* name) {
+        register_workload<typename decltype(backend)::execution_space>(name, w);
+      });
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     benchmark::ClearRegisteredBenchmarks();  // the registered lambdas hold Kokkos views

@@ -1,5 +1,7 @@
-// Training steps per second (float32, Kokkos::OpenMP with all threads), the same four workloads as
-// benchmarks/torch_train.py: the seed paper's toy nets on 10,000 points of the 0.2/0.8 mixture.
+// Training steps per second (float32), the same four workloads as benchmarks/torch_train.py: the seed
+// paper's toy nets on 10,000 points of the 0.2/0.8 mixture. On every backend this Kokkos enables (OpenMP
+// with all threads, Serial, Cuda, HIP), with the data and the weights in that backend's memory space; the
+// benchmark's name is "<workload>/<backend>" (compare.sh filters on the backend).
 //   ncsn_dsm_b128, ncsn_dsm_b1024  ConditionalDense(2,128,10) softplus ConditionalDense(128,128,10)
 //                                  softplus Dense(128,2); NCSN objective, 10 levels 1 -> 0.01, lambda =
 //                                  sigma^2; batch 128 and 1024
@@ -9,6 +11,7 @@
 // Each step is a whole Trainer step: minibatch, objective, backward, Adam, EMA. FLOP per step are
 // counted as torch_train.py does: a dense layer 2 in out per sample and column, backward twice forward,
 // so 3 f per sample for DSM, 3 (1 + d) f for ISM (d tangents), 3 * 2 f for SSM, f = forward FLOP.
+// Time: the fenced wall time of Trainer::train's 50 steps per iteration (after 20 warm-up steps).
 #include "benchmark_context.hpp"
 
 #include <scorekit/density/draw.hpp>
@@ -22,12 +25,10 @@
 #include <benchmark/benchmark.h>
 #include <Kokkos_Core.hpp>
 
-#include <chrono>
+#include <string>
 
 namespace {
 
-using Exec = Kokkos::DefaultHostExecutionSpace;
-using Mem = Exec::memory_space;
 using namespace scorekit;
 
 using Plain =
@@ -36,7 +37,9 @@ using Conditional = nn::Sequential<nn::ConditionalDense<2, 128, 10>, nn::Softplu
                                    nn::ConditionalDense<128, 128, 10>, nn::Softplus, nn::Dense<128, 2>>;
 constexpr double forward_flop = 2.0 * (2 * 128 + 128 * 128 + 128 * 2);
 
-Kokkos::View<const float**, Kokkos::LayoutRight, Mem> data() {
+template <class Exec>
+Kokkos::View<const float**, Kokkos::LayoutRight, typename Exec::memory_space> data() {
+  using Mem = typename Exec::memory_space;
   Kokkos::View<float**, Kokkos::LayoutRight, Mem> x;
   {
     Eigen::VectorXd weights(2), variances(2);
@@ -51,21 +54,26 @@ Kokkos::View<const float**, Kokkos::LayoutRight, Mem> data() {
   return x;
 }
 
-template <class Net, class Objective>
+template <class Exec, class Net, class Objective>
 void run(benchmark::State& state, Objective objective, int batch, double flop_per_sample) {
   train::TrainSettings settings;
   settings.batch_size = batch;
   settings.seed = 1;
   train::Trainer<Net, Objective, Exec, float> trainer(objective, settings, 1);
-  const auto x = data();
+  const auto x = data<Exec>();
+  const Exec exec;
   trainer.train(x, 20);  // warm-up
   long steps = 0;
   double seconds = 0;
   for (auto _ : state) {
+    exec.fence();
+    Kokkos::Timer timer;
     const auto report = trainer.train(x, 50);
+    exec.fence();
+    const double t = timer.seconds();
     steps += report.steps;
-    seconds += report.seconds;
-    state.SetIterationTime(report.seconds);
+    seconds += t;
+    state.SetIterationTime(t);
   }
   const double rate = seconds > 0 ? double(steps) / seconds : 0.0;
   state.counters["steps_per_s"] = benchmark::Counter(rate);
@@ -74,30 +82,48 @@ void run(benchmark::State& state, Objective objective, int batch, double flop_pe
   state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
 }
 
-void ncsn_dsm(benchmark::State& state) {
-  const int batch = int(state.range(0));
-  run<Conditional>(state, objective::DenoisingScoreMatching<float, Mem>(geometric_schedule(1.0, 0.01, 10)),
-                   batch, 3 * forward_flop);
+template <class Exec>
+void ncsn_dsm(benchmark::State& state, int batch) {
+  using Mem = typename Exec::memory_space;
+  run<Exec, Conditional>(state,
+                         objective::DenoisingScoreMatching<float, Mem>(geometric_schedule(1.0, 0.01, 10)),
+                         batch, 3 * forward_flop);
 }
-void ism_exact(benchmark::State& state) {
-  run<Plain>(state, objective::implicit_score_matching(), int(state.range(0)), 3 * (1 + 2) * forward_flop);
+template <class Exec>
+void ism_exact(benchmark::State& state, int batch) {
+  run<Exec, Plain>(state, objective::implicit_score_matching(), batch, 3 * (1 + 2) * forward_flop);
 }
-void ssm(benchmark::State& state) {
-  run<Plain>(state, objective::sliced_score_matching(1), int(state.range(0)), 3 * 2 * forward_flop);
+template <class Exec>
+void ssm(benchmark::State& state, int batch) {
+  run<Exec, Plain>(state, objective::sliced_score_matching(1), batch, 3 * 2 * forward_flop);
+}
+
+/// The four workloads on backend Exec, named "<workload>/<backend>".
+template <class Exec>
+void register_workloads(const std::string& backend) {
+  const auto add = [&backend](const char* name, void (*fn)(benchmark::State&, int), int batch) {
+    benchmark::RegisterBenchmark((std::string(name) + "/" + backend).c_str(),
+                                 [fn, batch](benchmark::State& state) { fn(state, batch); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+  };
+  add("ncsn_dsm_b128", ncsn_dsm<Exec>, 128);
+  add("ncsn_dsm_b1024", ncsn_dsm<Exec>, 1024);
+  add("ism_exact_b128", ism_exact<Exec>, 128);
+  add("ssm_b128", ssm<Exec>, 128);
 }
 
 }  // namespace
-
-BENCHMARK(ncsn_dsm)->Name("ncsn_dsm_b128")->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(ncsn_dsm)->Name("ncsn_dsm_b1024")->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(ism_exact)->Name("ism_exact_b128")->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(ssm)->Name("ssm_b128")->Arg(128)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   Kokkos::ScopeGuard kokkos(argc, argv);
   benchmark::Initialize(&argc, argv);
   scorekit_bench::add_benchmark_context();
+  scorekit_bench::for_each_backend([](auto backend, const char* name) {
+    register_workloads<typename decltype(backend)::execution_space>(name);
+  });
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  benchmark::ClearRegisteredBenchmarks();
   return 0;
 }

@@ -1,7 +1,8 @@
 // What a benchmark number was measured with, recorded in Google Benchmark's context (printed with every
 // run and stored in its JSON output): the Kokkos release and its enabled backends, the OpenMP thread
-// count, the compiler and flags, and the git commit of the source. A number without these cannot be
-// compared with another one.
+// count, the GPU (CUDA, HIP), the compiler and flags, and the git commit of the source. A number without
+// these cannot be compared with another one. Also for_each_backend, which the benchmarks register their
+// workloads with: once per backend this Kokkos enables.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -58,6 +59,32 @@ inline std::string kokkos_backends() {
   return s;
 }
 
+/// A backend's execution space as a value, for the generic callbacks of for_each_backend.
+template <class Exec>
+struct Backend {
+  using execution_space = Exec;
+};
+
+/// Calls f(Backend<Exec>{}, "Name") for every backend this Kokkos enables: OpenMP, Serial, Cuda, HIP (the
+/// names that go into the benchmark names, which compare.sh filters on). Registration only: the kernels
+/// live in named function templates (nvcc accepts no device lambda inside a generic lambda).
+template <class F>
+void for_each_backend(F&& f) {
+#ifdef KOKKOS_ENABLE_OPENMP
+  f(Backend<Kokkos::OpenMP>{}, "OpenMP");
+#endif
+#ifdef KOKKOS_ENABLE_SERIAL
+  f(Backend<Kokkos::Serial>{}, "Serial");
+#endif
+#ifdef KOKKOS_ENABLE_CUDA
+  f(Backend<Kokkos::Cuda>{}, "Cuda");
+#endif
+#if defined(KOKKOS_ENABLE_HIP) && KOKKOS_VERSION >= 40000
+  f(Backend<Kokkos::HIP>{}, "HIP");
+#endif
+  (void)f;
+}
+
 inline std::string compiler() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -80,6 +107,23 @@ inline void add_benchmark_context() {
   benchmark::AddCustomContext("kokkos_backends", kokkos_backends());
 #ifdef KOKKOS_ENABLE_OPENMP
   benchmark::AddCustomContext("kokkos_openmp_threads", std::to_string(Kokkos::OpenMP().concurrency()));
+#endif
+  // The device Kokkos runs on (the CUDA/HIP runtime's own query; Kokkos has already selected the device).
+#ifdef KOKKOS_ENABLE_CUDA
+  {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, Kokkos::Cuda().cuda_device()) == cudaSuccess)
+      benchmark::AddCustomContext(
+          "cuda_device",
+          std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")");
+  }
+#endif
+#if defined(KOKKOS_ENABLE_HIP) && KOKKOS_VERSION >= 40000
+  {
+    hipDeviceProp_t prop;
+    if (hipGetDeviceProperties(&prop, Kokkos::HIP().hip_device()) == hipSuccess)
+      benchmark::AddCustomContext("hip_device", std::string(prop.name) + " (" + prop.gcnArchName + ")");
+  }
 #endif
   benchmark::AddCustomContext("OMP_NUM_THREADS", env_or("OMP_NUM_THREADS", "(unset)"));
   benchmark::AddCustomContext("OMP_PROC_BIND", env_or("OMP_PROC_BIND", "(unset)"));

@@ -1,11 +1,14 @@
 // What the sampling benchmarks share with their PyTorch peers (torch_annealed_langevin.py,
 // torch_reverse_sde.py): a pseudo-random stream simple enough to write identically in Python, and the
-// 64-D mixture's parameters drawn from it.
+// 64-D mixture's parameters drawn from it; the mixtures as host-side parameters that each backend builds in
+// its own memory space (build_mixture<Real, Mem>).
 //
 // Draw n of a stream is a splitmix64 finaliser of seed + (n + 1) * golden ratio (Steele, Lea and Flood,
 // "Fast splittable pseudorandom number generators", OOPSLA 2014); a uniform takes one draw, a normal two
 // (Box-Muller, cosine branch only).
 #pragma once
+
+#include <scorekit/density/gaussian_mixture.hpp>
 
 #include <Eigen/Dense>
 
@@ -72,6 +75,45 @@ inline MixtureParameters w2_parameters(int k, int d) {
     for (int r = 0; r < d; ++r)
       for (int j = 0; j < d; ++j) add(s(r, j));
   return p;
+}
+
+/// A Gaussian mixture's parameters, kept on the host: every benchmarked backend builds its own
+/// GaussianMixture from them in its memory space (HostSpace, CudaSpace, ...).
+struct MixtureSpec {
+  Eigen::VectorXd weights;
+  Eigen::MatrixXd means;
+  Eigen::VectorXd variances;                 ///< isotropic components (used when covariances is empty)
+  std::vector<Eigen::MatrixXd> covariances;  ///< full components
+};
+
+/// The mixture in memory space Mem (set-up on the host; not timed by the benchmarks).
+template <class Real, class Mem>
+scorekit::GaussianMixture<Real, Mem> build_mixture(const MixtureSpec& s) {
+  using Mixture = scorekit::GaussianMixture<Real, Mem>;
+  return s.covariances.empty() ? Mixture::isotropic(s.weights, s.means, s.variances)
+                               : Mixture::full(s.weights, s.means, s.covariances);
+}
+
+/// The 2-D mixture: weights 0.2 / 0.8, means (0,0) and (10,10), identity covariances.
+inline MixtureSpec mixture_2d_spec() {
+  MixtureSpec s;
+  s.weights.resize(2);
+  s.weights << 0.2, 0.8;
+  s.means.resize(2, 2);
+  s.means << 0, 0, 10, 10;
+  s.variances = Eigen::VectorXd::Ones(2);
+  return s;
+}
+
+/// The 64-D mixture of 16 full-covariance components of w2_parameters(); *checksum gets its checksum.
+inline MixtureSpec mixture_64d_spec(double* checksum) {
+  const MixtureParameters p = w2_parameters(16, 64);
+  *checksum = p.checksum;
+  MixtureSpec s;
+  s.weights = p.weights;
+  s.means = p.means;
+  s.covariances = p.covariances;
+  return s;
 }
 
 }  // namespace scorekit_bench
