@@ -12,7 +12,13 @@ The score of sum_k w_k N(mu_k, Sigma_k) convolved with N(0, sigma^2 I) is
 Per level the P_k come from one eigendecomposition Sigma_k = Q diag(lambda) Q^T; per step,
 P_k (x - mu_k) = x P_k - P_k mu_k for all k is one (N, d) x (d, K d) matrix product.
 
-Usage: torch_annealed_langevin.py [--repeats R] [--no-compile] [--json FILE] [--particles-scale F]
+On --device cuda the particles, the per-level constants and the random numbers live on the GPU; the
+constants and the starting points are computed on the CPU first (the same doubles on either device), and
+the timed region starts and ends with torch.cuda.synchronize(), so it measures the GPU's work, not the
+launches.
+
+Usage: torch_annealed_langevin.py [--device cpu|cuda] [--repeats R] [--no-compile] [--json FILE]
+                                  [--particles-scale F]
 The last line printed is "RESULT_JSON {...}" (what benchmarks/compare.sh reads).
 """
 import argparse
@@ -31,6 +37,32 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 DTYPE = torch.float64
+# Where the timed work runs: set once by use_device() (--device), read by everything below, and by
+# torch_reverse_sde.py through this module.
+DEVICE = torch.device("cpu")
+
+
+def use_device(name):
+    """Selects the device of the timed work ("cpu" or "cuda"); exits with a message if it is unavailable."""
+    global DEVICE
+    if name == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"{os.path.basename(sys.argv[0])}: --device cuda, but torch {torch.__version__} sees no CUDA "
+                 "device (a CPU-only wheel, or no GPU)")
+    DEVICE = torch.device(name)
+    return DEVICE
+
+
+def sync():
+    """Waits for the device's queued work (a no-op on the CPU): the edges of every timed region."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def device_info():
+    """The device part of a script's info record."""
+    if DEVICE.type == "cuda":
+        return dict(device="cuda", gpu=torch.cuda.get_device_name(DEVICE), cuda=torch.version.cuda)
+    return dict(device="cpu")
 
 # ------------------------------------------------------------------------------------------------
 # The 64-D mixture's parameters: the formula of w2_parameters() in mixture_workloads.hpp. Draw n
@@ -88,7 +120,8 @@ def geometric_schedule(first, last, levels):
 
 
 class IsotropicMixtureScore:
-    """Components N(mu_k, v_k I): O(N K d) elementwise work per step."""
+    """Components N(mu_k, v_k I): O(N K d) elementwise work per step. The parameters stay on the CPU; level()
+    computes a level's constants there and returns them on DEVICE."""
 
     def __init__(self, weights, means, variances):
         self.logw = torch.log(torch.as_tensor(weights, dtype=DTYPE) / float(np.sum(weights)))
@@ -98,7 +131,7 @@ class IsotropicMixtureScore:
 
     def level(self, sigma):
         v = self.var + sigma * sigma
-        return (self.mu, 1.0 / v, self.logw - 0.5 * self.d * torch.log(v))
+        return tuple(t.to(DEVICE) for t in (self.mu, 1.0 / v, self.logw - 0.5 * self.d * torch.log(v)))
 
     @staticmethod
     def score(x, mu, inv_v, c):
@@ -109,7 +142,8 @@ class IsotropicMixtureScore:
 
 
 class FullMixtureScore:
-    """Full covariances: per level P_k = Q_k diag(1 / (lambda_k + sigma^2)) Q_k^T, stacked as (d, K d)."""
+    """Full covariances: per level P_k = Q_k diag(1 / (lambda_k + sigma^2)) Q_k^T, stacked as (d, K d).
+    Computed on the CPU and returned on DEVICE, as IsotropicMixtureScore does."""
 
     def __init__(self, weights, means, covs):
         self.logw = torch.log(torch.as_tensor(weights, dtype=DTYPE) / float(np.sum(weights)))
@@ -123,7 +157,7 @@ class FullMixtureScore:
         p_cat = p.permute(1, 0, 2).reshape(self.d, self.k * self.d).contiguous()  # x @ p_cat = [P_k x]_k
         p_mu = torch.einsum("kij,kj->ki", p, self.mu)  # (K, d)
         c = self.logw - 0.5 * torch.log(v).sum(-1)  # (K,)
-        return (self.mu, p_cat, p_mu, c)
+        return tuple(t.to(DEVICE) for t in (self.mu, p_cat, p_mu, c))
 
     @staticmethod
     def score(x, mu, p_cat, p_mu, c):
@@ -146,12 +180,14 @@ def annealed_langevin(step, model, x, sigmas, eps, steps_per_level):
     for s in sigmas:
         alpha = eps * s * s / (sigmas[-1] ** 2)
         # 0-d tensors, not Python floats: torch.compile would specialise (recompile) on each float.
-        levels.append((torch.tensor(alpha / 2, dtype=DTYPE), torch.tensor(math.sqrt(alpha), dtype=DTYPE),
-                       model.level(s)))
+        levels.append((torch.tensor(alpha / 2, dtype=DTYPE, device=DEVICE),
+                       torch.tensor(math.sqrt(alpha), dtype=DTYPE, device=DEVICE), model.level(s)))
+    sync()
     t0 = time.perf_counter()
     for half_alpha, noise, lv in levels:
         for _ in range(steps_per_level):
             x = step(x, half_alpha, noise, *lv)
+    sync()
     return x, time.perf_counter() - t0
 
 
@@ -177,7 +213,7 @@ def time_workload(w, step, repeats):
     times = []
     x = None
     for r in range(repeats + 1):  # the first run is a warm-up (and, under torch.compile, compiles)
-        x0 = w["init"](g)
+        x0 = w["init"](g).to(DEVICE)  # drawn on the CPU: the same start on every device
         torch.manual_seed(42 + r)
         x, t = annealed_langevin(step, w["model"], x0, w["sigmas"], w["eps"], w["T"])
         if r > 0:
@@ -194,6 +230,7 @@ def time_workload(w, step, repeats):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the timed work runs")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up run")
     ap.add_argument("--threads", type=int, default=CPUS,
                     help="torch.set_num_threads (default: the CPUs this process may use)")
@@ -202,11 +239,13 @@ def main():
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
 
+    use_device(args.device)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     info = dict(torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
-                mkl=torch.backends.mkl.is_available(), python=sys.version.split()[0])
-    print("# torch {torch}, numpy {numpy}, {threads} threads, MKL {mkl}, Python {python}".format(**info))
+                mkl=torch.backends.mkl.is_available(), python=sys.version.split()[0], **device_info())
+    print("# torch {torch}, numpy {numpy}, {threads} threads, MKL {mkl}, Python {python}".format(**info)
+          + (f", on {info['gpu']} (CUDA {info['cuda']})" if "gpu" in info else ""))
     results = dict(info=info, workloads={})
     for w in workloads(args.particles_scale):
         res = {}

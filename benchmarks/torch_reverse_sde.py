@@ -17,7 +17,11 @@ probability-flow loop is deterministic, so its final mean (pf_mean) must equal s
 The per-level constants of the score (one level per grid time) are computed before the timed loop, as
 torch_annealed_langevin.py does for its ladder and as scorekit's PerturbedMixtureScore tabulates them.
 
-Usage: torch_reverse_sde.py [--repeats R] [--no-compile] [--json FILE] [--particles-scale F] [--steps-scale F]
+On --device cuda the loops run on the GPU (the constants and the start computed on the CPU, the same
+doubles on either device), and the timed region starts and ends with torch.cuda.synchronize().
+
+Usage: torch_reverse_sde.py [--device cpu|cuda] [--repeats R] [--no-compile] [--json FILE]
+                            [--particles-scale F] [--steps-scale F]
 The last line printed is "RESULT_JSON {...}" (what benchmarks/compare.sh reads).
 """
 import argparse
@@ -30,8 +34,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # torch_annealed_langevin reads the CPU affinity before torch starts OpenMP (see there).
+import torch_annealed_langevin as tal  # noqa: E402  (tal.DEVICE: the device set by --device)
 from torch_annealed_langevin import (CPUS, DTYPE, FormulaStream, FullMixtureScore,  # noqa: E402
-                                     IsotropicMixtureScore, w2_parameters)
+                                     IsotropicMixtureScore, device_info, sync, use_device, w2_parameters)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -87,7 +92,7 @@ def make_heun_step(score_fn, n_level):
 
 def scalar(v):
     # 0-d tensors, not Python floats: torch.compile would specialise (recompile) on each float.
-    return torch.tensor(v, dtype=DTYPE)
+    return torch.tensor(v, dtype=DTYPE, device=tal.DEVICE)
 
 
 def pc_constants(sde, model, times):
@@ -112,16 +117,20 @@ def heun_constants(sde, model, times):
 
 
 def run_pc(step, x, consts):
+    sync()
     t0 = time.perf_counter()
     for h, noise_c, var, noise_p, lv in consts:
         x = step(x, h, noise_c, var, noise_p, *lv)
+    sync()
     return x, time.perf_counter() - t0
 
 
 def run_heun(step, x, consts):
+    sync()
     t0 = time.perf_counter()
     for h, half, c0, c1, lv in consts:
         x = step(x, h, half, c0, c1, *lv)
+    sync()
     return x, time.perf_counter() - t0
 
 
@@ -140,7 +149,7 @@ def workloads(particles_scale, steps_scale):
 
 def start(sde, w):
     x = FormulaStream(w["seed"]).normal(w["n"] * w["d"]).reshape(w["n"], w["d"]) * sde.prior_std
-    return torch.as_tensor(x, dtype=DTYPE)
+    return torch.as_tensor(x, dtype=DTYPE).to(tal.DEVICE)
 
 
 def time_loop(sde, w, loop, step, repeats):
@@ -168,6 +177,7 @@ def time_loop(sde, w, loop, step, repeats):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the timed work runs")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up run")
     ap.add_argument("--threads", type=int, default=CPUS,
                     help="torch.set_num_threads (default: the CPUs this process may use)")
@@ -177,11 +187,13 @@ def main():
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
 
+    use_device(args.device)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     info = dict(torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
-                mkl=torch.backends.mkl.is_available(), python=sys.version.split()[0])
-    print("# torch {torch}, numpy {numpy}, {threads} threads, MKL {mkl}, Python {python}".format(**info))
+                mkl=torch.backends.mkl.is_available(), python=sys.version.split()[0], **device_info())
+    print("# torch {torch}, numpy {numpy}, {threads} threads, MKL {mkl}, Python {python}".format(**info)
+          + (f", on {info['gpu']} (CUDA {info['cuda']})" if "gpu" in info else ""))
     sde = VarianceExplodingSDE(SIGMA_MIN, SIGMA_MAX)
     results = dict(info=info, workloads={})
     for w in workloads(args.particles_scale, args.steps_scale):

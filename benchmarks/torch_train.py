@@ -42,8 +42,12 @@ cost of the loss graph:
         jacfwd, through the same matrices), d = 2                                3 (1 + d) F B = 9 F B
   SSM:  s (F) plus one VJP (autograd) or JVP (torch.func) with the probe (F)   3 * 2 F B = 6 F B
 
-Usage: torch_train.py [--threads N] [--min-time S] [--repeats R] [--warmup STEPS] [--no-compile]
-                      [--compile-mode MODE] [--workloads a,b] [--json FILE]
+On --device cuda the data, the minibatch indices, the weights and Adam's state live on the GPU (the data,
+the indices and the initial weights are drawn on the CPU first: the same on either device), and each timed
+run starts and ends with torch.cuda.synchronize().
+
+Usage: torch_train.py [--device cpu|cuda] [--threads N] [--min-time S] [--repeats R] [--warmup STEPS]
+                      [--no-compile] [--compile-mode MODE] [--workloads a,b] [--json FILE]
 Per variant a human-readable line; per workload one "TRAIN_RESULT key=value ..." line; the last line
 printed is "RESULT_JSON {...}" (everything, for benchmarks/compare.sh).
 """
@@ -73,6 +77,14 @@ DIM = 2
 HIDDEN = 128
 LEVELS = 10
 LR = 1e-3
+# Where the timed work runs (--device); everything below reads it.
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    """Waits for the device's queued work (a no-op on the CPU): the edges of every timed run."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def dense_flop_per_sample():
@@ -84,7 +96,7 @@ def make_data(seed=0):
     g = torch.Generator().manual_seed(seed)
     far = torch.rand(N_DATA, generator=g) < 0.8
     x = torch.randn(N_DATA, DIM, generator=g, dtype=DTYPE)
-    return x + 10.0 * far.to(DTYPE).unsqueeze(1)
+    return (x + 10.0 * far.to(DTYPE).unsqueeze(1)).to(DEVICE)
 
 
 def make_batches(batch, seed=1, min_batches=256):
@@ -92,14 +104,14 @@ def make_batches(batch, seed=1, min_batches=256):
     g = torch.Generator().manual_seed(seed)
     nb = max(min_batches, math.ceil(N_DATA / batch))
     perms = [torch.randperm(N_DATA, generator=g) for _ in range(math.ceil(nb * batch / N_DATA))]
-    return torch.cat(perms)[: nb * batch].view(nb, batch).contiguous()
+    return torch.cat(perms)[: nb * batch].view(nb, batch).contiguous().to(DEVICE)
 
 
 def geometric_sigmas(first=1.0, last=0.01, levels=LEVELS):
     ratio = math.log(last / first) / (levels - 1)
     s = [first * math.exp(ratio * i) for i in range(levels)]
     s[-1] = last
-    return torch.tensor(s, dtype=DTYPE)
+    return torch.tensor(s, dtype=DTYPE, device=DEVICE)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,7 +155,7 @@ def plain_net():
 
 def dsm_loss(sigmas):
     def loss(model, x):
-        level = torch.randint(0, LEVELS, (x.shape[0],))
+        level = torch.randint(0, LEVELS, (x.shape[0],), device=x.device)
         sigma = sigmas[level].unsqueeze(1)
         z = torch.randn_like(x)
         s = model(x + sigma * z, level)
@@ -221,7 +233,7 @@ def workloads(names):
 
 def make_step(w, loss_fn, compiled, data, mode=None):
     torch.manual_seed(0)  # every variant starts from the same weights
-    model = w["net"]()
+    model = w["net"]().to(DEVICE)  # initialised on the CPU: the same weights on every device
     if compiled:
         opt = torch.optim.Adam(model.parameters(), lr=LR)
         # The gather goes inside the compiled region too.
@@ -278,6 +290,7 @@ class VariantTimer:
 
     def run(self, min_time):
         n = 0
+        sync()
         c0 = time.process_time()
         t0 = time.perf_counter()
         while True:
@@ -286,6 +299,8 @@ class VariantTimer:
             t = time.perf_counter() - t0
             if t >= min_time:
                 break
+        sync()  # on a GPU the queued steps finish here; they count
+        t = time.perf_counter() - t0
         self.rates.append(n / t)
         # CPU time of this process over (wall time x threads): well below 1 means other processes took
         # the CPUs for part of the run (spinning OpenMP workers keep it near 1 on an idle machine).
@@ -315,6 +330,7 @@ def loadavg():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the timed work runs")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per timed run (at least)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per variant after the warm-up")
@@ -327,13 +343,20 @@ def main():
     args = ap.parse_args()
     if not (args.min_time > 0 and args.repeats >= 1 and args.threads >= 1):
         sys.exit("torch_train.py: --min-time must be > 0, --repeats and --threads >= 1")
+    global DEVICE
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"torch_train.py: --device cuda, but torch {torch.__version__} sees no CUDA device (a CPU-only "
+                 "wheel, or no GPU)")
+    DEVICE = torch.device(args.device)
 
     torch.set_num_threads(args.threads)
     info = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpus=CPUS,
                 mkl=torch.backends.mkl.is_available(), python=sys.version.split()[0],
-                dtype=str(DTYPE).replace("torch.", ""), optimizer=f"Adam(lr={LR})")
+                dtype=str(DTYPE).replace("torch.", ""), optimizer=f"Adam(lr={LR})", device=args.device)
+    if DEVICE.type == "cuda":
+        info.update(gpu=torch.cuda.get_device_name(DEVICE), cuda=torch.version.cuda)
     print("# torch {torch}, {threads} threads ({cpus} CPUs usable), MKL {mkl}, Python {python}, {dtype}, "
-          "{optimizer}".format(**info))
+          "{optimizer}".format(**info) + (f", on {info['gpu']} (CUDA {info['cuda']})" if "gpu" in info else ""))
     data = make_data()
     info["loadavg_before"] = loadavg()
     results = dict(info=info, workloads={})
@@ -388,7 +411,7 @@ def main():
             res["peer_gflops"] = v["gflops"]
             line.update(faster="compiled" if k.startswith("compiled") else "eager", peer=k,
                         peer_steps_per_s=f"{v['best_steps_per_s']:.1f}", peer_gflops=f"{v['gflops']:.3f}")
-        line.update(torch=info["torch"], threads=info["threads"])
+        line.update(torch=info["torch"], threads=info["threads"], device=info["device"])
         print("TRAIN_RESULT " + " ".join(f"{k}={v}" for k, v in line.items()), flush=True)
         results["workloads"][w["name"]] = res
     info["loadavg_after"] = loadavg()
