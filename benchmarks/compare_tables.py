@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""The tables benchmarks/compare.sh prints from its raw results: compare_tables.py sampling|training|reverse DIR."""
+"""The tables benchmarks/compare.sh prints from its raw results:
+    compare_tables.py sampling|training|reverse DIR [BACKEND]
+BACKEND is the Kokkos backend whose scorekit rows are compared (the last part of the benchmark names before
+/manual_time): OpenMP (default; PyTorch ran on the CPU) or Cuda / HIP (PyTorch ran on the GPU). On a GPU
+backend there is no measured peak to compare with (fma_peak measures the CPU), so the share column is "-"."""
 import json
 import sys
+
+GPU_BACKENDS = ("Cuda", "HIP")
 
 
 def read_peak(out):
@@ -15,20 +21,51 @@ def read_peak(out):
     return peak
 
 
-def sampling(out):
+def cpu_peak(out, precision, backend):
+    """(peak GFLOP/s, threads) of the CPU for the share column, or (None, None) on a GPU backend."""
+    if backend in GPU_BACKENDS:
+        return None, None
+    peak = read_peak(out)
+    threads = max(t for p, t in peak if p == precision)
+    return peak[(precision, threads)], threads
+
+
+def share(gflops, peak):
+    """The share column: scorekit's GFLOP/s as a percentage of the peak, "-" without one."""
+    return f"{100 * gflops / peak:10.1f}%" if peak else f"{'-':>11s}"
+
+
+def scorekit_where(ctx, backend):
+    """Where scorekit ran: the OpenMP threads, or the GPU that the benchmark recorded."""
+    if backend in GPU_BACKENDS:
+        return f"Kokkos::{backend} on {ctx.get('cuda_device', ctx.get('hip_device', 'an unnamed GPU'))}"
+    return f"{ctx.get('kokkos_openmp_threads')} OpenMP threads"
+
+
+def torch_where(info):
+    """Where PyTorch ran: its threads and MKL, or its GPU."""
+    if info.get("device", "cpu") != "cpu":
+        return f"on {info.get('gpu', info['device'])} (CUDA {info.get('cuda')})"
+    return f"{info['threads']} threads, MKL {info['mkl']}"
+
+
+def peak_text(precision, peak, threads):
+    if peak is None:
+        return "no GPU peak measured (the share column is left empty)"
+    return f"{precision} FMA peak {peak:.1f} GFLOP/s on {threads} threads"
+
+
+def sampling(out, backend="OpenMP"):
     sk = json.load(open(f"{out}/scorekit.json"))
     pt = json.load(open(f"{out}/torch.json"))
-    peak = read_peak(out)
-    threads = max(t for p, t in peak if p == "fp64")
-    fp64_peak = peak[("fp64", threads)]
+    fp64_peak, threads = cpu_peak(out, "fp64", backend)
     ctx = sk["context"]
     print()
     print(f"scorekit {ctx.get('scorekit_git_hash')}, Kokkos {ctx.get('kokkos_version')} "
-          f"({ctx.get('kokkos_backends')}), {ctx.get('kokkos_openmp_threads')} OpenMP threads, {ctx.get('compiler')}, "
+          f"({ctx.get('kokkos_backends')}), {scorekit_where(ctx, backend)}, {ctx.get('compiler')}, "
           f"{ctx.get('benchmark_flags')}")
     info = pt["info"]
-    print(f"PyTorch {info['torch']}, {info['threads']} threads, MKL {info['mkl']}; fp64 FMA peak "
-          f"{fp64_peak:.1f} GFLOP/s on {threads} threads")
+    print(f"PyTorch {info['torch']}, {torch_where(info)}; {peak_text('fp64', fp64_peak, threads)}")
     loadavg = lambda f: " ".join(open(f"{out}/{f}").read().split()[:3])
     print(f"load average (1, 5, 15 min) before: {loadavg('loadavg_before.txt')}, after: {loadavg('loadavg_after.txt')}"
           " (above 0 means other work shared the machine)")
@@ -45,7 +82,7 @@ def sampling(out):
     rows = {}
     for b in sk["benchmarks"]:
         name = b["name"].split("/")
-        if b.get("run_type", "iteration") != "iteration" or "OpenMP" not in name:
+        if b.get("run_type", "iteration") != "iteration" or backend not in name:
             continue
         rows[name[1]] = b
     for w, b in rows.items():
@@ -60,25 +97,23 @@ def sampling(out):
             pm = p.get(variant, {}).get("near_mode_0")
             mode = f"{b['near_mode_0']:.3f} / " + (f"{pm:.3f}" if pm is not None else "-")
         print(f"{w:12s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
-              f"{gf:16.2f} | {100 * gf / fp64_peak:10.1f}% | {mode:>19s}")
+              f"{gf:16.2f} | {share(gf, fp64_peak)} | {mode:>19s}")
     print()
     print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster). near_mode_0: fraction of particles")
     print("nearer (0,0) than (10,10), should be about 0.2.")
 
 
-def reverse(out):
+def reverse(out, backend="OpenMP"):
     """bench_reverse_sde against torch_reverse_sde.py: VE predictor-corrector and probability-flow Heun."""
     sk = json.load(open(f"{out}/scorekit_reverse.json"))
     pt = json.load(open(f"{out}/torch_reverse.json"))
-    peak = read_peak(out)
-    threads = max(t for p, t in peak if p == "fp64")
-    fp64_peak = peak[("fp64", threads)]
+    fp64_peak, threads = cpu_peak(out, "fp64", backend)
     ctx = sk["context"]
     info = pt["info"]
     print()
     print(f"Reverse-SDE sampling (VE 0.01 -> 50, float64): scorekit {ctx.get('scorekit_git_hash')}, "
-          f"{ctx.get('kokkos_openmp_threads')} OpenMP threads; PyTorch {info['torch']}, {info['threads']} threads; "
-          f"fp64 FMA peak {fp64_peak:.1f} GFLOP/s on {threads} threads")
+          f"{scorekit_where(ctx, backend)}; PyTorch {info['torch']}, {torch_where(info)}; "
+          f"{peak_text('fp64', fp64_peak, threads)}")
     sk_ck = float(ctx.get("mixture_64d_parameter_checksum", "nan"))
     pt_ck = next((w["parameter_checksum"] for w in pt["workloads"].values() if "parameter_checksum" in w),
                  float("nan"))
@@ -92,7 +127,7 @@ def reverse(out):
     print("-" * (len(hdr) + 40))
     for b in sk["benchmarks"]:
         name = b["name"].split("/")
-        if b.get("run_type", "iteration") != "iteration" or "OpenMP" not in name:
+        if b.get("run_type", "iteration") != "iteration" or backend not in name:
             continue
         key = f"{name[1]}/{name[2]}"
         p = pt["workloads"].get(key, {})
@@ -115,7 +150,7 @@ def reverse(out):
         if b.get("tabulated_fraction", 1) != 1:
             check += f"; only {100 * b['tabulated_fraction']:.0f}% of the levels tabulated"
         print(f"{key:18s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
-              f"{gf:16.2f} | {100 * gf / fp64_peak:10.1f}% | {check}")
+              f"{gf:16.2f} | {share(gf, fp64_peak)} | {check}")
     print()
     print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster); both loops make 2 score evaluations")
     print("a step. GFLOP/s counts the score evaluations only. check: scorekit / PyTorch; pf_mean is the mean final")
@@ -123,25 +158,25 @@ def reverse(out):
     print("compute the same thing); near_mode_0 (pc, 2-D) is the fraction nearer (0,0), about 0.2, with other noise.")
 
 
-def training(out):
+def training(out, backend="OpenMP"):
     sk = json.load(open(f"{out}/scorekit_train.json"))
     pt = json.load(open(f"{out}/torch_train.json"))
-    peak = read_peak(out)
-    threads = max(t for p, t in peak if p == "fp32")
-    fp32_peak = peak[("fp32", threads)]
+    fp32_peak, threads = cpu_peak(out, "fp32", backend)
     info = pt["info"]
     print()
-    print(f"Training, float32: PyTorch {info['torch']}, {info['threads']} threads; fp32 FMA peak {fp32_peak:.1f} GFLOP/s "
-          f"on {threads} threads")
+    print(f"Training, float32: scorekit {scorekit_where(sk['context'], backend)}; PyTorch {info['torch']}, "
+          f"{torch_where(info) if info.get('device', 'cpu') != 'cpu' else str(info['threads']) + ' threads'}; "
+          f"{peak_text('fp32', fp32_peak, threads)}")
     hdr = f"{'workload':15s} | {'scorekit steps/s':>16s} | {'PyTorch steps/s':>15s} | {'PyTorch variant':>22s} | " \
           f"{'ratio':>6s} | {'scorekit GFLOP/s':>16s} | {'% fp32 peak':>11s}"
     print(hdr)
     print("-" * len(hdr))
     runs = {}
     for b in sk["benchmarks"]:
-        if b.get("run_type", "iteration") != "iteration":
+        name = b["name"].split("/")  # workload/backend/manual_time
+        if b.get("run_type", "iteration") != "iteration" or backend not in name:
             continue
-        runs.setdefault(b["name"].split("/")[0], []).append(b)
+        runs.setdefault(name[0], []).append(b)
     for w, bs in runs.items():
         best = max(bs, key=lambda b: b["steps_per_s"])  # best of the repetitions, as for PyTorch
         p = pt["workloads"].get(w, {})
@@ -149,11 +184,12 @@ def training(out):
         ratio = f"{best['steps_per_s'] / peer:6.2f}" if peer else "     -"
         gf = best["GFLOP/s"]
         print(f"{w:15s} | {best['steps_per_s']:16.1f} | {peer if peer else float('nan'):15.1f} | {p.get('peer', '-'):>22s} | "
-              f"{ratio} | {gf:16.2f} | {100 * gf / fp32_peak:10.1f}%")
+              f"{ratio} | {gf:16.2f} | {share(gf, fp32_peak)}")
     print()
     print("ratio = scorekit / PyTorch training steps/s, both the best of their timed runs (> 1: scorekit is faster);")
     print("GFLOP/s counts the dense layers only (see bench_train.cpp and torch_train.py).")
 
 
 if __name__ == "__main__":
-    {"sampling": sampling, "training": training, "reverse": reverse}[sys.argv[1]](sys.argv[2])
+    {"sampling": sampling, "training": training, "reverse": reverse}[sys.argv[1]](
+        sys.argv[2], *(sys.argv[3:4] or ["OpenMP"]))
