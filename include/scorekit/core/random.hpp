@@ -1,9 +1,54 @@
 // Counter-based random numbers: Philox4x32-10 (Salmon, Moraes, Dror and Shaw, "Parallel random numbers:
-// as easy as 1, 2, 3", SC 2011). A draw is a pure function of (seed, particle, step, stream, draw index),
-// so a run is bitwise identical on every backend and for every thread count: no generator state is shared
-// between particles, and no pool has to be seeded behind the caller's back.
+// as easy as 1, 2, 3", SC 2011). A draw is a pure function of (seed, particle, step, stream, draw index):
+// no generator state is shared between particles, and no pool has to be seeded behind the caller's back.
+//
+// What is bitwise reproducible, and what is only bounded:
+//
+// - bits() and uniform() are the same bits on every backend, for every thread count, with any compiler
+//   flags short of changing the rounding mode: Philox is integer arithmetic, and uniform() converts an
+//   integer below 2^53 (double) or 2^24 (float) to floating point and multiplies it by a power of two,
+//   both exact (to_open_unit), so there is no rounding for a compiler to do differently.
+// - normal() is Box-Muller, z = r cos(theta) and z' = r sin(theta) with r = sqrt(-2 log u1) and
+//   theta = 2 pi u2, evaluated with scorekit's own elementary functions (core/elementary.hpp: the same
+//   operations in the same order on the host and on a GPU, where libm and CUDA's libdevice would give
+//   different bits) and sqrt, which is correctly rounded by IEEE 754 on the host and in CUDA's default
+//   -prec-sqrt=true. So normals are bitwise the same across thread counts, across Serial and OpenMP,
+//   and across any two builds that contract a * b + c into fused multiply-adds in the same places: two
+//   builds with contraction off (-ffp-contract=off for GCC and Clang, -fmad=false for nvcc; plain
+//   x86-64 code has no FMA to contract into), device code included, as long as neither uses fast-math
+//   (nvcc's defaults -prec-div=true, -prec-sqrt=true and -ftz=false keep +, -, *, / and sqrt IEEE).
+// - Between builds that contract differently (nvcc contracts by default, -fmad=true; GCC contracts
+//   when the target has FMA, e.g. -march=native, with its default -ffp-contract=fast for GNU C++) the
+//   elementary functions can differ in the last bits, and so can normals. The difference is bounded.
+//   Each build is within the error its elementary functions have (the maxima of core/elementary.hpp's
+//   table, measured with and without contraction): log e_log = 0.76 ulp (double), 0.75 (float); sin and
+//   cos e_trig = 1.44 ulp (double), 1.46 (float) on [0, 2 pi]. u1, u2 and theta are the same bits in
+//   both builds (theta is one product). With eps = 2^-53 (double) or 2^-24 (float) and r, c the exact
+//   sqrt(-2 log u1) and cos(theta) (or sin(theta)), each build's
+//     log:   log u1 (1 + d1), |d1| <= e_log ulp(log u1) / |log u1| <= 2 e_log eps
+//     r:     sqrt(-2 log u1 (1 + d1)) (1 + d2) = r (1 + d1/2) (1 + d2), |d2| <= eps (rounded sqrt)
+//     cos:   c + g, |g| <= e_trig ulp(c) <= e_trig eps (|c| < 1), and relatively |g| <= 2 e_trig eps |c|
+//     z:     (r-hat c-hat) (1 + d3), |d3| <= eps (the rounded product)
+//   so, to first order in eps (the higher orders are smaller by a factor of about 10 eps), each
+//   build's z is within
+//     (e_log + e_trig + 2) eps r            absolutely (with |c| <= 1), and within
+//     (e_log + 2 e_trig + 2) eps |z|        relatively,
+//   and two builds differ by at most twice that:
+//     |z_A - z_B| <= 2 (e_log + e_trig + 2) eps r      = 8.40 eps r (double), 8.42 eps r (float)
+//     |z_A - z_B| <= 2 (e_log + 2 e_trig + 2) ulp(z)   = 11.28 ulp (double), 11.34 ulp (float),
+//   ulp taken at the smaller of |z_A|, |z_B| (ulp(x) > eps |x|). The absolute form, scaled by the radius
+//   r, is the one that needs nothing but the functions' absolute accuracy. The relative form holds even
+//   where cos(theta) (or sin) is near a zero, where an ulp of z is tiny, only because sin_cos keeps its
+//   relative accuracy at the zeros on [-2 pi, 2 pi] (its four-part reduction, checked by
+//   tests/test_elementary.cpp at the neighbours of k pi / 2); for a cosine with only absolute accuracy
+//   an ulp of z would say nothing there. tests/test_random.cpp asserts both, comparing 10^6 normals
+//   of each type drawn by code built for FMA with -ffp-contract=fast against the same code built with
+//   -ffp-contract=off (tests/contraction/; and each against a long double reference), and a GPU's draws
+//   against the host's. The e's are the functions' measured maxima, so the bound is as good as those
+//   measurements.
 #pragma once
 
+#include <scorekit/core/elementary.hpp>
 #include <scorekit/core/kokkos.hpp>
 
 #include <cstdint>
@@ -67,14 +112,16 @@ class CounterRng {
     return philox4x32_10(Philox4x32Block{{m_draw++, m_step, m_particle, m_stream}}, m_k0, m_k1);
   }
 
-  /// Uniform on the open interval (0, 1): never 0, so log(u) is finite; never 1.
+  /// Uniform on the open interval (0, 1): never 0, so log(u) is finite; never 1. The same bits on every
+  /// backend (see the top of this file).
   KOKKOS_INLINE_FUNCTION Real uniform() {
     const Philox4x32Block b = bits();
     return to_open_unit(b.v[0], b.v[1]);
   }
 
   /// A standard normal variate (Box-Muller on two uniforms from one block; the second value of the
-  /// pair is kept for the next call).
+  /// pair, r sin(theta), is kept for the next call). Bitwise the same wherever a * b + c is contracted in
+  /// the same places, within the bound at the top of this file between builds that contract differently.
   KOKKOS_INLINE_FUNCTION Real normal() {
     if (m_cached) {
       m_cached = false;
@@ -83,11 +130,16 @@ class CounterRng {
     const Philox4x32Block b = bits();
     const Real u1 = to_open_unit(b.v[0], b.v[1]);
     const Real u2 = to_open_unit(b.v[2], b.v[3]);
-    const Real r = math::sqrt(Real(-2) * math::log(u1));
+    // elementary:: rather than math:: (libm on the host, libdevice on a GPU: different bits). sqrt is
+    // correctly rounded on both (IEEE 754; nvcc's default -prec-sqrt=true), so math::sqrt stays.
+    const Real r = math::sqrt(Real(-2) * elementary::log(u1));
+    // theta is in (0, 2 pi] (up to rounding), where sin_cos is accurate.
     const Real theta = Real(2) * math::pi<Real>() * u2;
-    m_cache = r * math::sin(theta);
+    Real s, c;
+    elementary::sin_cos(theta, s, c);
+    m_cache = r * s;
     m_cached = true;
-    return r * math::cos(theta);
+    return r * c;
   }
 
   /// Fills out[0..n) with standard normal variates.
@@ -95,18 +147,24 @@ class CounterRng {
     for (int i = 0; i < n; ++i) out[i] = normal();
   }
 
- private:
-  // 53 random bits for double, 24 for float, centred in their cell so that 0 and 1 are excluded.
+  /// The map from 64 random bits (a, b) to the open interval (0, 1) that uniform() and normal() use:
+  /// the top 52 bits of a:b (double) or 23 bits of a (float) pick a cell of width 2^-52 or 2^-23, and the
+  /// value is the cell's midpoint, (2k + 1) 2^-53 or (2k + 1) 2^-24. Setting the lowest of 53 (24) bits
+  /// gives the odd integer 2k + 1 < 2^53 (2^24), which converts exactly, and the product with a power of
+  /// two is exact too: no rounding, so the same bits on every backend and under any contraction, and the
+  /// values run from 2^-53 to 1 - 2^-53 (2^-24 to 1 - 2^-24), never 0 or 1. (The midpoint of a cell of
+  /// 2^-53, (u + 1/2) 2^-53, is not representable for u >= 2^52: the sum rounded, to 1 at u = 2^53 - 1.)
   KOKKOS_INLINE_FUNCTION static Real to_open_unit(std::uint32_t a, std::uint32_t b) {
     if constexpr (sizeof(Real) >= 8) {
-      const std::uint64_t u = ((std::uint64_t(a) << 32) | b) >> 11;
-      return (Real(u) + Real(0.5)) * Real(1.1102230246251565404236316680908203125e-16);  // 2^-53
+      const std::uint64_t odd = (((std::uint64_t(a) << 32) | b) >> 11) | 1u;
+      return Real(std::int64_t(odd)) * Real(1.1102230246251565404236316680908203125e-16);  // 2^-53
     } else {
       (void)b;
-      return (Real(a >> 8) + Real(0.5)) * Real(5.9604644775390625e-8);  // 2^-24
+      return Real(std::int32_t((a >> 8) | 1u)) * Real(5.9604644775390625e-8);  // 2^-24
     }
   }
 
+ private:
   std::uint32_t m_k0, m_k1, m_step, m_particle, m_stream;
   std::uint32_t m_draw = 0;
   Real m_cache = Real(0);
