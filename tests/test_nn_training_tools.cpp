@@ -461,7 +461,95 @@ void check_adam_chunks_and_refusal() {
   CHECK(host_values(pa) == host_values(pc));
 }
 
+template <class Mem>
+std::int64_t flag_value(const Kokkos::View<std::int64_t, Mem>& flag) {
+  std::int64_t value = 0;
+  Kokkos::deep_copy(value, flag);
+  return value;
+}
+
+template <class Real, class Exec>
+void check_adam_step_unless() {
+  using Mem = typename Exec::memory_space;
+  using A = Adam<Real, Exec>;
+  // 600 parameters: three tiles of 256 on a CPU, so that bad entries sit in different tiles.
+  const int n = 600, n_chunks = 3;
+  const Real scale = Real(0.5);
+  A eager(n, AdamSettings{}), lazy(n, AdamSettings{});
+  std::vector<double> p0(n);
+  for (int i = 0; i < n; ++i) p0[std::size_t(i)] = std::cos(double(i));
+  auto pe = device_vector<Real, Mem>(p0), pl = device_vector<Real, Mem>(p0);
+  typename A::failure_type flag("flag");
+  Kokkos::deep_copy(flag, A::no_failure);
+  // Finite gradients: the same update as step(), bitwise (one definition of the update).
+  for (int t = 1; t <= 3; ++t) {
+    auto chunks = make_chunks<Real, Mem>(t, n_chunks, n);
+    eager.step(pe, chunks, scale);
+    lazy.step_unless(flag, 1000 * t, pl, chunks, scale);
+  }
+  CHECK(flag_value(flag) == A::no_failure);
+  CHECK(lazy.steps() == 3);
+  CHECK(host_values(pl) == host_values(pe));
+  CHECK(host_values(lazy.moment1()) == host_values(eager.moment1()));
+  CHECK(host_values(lazy.moment2()) == host_values(eager.moment2()));
+
+  // A NaN (parameter 517, third tile) and an infinity (parameter 300, second tile): the flag records
+  // the key plus the lowest bad index, and the update is skipped on the device.
+  const std::vector<double> p_before = host_values(pl), m_before = host_values(lazy.moment1()),
+                            v_before = host_values(lazy.moment2());
+  auto bad = make_chunks<Real, Mem>(4, n_chunks, n);
+  auto hb = Kokkos::create_mirror_view(bad);
+  Kokkos::deep_copy(hb, bad);
+  hb(2, 517) = std::numeric_limits<Real>::quiet_NaN();
+  hb(0, 300) = std::numeric_limits<Real>::infinity();
+  Kokkos::deep_copy(bad, hb);
+  lazy.step_unless(flag, 4000, pl, bad, scale);
+  CHECK(flag_value(flag) == 4000 + 300);
+  CHECK(lazy.steps() == 4);  // counted: the host does not know
+  CHECK(host_values(pl) == p_before);
+  CHECK(host_values(lazy.moment1()) == m_before);
+  CHECK(host_values(lazy.moment2()) == v_before);
+  CHECK(std::isinf(host_values(lazy.last_gradient())[300]));
+  // Later steps are skipped while the flag is set, and a later (larger) key does not replace it.
+  auto good = make_chunks<Real, Mem>(5, n_chunks, n);
+  lazy.step_unless(flag, 5000, pl, good, scale);
+  lazy.step_unless(flag, 6000, pl, bad, scale);
+  CHECK(flag_value(flag) == 4300);
+  CHECK(lazy.steps() == 6);
+  CHECK(host_values(pl) == p_before);
+  CHECK(host_values(lazy.moment1()) == m_before);
+  // An earlier failure (a smaller key, e.g. a loss check before the step) is kept.
+  Kokkos::deep_copy(flag, std::int64_t(10));
+  lazy.step_unless(flag, 7000, pl, bad, scale);
+  CHECK(flag_value(flag) == 10);
+  // The caller found the failure: the count goes back, and the run continues as the eager one does.
+  CHECK_THROWS_AS(lazy.rewind(8), scorekit::invalid_argument);
+  CHECK_THROWS_AS(lazy.rewind(-1), scorekit::invalid_argument);
+  lazy.rewind(3);
+  CHECK(lazy.steps() == 3);
+  Kokkos::deep_copy(flag, A::no_failure);
+  lazy.step_unless(flag, 8000, pl, good, scale);
+  eager.step(pe, good, scale);
+  CHECK(flag_value(flag) == A::no_failure);
+  CHECK(lazy.steps() == 4);
+  CHECK(host_values(pl) == host_values(pe));
+  CHECK(host_values(lazy.moment1()) == host_values(eager.moment1()));
+  CHECK(host_values(lazy.moment2()) == host_values(eager.moment2()));
+  // Keys that could overflow or look like "no failure" are refused.
+  CHECK_THROWS_AS(lazy.step_unless(flag, -1, pl, good, scale), scorekit::invalid_argument);
+  CHECK_THROWS_AS(lazy.step_unless(flag, A::no_failure - n + 1, pl, good, scale), scorekit::invalid_argument);
+  CHECK(lazy.steps() == 4);
+}
+
 }  // namespace
+
+TEMPLATE_LIST_TEST_CASE(
+    "Adam: step_unless updates as step does, records the lowest bad index in a device "
+    "flag and skips every update once it is set",
+    "[nn][adam]", scorekit_test::Backends) {
+  check_adam_step_unless<double, TestType>();
+  check_adam_step_unless<float, TestType>();
+}
 
 TEMPLATE_LIST_TEST_CASE("Adam: 50 steps agree with Kingma and Ba's algorithm within a rounding-error bound",
                         "[nn][adam]", scorekit_test::Backends) {
@@ -567,6 +655,16 @@ void check_ema() {
   resumed.set_shadow(ema.shadow());
   ema.update(p);
   resumed.update(p);
+  CHECK(host_values(resumed.shadow()) == host_values(ema.shadow()));
+  // update_unless: the same update while the device flag is clear, none once it holds a failure.
+  Kokkos::View<std::int64_t, Mem> flag("flag");
+  Kokkos::deep_copy(flag, INT64_MAX);
+  Kokkos::deep_copy(p, device_vector<Real, Mem>(std::vector<double>(n, -2.0)));
+  ema.update(p);
+  resumed.update_unless(flag, p);
+  CHECK(host_values(resumed.shadow()) == host_values(ema.shadow()));
+  Kokkos::deep_copy(flag, std::int64_t(42));
+  resumed.update_unless(flag, p);
   CHECK(host_values(resumed.shadow()) == host_values(ema.shadow()));
 }
 

@@ -1,6 +1,7 @@
 // The training loop: a linear score model learns a Gaussian's precision and mean; the noise-conditional
-// toy net reaches a stated Fisher divergence; runs are bitwise reproducible across thread counts and
-// across a save/load; bad runs are refused.
+// toy net reaches a stated Fisher divergence; runs are bitwise reproducible across thread counts, across
+// a save/load and whatever the spacing of the NaN checks; bad runs are refused, naming the first bad step,
+// with the state of before it.
 #include "backends.hpp"
 #include "support.hpp"
 
@@ -21,7 +22,12 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <limits>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -65,6 +71,45 @@ scorekit::GaussianMixture<Real, Mem> two_modes(double w0) {
 
 using ToyNC =
     Sequential<ConditionalDense<2, 32, 4>, Softplus, ConditionalDense<32, 32, 4>, Softplus, Dense<32, 2>>;
+
+enum class Poison { none, loss, gradient };
+
+/// A test objective: Inner's, except at training step `bad_step`, where the minibatch's first block
+/// makes the loss NaN (Poison::loss), or the gradient of parameter `high` NaN from the first block and
+/// that of parameter `low` (< high) infinite from the last block (Poison::gradient), so that the lowest
+/// bad index comes from another chunk than the first bad one found in chunk order.
+template <class Inner>
+struct PoisonedObjective {
+  Inner inner;
+  Poison poison = Poison::none;
+  std::uint32_t bad_step = 0;
+  std::uint32_t last_first = 0;  ///< key.first of the minibatch's last block
+  int low = 0, high = 0;
+  double infinity = std::numeric_limits<double>::infinity();
+  double not_a_number = std::numeric_limits<double>::quiet_NaN();
+
+  std::string name() const { return inner.name(); }
+  KOKKOS_INLINE_FUNCTION int n_levels() const { return inner.n_levels(); }
+  KOKKOS_INLINE_FUNCTION int extra_workspace_size() const { return inner.extra_workspace_size(); }
+  template <class Net, int B>
+  KOKKOS_INLINE_FUNCTION static constexpr int workspace_size() {
+    return Inner::template workspace_size<Net, B>();
+  }
+  template <class Net, int B, class Real>
+  KOKKOS_INLINE_FUNCTION void accumulate(const Real* params, int nb, const Real* x, const obj::SampleKey& key,
+                                         Real* grad, Real* stats, Real* work) const {
+    inner.template accumulate<Net, B>(params, nb, x, key, grad, stats, work);
+    if (key.step != bad_step) return;
+    if (poison == Poison::loss && key.first == 0) stats[0] = Real(not_a_number);
+    if (poison == Poison::gradient && key.first == 0) grad[high] = Real(not_a_number);
+    if (poison == Poison::gradient && key.first == last_first) grad[low] = Real(infinity);
+  }
+};
+
+std::vector<char> slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 }  // namespace
 
@@ -161,6 +206,141 @@ TEST_CASE("training gives the same weights for every thread count", "[train][thr
   CHECK(reference == here);
 }
 
+TEMPLATE_LIST_TEST_CASE(
+    "a NaN loss or gradient at step k is reported naming step k, with the state of k good "
+    "steps, whatever the spacing of the checks",
+    "[train]", scorekit_test::Backends) {
+  // The device records the first bad step and skips every update after it; the host finds it at the
+  // next check (every check_every steps, at a log line, at the end). Whenever that is, the error names
+  // step k, and the weights, the EMA, Adam's moments and step count and step() are bitwise those of a
+  // run of k good steps (compared through the checkpoint, whose bytes are a function of that state).
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  using Objective = PoisonedObjective<obj::DenoisingScoreMatching<float, Mem>>;
+  using T = scorekit::train::Trainer<ToyNC, Objective, Exec, float>;
+  const auto data = mixture_data(two_modes<float, Mem>(0.2), 1000, 7);
+  const auto sigmas = scorekit::geometric_schedule(1.0, 0.05, 4);
+  constexpr long k = 9;
+  constexpr int low = 11, high = 700;
+  auto objective = [&](Poison poison) {
+    Objective o{obj::DenoisingScoreMatching<float, Mem>(sigmas)};
+    o.poison = poison;
+    o.bad_step = std::uint32_t(k);
+    o.low = low;
+    o.high = high;
+    o.last_first = std::uint32_t((40 - 1) / T::block * T::block);
+    return o;
+  };
+  scorekit::train::TrainSettings settings;
+  settings.batch_size = 40;
+  settings.seed = 11;
+  const scorekit_test::TempDir dir("train_nan");
+  T reference(objective(Poison::none), settings, 3);
+  reference.train(data, k);
+  reference.save(dir.file("reference.ckpt"));
+  const std::vector<char> reference_bytes = slurp(dir.file("reference.ckpt"));
+
+  struct Spacing {
+    int check_every, log_every;
+    long reported_at;  ///< the step count at the sync point that finds the failure
+  };
+  for (Poison poison : {Poison::loss, Poison::gradient})
+    for (const Spacing spacing :
+         {Spacing{1, 0, k + 1}, Spacing{4, 0, 12}, Spacing{0, 0, 30}, Spacing{0, 5, 10}, Spacing{3, 4, 12}}) {
+      INFO((poison == Poison::loss ? "loss" : "gradient")
+           << ", check_every " << spacing.check_every << ", log_every " << spacing.log_every);
+      settings.check_every = spacing.check_every;
+      settings.log_every = spacing.log_every;
+      std::ostringstream log;
+      settings.log = &log;
+      T t(objective(poison), settings, 3);
+      try {
+        t.train(data, 30);
+        FAIL("a NaN went unreported");
+      } catch (const scorekit::train::non_finite_loss& e) {
+        const std::string what = e.what();
+        CHECK(e.step() == k);
+        CHECK_THAT(what, Catch::Contains("the weights are those before that step"));
+        if (poison == Poison::loss) {
+          CHECK(e.parameter() == -1);
+          CHECK_THAT(what, Catch::Contains("the loss of step 9 is") && Catch::Contains("nan"));
+        } else {
+          CHECK(e.parameter() == low);
+          CHECK_THAT(what, Catch::Contains("the gradient of parameter 11 is inf at step 9"));
+        }
+      }
+      CHECK(t.step() == k);
+      CHECK(scorekit_test::bitwise_equal(t.parameters(), reference.parameters()));
+      CHECK(scorekit_test::bitwise_equal(t.ema_parameters(), reference.ema_parameters()));
+      t.save(dir.file("failed.ckpt"));
+      CHECK(slurp(dir.file("failed.ckpt")) == reference_bytes);
+      // Log lines are written for the windows checked before the failure was found, and no later.
+      if (spacing.log_every > 0) {
+        const std::string lines = log.str();
+        for (long s = spacing.log_every; s <= 30; s += spacing.log_every) {
+          char head[32];
+          std::snprintf(head, sizeof(head), "step %8ld ", s);
+          INFO("log line for step " << s << " in\n" << lines);
+          CHECK((lines.find(head) != std::string::npos) == (s < spacing.reported_at));
+        }
+      }
+      // Training goes on from the good state: the same step fails again.
+      CHECK_THROWS_WITH(t.train(data, 3), Catch::Contains("step 9"));
+      CHECK(t.step() == k);
+      CHECK(scorekit_test::bitwise_equal(t.parameters(), reference.parameters()));
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("a finite run is bitwise the same whatever the spacing of the NaN checks", "[train]",
+                        scorekit_test::Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  using Objective = obj::DenoisingScoreMatching<float, Mem>;
+  using T = scorekit::train::Trainer<ToyNC, Objective, Exec, float>;
+  const auto data = mixture_data(two_modes<float, Mem>(0.2), 1000, 7);
+  const auto sigmas = scorekit::geometric_schedule(1.0, 0.05, 4);
+  const scorekit_test::TempDir dir("train_check_every");
+  std::vector<std::vector<char>> checkpoints;
+  std::vector<scorekit::train::TrainReport> reports;
+  std::vector<std::string> logs;
+  for (int check_every : {0, 1, 3}) {
+    INFO("check_every " << check_every);
+    scorekit::train::TrainSettings settings;
+    settings.batch_size = 40;
+    settings.seed = 11;
+    settings.check_every = check_every;
+    settings.log_every = 4;
+    std::ostringstream log;
+    settings.log = &log;
+    T t(Objective(sigmas), settings, 3);
+    reports.push_back(t.train(data, 13));
+    const std::string path = dir.file("run" + std::to_string(check_every) + ".ckpt");
+    t.save(path);
+    checkpoints.push_back(slurp(path));
+    // The log without its steps/s column (wall time).
+    std::istringstream lines(log.str());
+    std::string line, stripped;
+    while (std::getline(lines, line))
+      stripped += line.substr(0, 30) + line.substr(line.find("steps/s")) + "\n";
+    logs.push_back(stripped);
+  }
+  for (std::size_t r = 1; r < reports.size(); ++r) {
+    CHECK(checkpoints[r] == checkpoints[0]);
+    CHECK(logs[r] == logs[0]);
+    CHECK(reports[r].steps == 13);
+    CHECK(reports[r].final_loss == reports[0].final_loss);
+    REQUIRE(reports[r].levels.size() == 4);
+    for (std::size_t l = 0; l < 4; ++l) {
+      CHECK(reports[r].levels[l].mean == reports[0].levels[l].mean);
+      CHECK(reports[r].levels[l].count == reports[0].levels[l].count);
+    }
+  }
+  // The last window (steps 13 of a log_every of 4: one step) and the whole batch at the last step.
+  double count = 0;
+  for (const auto& l : reports[0].levels) count += l.count;
+  CHECK(count == 40);
+}
+
 TEST_CASE("the trainer refuses bad runs and foreign checkpoints", "[train]") {
   using Exec = Kokkos::DefaultHostExecutionSpace;
   using Mem = Exec::memory_space;
@@ -175,6 +355,9 @@ TEST_CASE("the trainer refuses bad runs and foreign checkpoints", "[train]") {
     settings.batch_size = 8;
     settings.ema_rate = 1.0;
     CHECK_THROWS_WITH(T(Objective(sigmas), settings), Catch::Contains("ema_rate"));
+    settings.ema_rate = 0.5;
+    settings.check_every = -1;
+    CHECK_THROWS_WITH(T(Objective(sigmas), settings), Catch::Contains("check_every"));
   }
   SECTION("data of the wrong shape, and NaN in the data") {
     T t(Objective(sigmas), settings);

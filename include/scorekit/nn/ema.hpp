@@ -12,6 +12,26 @@
 namespace scorekit {
 namespace nn {
 
+namespace detail {
+
+/// shadow <- rate shadow + (1 - rate) params, element i; the whole kernel does nothing while
+/// `checked` and *failure holds a failure (is not INT64_MAX). The one definition of the EMA update.
+template <class Real, class Mem>
+struct EmaUpdate {
+  Kokkos::View<Real*, Mem> shadow;
+  Kokkos::View<const Real*, Mem> params;
+  Kokkos::View<const std::int64_t, Mem> failure;
+  Real rate, one_minus_rate;
+  bool checked;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const std::size_t i) const {
+    if (checked && failure() != INT64_MAX) return;
+    shadow(i) = rate * shadow(i) + one_minus_rate * params(i);
+  }
+};
+
+}  // namespace detail
+
 template <class Real, class ExecSpace>
 class Ema {
  public:
@@ -33,17 +53,21 @@ class Ema {
     m_exec.fence();
   }
 
-  /// shadow <- rate shadow + (1 - rate) params. Throws dimension_mismatch when the sizes differ.
+  /// A failure flag on the device, as nn::Adam::step_unless keeps it: INT64_MAX while all is well.
+  using failure_type = Kokkos::View<const std::int64_t, memory_space>;
+
+  /// shadow <- rate shadow + (1 - rate) params, and waits for it. Throws dimension_mismatch when the
+  /// sizes differ.
   void update(const const_vector_type& params) {
-    require_dimension(std::int64_t(params.extent(0)), std::int64_t(m_shadow.extent(0)), "the parameter view",
-                      "scorekit::nn::Ema::update");
-    const Real rate = m_rate, one_minus_rate = Real(1) - m_rate;
-    const vector_type s = m_shadow;
-    const const_vector_type p = params;
-    Kokkos::parallel_for(
-        "scorekit::nn::Ema::update", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, s.extent(0)),
-        KOKKOS_LAMBDA(const std::size_t i) { s(i) = rate * s(i) + one_minus_rate * p(i); });
+    launch(params, failure_type(), false, "scorekit::nn::Ema::update");
     m_exec.fence();
+  }
+
+  /// update() for a training loop that must not wait for the device: launches the update and returns;
+  /// the device skips it when `failure` holds a failure (is not INT64_MAX) when it runs, so after a
+  /// failed step the shadow stays that of before it.
+  void update_unless(const failure_type& failure, const const_vector_type& params) {
+    launch(params, failure, true, "scorekit::nn::Ema::update_unless");
   }
 
   /// The averaged parameters (copy them into a network's parameter view to evaluate it).
@@ -71,6 +95,14 @@ class Ema {
   }
 
  private:
+  void launch(const const_vector_type& params, const failure_type& failure, bool checked, const char* where) {
+    require_dimension(std::int64_t(params.extent(0)), std::int64_t(m_shadow.extent(0)), "the parameter view",
+                      where);
+    Kokkos::parallel_for(
+        "scorekit::nn::Ema::update", Kokkos::RangePolicy<ExecSpace>(m_exec, 0, m_shadow.extent(0)),
+        detail::EmaUpdate<Real, memory_space>{m_shadow, params, failure, m_rate, Real(1) - m_rate, checked});
+  }
+
   Real m_rate;
   ExecSpace m_exec;
   vector_type m_shadow;

@@ -2,11 +2,19 @@
 // exponential moving average of the weights, per-level loss logging with a progress line, and
 // checkpoints from which a run resumes bitwise as if it had never stopped.
 //
-// One step is two kernels. The first splits the minibatch into a FIXED number of chunks (a function of
-// the batch size and the backend only, never of the thread count); each chunk runs its blocks of B
-// samples through the objective, accumulating the gradient in its own row. The second (Adam) sums the
-// rows in order and updates the weights. Minibatch indices and all noise come from the counter-based
-// generator keyed by (seed, sample, step), so a run is bitwise reproducible for any number of threads.
+// One step is a handful of kernels, launched without waiting for the device. The first splits the
+// minibatch into a FIXED number of chunks (a function of the batch size and the backend only, never of
+// the thread count); each chunk runs its blocks of B samples through the objective, accumulating the
+// gradient and the per-level loss statistics in its own row. The second (one work item) adds the loss
+// statistics in a fixed order into accumulators of the logging window and checks the loss. Then Adam
+// sums the gradient rows in order, checks them and updates the weights, and the EMA follows. Minibatch
+// indices and all noise come from the counter-based generator keyed by (seed, sample, step), so a run
+// is bitwise reproducible for any number of threads.
+//
+// A NaN or infinite loss or gradient is recorded in a flag on the device (the first bad step only);
+// every later kernel of the run reads it and does nothing, so the weights, Adam's moments and the EMA
+// stay those from before the first bad step. The host reads the flag (and the loss accumulators) only
+// at sync points: a log line, every TrainSettings::check_every steps, the end of train() and save().
 #pragma once
 
 #include <scorekit/core/error.hpp>
@@ -31,14 +39,20 @@
 namespace scorekit {
 namespace train {
 
-/// A training step whose loss was NaN or infinite; the weights are those before it.
+/// A training step whose loss or gradient was NaN or infinite; the weights are those before it.
 class non_finite_loss : public error {
  public:
-  non_finite_loss(const std::string& what, long step) : error(what), m_step(step) {}
+  non_finite_loss(const std::string& what, long step, std::int64_t parameter = -1)
+      : error(what), m_step(step), m_parameter(parameter) {}
+  /// The first bad step (0-based: the number of good steps before it).
   long step() const noexcept { return m_step; }
+  /// -1 when the loss was not finite; else (the loss was finite) the lowest index of the flat
+  /// parameter view whose gradient entry was NaN or infinite.
+  std::int64_t parameter() const noexcept { return m_parameter; }
 
  private:
   long m_step;
+  std::int64_t m_parameter;
 };
 
 struct TrainSettings {
@@ -49,6 +63,10 @@ struct TrainSettings {
   int log_every = 0;               ///< steps between progress lines (0: silent)
   std::ostream* log = &std::cout;  ///< where progress lines go
   int gradient_chunks = 0;         ///< 0: automatic (see Trainer::chunks())
+  /// Steps between checks for a NaN or infinite loss or gradient, besides those at every log line and
+  /// at the end of train() (0: only there). A check waits for the device; a NaN is found at most this
+  /// many steps late, which only wastes device work (the steps after it change nothing).
+  int check_every = 0;
 };
 
 /// The mean loss of each noise level over a stretch of steps (count = samples seen at that level).
@@ -73,6 +91,87 @@ constexpr int default_block() {
   return sizeof(Real) == 4 ? 16 : 8;
 }
 
+namespace detail {
+
+/// The gradient kernel of one training step: chunk c runs its blocks of Block samples through the
+/// objective and accumulates the gradient and the per-level loss statistics in row c. A named functor
+/// rather than a lambda inside the Trainer: nvcc accepts no device lambda in a private member.
+template <class Net, class Objective, class Real, int Block, class Mem>
+struct GradientChunks {
+  Objective objective;
+  Kokkos::View<Real**, Kokkos::LayoutRight, Mem> grad, stats;
+  Kokkos::View<Real*, Mem> work;
+  Kokkos::View<Real*, Mem> params;
+  Kokkos::View<const Real**, Kokkos::LayoutRight, Mem> data;
+  int work_per_chunk, chunks, n_blocks, batch, levels;
+  std::int64_t n_data;
+  std::uint64_t seed;
+  std::uint32_t step;
+  Kokkos::View<const std::int64_t, Mem> failure;  ///< once a step failed, the rows are left as they are
+
+  KOKKOS_INLINE_FUNCTION void operator()(const int c) const {
+    if (failure() != INT64_MAX) return;
+    Real* g = &grad(c, 0);
+    Real* st = &stats(c, 0);
+    for (int j = 0; j < Net::n_params; ++j) g[j] = Real(0);
+    for (int j = 0; j < 2 * levels; ++j) st[j] = Real(0);
+    Real* w = work.data() + std::size_t(c) * work_per_chunk;
+    Real* x = w + (work_per_chunk - Block * Net::in);
+    const int first_block = int(std::int64_t(c) * n_blocks / chunks);
+    const int last_block = int(std::int64_t(c + 1) * n_blocks / chunks);
+    for (int blk = first_block; blk < last_block; ++blk) {
+      const int first = blk * Block;
+      const int nb = batch - first < Block ? batch - first : Block;
+      for (int b = 0; b < nb; ++b) {
+        // Sampling with replacement: the index of minibatch slot (first + b) at this step.
+        CounterRng<Real> rng(seed, std::uint64_t(first + b), step, RngStream::init);
+        const Philox4x32Block bits = rng.bits();
+        const std::uint64_t r = (std::uint64_t(bits.v[0]) << 32) | bits.v[1];
+        const std::int64_t index = std::int64_t(r % std::uint64_t(n_data));
+        for (int i = 0; i < Net::in; ++i) x[b * Net::in + i] = data(index, i);
+      }
+      objective::SampleKey key{seed, step, std::uint32_t(first)};
+      objective.template accumulate<Net, Block>(params.data(), nb, x, key, g, st, w);
+    }
+  }
+};
+
+/// The loss bookkeeping of one training step, one work item, so that the order of addition is fixed:
+/// per level, the chunks' loss sums and sample counts added in chunk order (in double); the step's loss
+/// = the level sums added in level order / the level counts added in level order; the level sums and
+/// counts added to the logging window's accumulators. window(0) is the last step's loss, window(1 + 2 l)
+/// and window(2 + 2 l) level l's loss sum and sample count. A NaN or infinite loss records `key` in the
+/// failure flag; once the flag is set (by this or an earlier step) the kernel does nothing.
+template <class Real, class Mem>
+struct LossWindow {
+  Kokkos::View<const Real**, Kokkos::LayoutRight, Mem> stats;
+  Kokkos::View<double*, Mem> window;
+  Kokkos::View<std::int64_t, Mem> failure;
+  int chunks, levels;
+  std::int64_t key;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const int) const {
+    if (failure() != INT64_MAX) return;
+    double total = 0, count = 0;
+    for (int l = 0; l < levels; ++l) {
+      double level_sum = 0, level_count = 0;
+      for (int c = 0; c < chunks; ++c) {
+        level_sum += double(stats(c, 2 * l));
+        level_count += double(stats(c, 2 * l + 1));
+      }
+      total += level_sum;
+      count += level_count;
+      window(1 + 2 * l) += level_sum;
+      window(2 + 2 * l) += level_count;
+    }
+    const double loss = total / count;
+    window(0) = loss;
+    if (!math::isfinite(loss)) failure() = key;
+  }
+};
+
+}  // namespace detail
+
 template <class Net, class Objective, class ExecSpace = Kokkos::DefaultExecutionSpace, class Real = float,
           int Block = default_block<Real, ExecSpace>()>
 class Trainer {
@@ -91,11 +190,12 @@ class Trainer {
         m_adam(Net::n_params, settings.adam) {
     if (settings.batch_size < 1)
       throw invalid_argument(
-          detail::concat("Trainer: batch_size must be at least 1, got ", settings.batch_size));
+          scorekit::detail::concat("Trainer: batch_size must be at least 1, got ", settings.batch_size));
     if (!(settings.ema_rate >= 0 && settings.ema_rate < 1))
-      throw invalid_argument(detail::concat("Trainer: ema_rate must be in [0, 1), got ", settings.ema_rate));
-    if (settings.log_every < 0 || settings.gradient_chunks < 0)
-      throw invalid_argument("Trainer: log_every and gradient_chunks must be >= 0");
+      throw invalid_argument(
+          scorekit::detail::concat("Trainer: ema_rate must be in [0, 1), got ", settings.ema_rate));
+    if (settings.log_every < 0 || settings.gradient_chunks < 0 || settings.check_every < 0)
+      throw invalid_argument("Trainer: log_every, gradient_chunks and check_every must be >= 0");
     const auto segments = Net::segments();
     nn::initialize(m_params, segments.data(), int(segments.size()), init, init_seed);
     m_ema = std::make_unique<nn::Ema<Real, ExecSpace>>(m_params, Real(settings.ema_rate));
@@ -110,43 +210,67 @@ class Trainer {
                                                                       2 * objective.n_levels());
     m_work = Kokkos::View<Real*, memory_space>("scorekit::Trainer::work",
                                                std::size_t(m_chunks) * m_work_per_chunk);
+    m_window = Kokkos::View<double*, memory_space>("scorekit::Trainer::loss_window",
+                                                   std::size_t(1 + 2 * objective.n_levels()));
+    m_failure = failure_type("scorekit::Trainer::failure");
+    Kokkos::deep_copy(m_failure, no_failure);
   }
 
-  /// Trains for n_steps minibatches of `data` (n x d, d = Net::in). Throws when a step's loss is not
-  /// finite (naming the step; the weights stay those before it) and on a data view of the wrong shape.
+  /// Trains for n_steps minibatches of `data` (n x d, d = Net::in). Throws non_finite_loss when a
+  /// step's loss or gradient is not finite (naming the first such step; the weights, the EMA, Adam's
+  /// state and step() are then those before it), found at the next sync point (a log line, every
+  /// check_every steps, the end), and invalid_argument on a data view of the wrong shape.
   TrainReport train(const data_type& data, long n_steps) {
     constexpr const char* where = "scorekit::Trainer::train";
     require_dimension(std::int64_t(data.extent(1)), Net::in, "the data's columns", where);
-    if (data.extent(0) == 0) throw invalid_argument(detail::concat(where, ": the dataset is empty"));
-    if (n_steps < 0) throw invalid_argument(detail::concat(where, ": n_steps must be >= 0, got ", n_steps));
+    if (data.extent(0) == 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": the dataset is empty"));
+    if (n_steps < 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": n_steps must be >= 0, got ", n_steps));
+    if (n_steps > 0 && n_steps > max_steps - m_step)
+      throw invalid_argument(scorekit::detail::concat(
+          where, ": ", m_step, " + ", n_steps, " steps exceed the limit of ", max_steps, " steps of a run"));
     ScopedRegion region(where);
     const int levels = m_objective.n_levels();
-    std::vector<double> window_sum(levels, 0.0), window_count(levels, 0.0);
     TrainReport report;
     const auto start = std::chrono::steady_clock::now();
     auto window_start = start;
     long window_steps = 0;
-    for (long s = 0; s < n_steps; ++s) {
-      const double loss = one_step(data, window_sum, window_count);
-      report.final_loss = loss;
-      ++report.steps;
-      ++window_steps;
-      const bool last = s + 1 == n_steps;
-      if ((m_settings.log_every > 0 && m_step % m_settings.log_every == 0) || last) {
-        report.levels.assign(levels, LevelLoss{});
-        for (int l = 0; l < levels; ++l)
-          report.levels[l] =
-              LevelLoss{window_count[l] > 0 ? window_sum[l] / window_count[l] : 0.0, window_count[l]};
-        const auto now = std::chrono::steady_clock::now();
-        if (m_settings.log_every > 0 && m_settings.log)
-          log_line(report.levels, window_steps / std::chrono::duration<double>(now - window_start).count());
-        if (!last) {
-          std::fill(window_sum.begin(), window_sum.end(), 0.0);
-          std::fill(window_count.begin(), window_count.end(), 0.0);
-          window_start = now;
-          window_steps = 0;
+    Kokkos::deep_copy(ExecSpace(), m_window, 0.0);
+    try {
+      for (long s = 0; s < n_steps; ++s) {
+        one_step(data);
+        ++report.steps;
+        ++window_steps;
+        const bool last = s + 1 == n_steps;
+        const bool log = m_settings.log_every > 0 && m_step % m_settings.log_every == 0;
+        if (log || last) {
+          // A sync point: the flag, then the loss accumulators (in double, added in the order above).
+          check();
+          const auto window = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m_window);
+          report.final_loss = window(0);
+          report.levels.assign(levels, LevelLoss{});
+          for (int l = 0; l < levels; ++l) {
+            const double sum = window(1 + 2 * l), count = window(2 + 2 * l);
+            report.levels[l] = LevelLoss{count > 0 ? sum / count : 0.0, count};
+          }
+          const auto now = std::chrono::steady_clock::now();
+          if (m_settings.log_every > 0 && m_settings.log)
+            log_line(report.levels, window_steps / std::chrono::duration<double>(now - window_start).count());
+          if (!last) {
+            Kokkos::deep_copy(ExecSpace(), m_window, 0.0);
+            window_start = now;
+            window_steps = 0;
+          }
+        } else if (m_settings.check_every > 0 && m_step % m_settings.check_every == 0) {
+          check();
         }
       }
+    } catch (...) {
+      // Whatever went wrong, leave no unchecked step behind: a failure found now rewinds the state
+      // silently (the exception in flight is reported).
+      take_failure();
+      throw;
     }
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
@@ -165,8 +289,16 @@ class Trainer {
     return Net::name() + " | " + m_objective.name() + " | " + (sizeof(Real) == 4 ? "float" : "double");
   }
 
-  /// Writes weights, EMA, Adam state and step atomically (nn/checkpoint.hpp).
+  /// Writes weights, EMA, Adam state and step atomically (nn/checkpoint.hpp). A sync point: train()
+  /// never returns with an unchecked step, so the flag is clear here; were it not, save() would refuse
+  /// (scorekit::error) rather than write a state the next check would rewind.
   void save(const std::string& path) const {
+    std::int64_t failure = no_failure;
+    Kokkos::deep_copy(failure, m_failure);
+    if (failure != no_failure)
+      throw error(scorekit::detail::concat("scorekit::Trainer::save: step ", failure >> 32,
+                                           " failed and was not yet reported; nothing was written to '", path,
+                                           "'"));
     nn::Checkpoint cp;
     cp.set_signature(signature());
     cp.set_step(std::uint64_t(m_step));
@@ -191,9 +323,9 @@ class Trainer {
                            std::make_pair(std::string("batch_size"), std::to_string(m_settings.batch_size)),
                            std::make_pair(std::string("gradient_chunks"), std::to_string(m_chunks))})
       if (cp.metadata(kv.first) != kv.second)
-        throw invalid_argument(detail::concat("Trainer::load: '", path, "' was written with ", kv.first,
-                                              " = ", cp.metadata(kv.first), ", this trainer has ", kv.second,
-                                              "; resuming would not continue the same run"));
+        throw invalid_argument(scorekit::detail::concat(
+            "Trainer::load: '", path, "' was written with ", kv.first, " = ", cp.metadata(kv.first),
+            ", this trainer has ", kv.second, "; resuming would not continue the same run"));
     vector_type params("params", Net::n_params), ema("ema", Net::n_params), m("m", Net::n_params),
         v("v", Net::n_params);
     cp.get_into("params", params);
@@ -215,70 +347,75 @@ class Trainer {
     return n_blocks;
   }
 
-  double one_step(const data_type& data, std::vector<double>& window_sum, std::vector<double>& window_count) {
+  /// Launches one step's kernels and returns without waiting for the device.
+  void one_step(const data_type& data) {
     const int batch = m_settings.batch_size, chunks = m_chunks, levels = m_objective.n_levels();
     const int n_blocks = (batch + Block - 1) / Block;
     const std::int64_t n_data = std::int64_t(data.extent(0));
     const std::uint64_t seed = m_settings.seed;
     const auto step = std::uint32_t(m_step);
-    const Objective objective = m_objective;
-    const auto grad = m_grad;
-    const auto stats = m_stats;
-    const auto work = m_work;
-    const auto params = m_params;
-    const int work_per_chunk = m_work_per_chunk;
-    Kokkos::parallel_for(
-        "scorekit::Trainer::gradient", Kokkos::RangePolicy<ExecSpace>(0, chunks), KOKKOS_LAMBDA(const int c) {
-          Real* g = &grad(c, 0);
-          Real* st = &stats(c, 0);
-          for (int j = 0; j < Net::n_params; ++j) g[j] = Real(0);
-          for (int j = 0; j < 2 * levels; ++j) st[j] = Real(0);
-          Real* w = work.data() + std::size_t(c) * work_per_chunk;
-          Real* x = w + (work_per_chunk - Block * Net::in);
-          const int first_block = int(std::int64_t(c) * n_blocks / chunks);
-          const int last_block = int(std::int64_t(c + 1) * n_blocks / chunks);
-          for (int blk = first_block; blk < last_block; ++blk) {
-            const int first = blk * Block;
-            const int nb = batch - first < Block ? batch - first : Block;
-            for (int b = 0; b < nb; ++b) {
-              // Sampling with replacement: the index of minibatch slot (first + b) at this step.
-              CounterRng<Real> rng(seed, std::uint64_t(first + b), step, RngStream::init);
-              const Philox4x32Block bits = rng.bits();
-              const std::uint64_t r = (std::uint64_t(bits.v[0]) << 32) | bits.v[1];
-              const std::int64_t index = std::int64_t(r % std::uint64_t(n_data));
-              for (int i = 0; i < Net::in; ++i) x[b * Net::in + i] = data(index, i);
-            }
-            objective::SampleKey key{seed, step, std::uint32_t(first)};
-            objective.template accumulate<Net, Block>(params.data(), nb, x, key, g, st, w);
-          }
-        });
-    auto host_stats = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m_stats);
-    double total = 0, count = 0;
-    std::vector<double> level_sum(levels, 0.0), level_count(levels, 0.0);
-    for (int c = 0; c < chunks; ++c)
-      for (int l = 0; l < levels; ++l) {
-        level_sum[l] += double(host_stats(c, 2 * l));
-        level_count[l] += double(host_stats(c, 2 * l + 1));
-      }
-    for (int l = 0; l < levels; ++l) {
-      total += level_sum[l];
-      count += level_count[l];
+    Kokkos::parallel_for("scorekit::Trainer::gradient", Kokkos::RangePolicy<ExecSpace>(0, chunks),
+                         detail::GradientChunks<Net, Objective, Real, Block, memory_space>{
+                             m_objective, m_grad, m_stats, m_work, m_params, data, m_work_per_chunk, chunks,
+                             n_blocks, batch, levels, n_data, seed, step, m_failure});
+    const detail::LossWindow<Real, memory_space> loss{m_stats, m_window, m_failure,
+                                                      chunks,  levels,   loss_key(m_step)};
+    if constexpr (runs_on_host_v<memory_space>) {
+      // One work item on a CPU: the calling thread, rather than a parallel region of its own.
+      ExecSpace().fence();
+      loss(0);
+    } else {
+      Kokkos::parallel_for("scorekit::Trainer::loss", Kokkos::RangePolicy<ExecSpace>(0, 1), loss);
     }
-    const double loss = total / count;
-    if (!std::isfinite(loss))
-      throw non_finite_loss(
-          detail::concat("scorekit::Trainer: the loss of step ", m_step, " is ", loss,
-                         "; the weights are those before that step (lower the learning rate, or "
-                         "check the data for NaN/inf)"),
-          m_step);
-    m_adam.step(m_params, m_grad, Real(1) / Real(batch));
-    m_ema->update(m_params);
+    m_adam.step_unless(m_failure, gradient_key(m_step), m_params, m_grad, Real(1) / Real(batch));
+    m_ema->update_unless(m_failure, m_params);
     ++m_step;
-    for (int l = 0; l < levels; ++l) {
-      window_sum[l] += level_sum[l];
-      window_count[l] += level_count[l];
+  }
+
+  // The failure flag holds the smallest key recorded: step << 32, plus 2^31 + the parameter index for a
+  // gradient (Adam adds the index), so the first bad step wins, at one step the loss before the
+  // gradient, and for the gradient the lowest bad index.
+  static constexpr std::int64_t no_failure = INT64_MAX;
+  static constexpr long max_steps = 2147483647L;  // 2^31 - 1: the step fills 31 bits of a key
+  static std::int64_t loss_key(long step) { return std::int64_t(step) << 32; }
+  static std::int64_t gradient_key(long step) { return (std::int64_t(step) << 32) | (std::int64_t(1) << 31); }
+
+  /// A sync point: waits for the launched steps and throws non_finite_loss when one of them failed.
+  void check() {
+    if (auto failure = take_failure()) throw *failure;
+  }
+
+  /// Reads the flag; when a step failed, sets step(), Adam's step count (the device skipped every update
+  /// from the failed step on) and the flag back, and returns the exception that names it.
+  std::unique_ptr<non_finite_loss> take_failure() {
+    std::int64_t key = no_failure;
+    Kokkos::deep_copy(key, m_failure);
+    if (key == no_failure) return nullptr;
+    const long bad_step = long(key >> 32);
+    const bool gradient = ((key >> 31) & 1) != 0;
+    const std::int64_t parameter = gradient ? (key & ((std::int64_t(1) << 31) - 1)) : -1;
+    std::string what;
+    if (gradient) {
+      // The gradient rows stayed those of the failed step (the gradient kernel skips once the flag is
+      // set), so Adam's last summed gradient is that step's.
+      Real value = 0;
+      Kokkos::deep_copy(value, Kokkos::subview(m_adam.last_gradient(), std::size_t(parameter)));
+      what = scorekit::detail::concat("the gradient of parameter ", parameter, " is ", value, " at step ",
+                                      bad_step);
+    } else {
+      double loss = 0;
+      Kokkos::deep_copy(loss, Kokkos::subview(m_window, 0));
+      what = scorekit::detail::concat("the loss of step ", bad_step, " is ", loss);
     }
-    return loss;
+    m_adam.rewind(m_adam.steps() - (m_step - bad_step));
+    m_step = bad_step;
+    Kokkos::deep_copy(m_failure, no_failure);
+    return std::make_unique<non_finite_loss>(
+        scorekit::detail::concat(
+            "scorekit::Trainer: ", what,
+            "; the weights are those before that step (lower the learning rate, or check the data "
+            "for NaN/inf)"),
+        bad_step, parameter);
   }
 
   void log_line(const std::vector<LevelLoss>& levels, double steps_per_second) const {
@@ -309,6 +446,9 @@ class Trainer {
   std::unique_ptr<nn::Ema<Real, ExecSpace>> m_ema;
   Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> m_grad, m_stats;
   Kokkos::View<Real*, memory_space> m_work;
+  Kokkos::View<double*, memory_space> m_window;  ///< see detail::LossWindow
+  using failure_type = Kokkos::View<std::int64_t, memory_space>;
+  failure_type m_failure;  ///< no_failure, or the key of the first failed step (see loss_key)
   int m_chunks = 1, m_work_per_chunk = 0;
   long m_step = 0;
 };
