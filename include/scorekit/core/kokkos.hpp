@@ -5,6 +5,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <string>
+#include <type_traits>
 
 #ifndef KOKKOS_VERSION
 #error "scorekit: Kokkos_Core.hpp did not define KOKKOS_VERSION; Kokkos 3.4 or newer is required"
@@ -39,6 +40,14 @@
 #endif
 
 namespace scorekit {
+
+/// Whether kernels over data in memory space Mem run on CPU cores (true) or on a GPU (false). It picks
+/// the blocking: on a CPU a block of 8-16 particles shares each parameter read and fills the vector
+/// lanes; on a GPU every particle (and every parameter, in Adam and the EMA) is its own thread, and the
+/// lanes are other threads.
+template <class Mem>
+constexpr bool runs_on_host_v = std::is_same<Mem, Kokkos::HostSpace>::value;
+
 namespace math {
 // Kokkos 3.7 moved the mathematical functions from Kokkos::Experimental into Kokkos.
 #if KOKKOS_VERSION >= 30700
@@ -64,6 +73,18 @@ using Kokkos::Experimental::log1p;
 using Kokkos::Experimental::sin;
 using Kokkos::Experimental::sqrt;
 #endif
+
+/// A quiet NaN, callable in device code (std::numeric_limits is host-only under nvcc, and Kokkos 3.4 has
+/// no public quiet_NaN trait). GCC, Clang, nvcc and hipcc all provide the builtins, host and device.
+template <class Real>
+KOKKOS_INLINE_FUNCTION constexpr Real quiet_nan() {
+  static_assert(std::is_same<Real, float>::value || std::is_same<Real, double>::value,
+                "scorekit::math::quiet_nan: float or double");
+  if constexpr (std::is_same<Real, float>::value)
+    return __builtin_nanf("");
+  else
+    return __builtin_nan("");
+}
 
 template <class Real>
 KOKKOS_INLINE_FUNCTION constexpr Real pi() {

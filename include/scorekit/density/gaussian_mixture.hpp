@@ -108,14 +108,16 @@ class GaussianMixture {
     return p;
   }
 
-  int dim() const { return m_dim; }
-  int n_components() const { return m_k; }
-  CovarianceKind covariance_kind() const { return m_kind; }
-  Real scale() const { return m_a; }
-  Real noise() const { return m_sigma; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION int n_components() const { return m_k; }
+  KOKKOS_INLINE_FUNCTION CovarianceKind covariance_kind() const { return m_kind; }
+  KOKKOS_INLINE_FUNCTION Real scale() const { return m_a; }
+  KOKKOS_INLINE_FUNCTION Real noise() const { return m_sigma; }
   /// Workspace (values) one evaluation needs: 3 d for full covariances (x - a mu_k, the rotated
   /// coordinates, and the score while the Laplacian is formed), d otherwise.
-  int workspace_size() const { return m_kind == CovarianceKind::full ? 3 * m_dim : m_dim; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const {
+    return m_kind == CovarianceKind::full ? 3 * m_dim : m_dim;
+  }
 
   /// Normalised log-density at x.
   KOKKOS_INLINE_FUNCTION Real log_prob(const Real* x, Real* work) const {
@@ -335,9 +337,12 @@ class GaussianMixture {
   /// The most particles score_block takes at once.
   static constexpr int max_block = 8;
 
-  /// The block score_block() makes faster: max_block when the per-level precision table exists (full
-  /// covariances), otherwise 1 (the particles would be evaluated one by one anyway).
-  int block_size() const { return m_precision.extent(0) > 0 ? max_block : 1; }
+  /// The block score_block() makes faster: on a CPU, max_block when the per-level precision table exists
+  /// (full covariances), otherwise 1 (the particles would be evaluated one by one anyway); on a GPU
+  /// always 1 (one particle per thread).
+  KOKKOS_INLINE_FUNCTION int block_size() const {
+    return runs_on_host_v<MemorySpace> && m_precision.extent(0) > 0 ? max_block : 1;
+  }
 
   /// Scores of nb <= max_block particles of the law of a X + sigma Z at once: particle b at
   /// x + b x_stride, its score to out + b out_stride; the block owns the workspace span

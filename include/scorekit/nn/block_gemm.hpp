@@ -20,7 +20,7 @@ namespace nn {
 namespace detail {
 
 /// The largest divisor of n that is at most cap (at least 1).
-constexpr int largest_divisor_at_most(int n, int cap) {
+KOKKOS_INLINE_FUNCTION constexpr int largest_divisor_at_most(int n, int cap) {
   int best = 1;
   for (int d = 1; d <= n && d <= cap; ++d)
     if (n % d == 0) best = d;
@@ -28,19 +28,19 @@ constexpr int largest_divisor_at_most(int n, int cap) {
 }
 
 template <class Real>
-constexpr int vector_lanes() {
+KOKKOS_INLINE_FUNCTION constexpr int vector_lanes() {
   return int(64 / sizeof(Real));  // one 512-bit register; narrower machines split it, which is harmless
 }
 
 /// Columns per tile: all of them when they fit two vectors, else the largest divisor up to two vectors.
 template <class Real, int Cols>
-constexpr int cols_tile() {
+KOKKOS_INLINE_FUNCTION constexpr int cols_tile() {
   return Cols <= 2 * vector_lanes<Real>() ? Cols : largest_divisor_at_most(Cols, 2 * vector_lanes<Real>());
 }
 
 /// Rows per tile: about 12 vector accumulators in all.
 template <class Real, int Rows, int ColsTile>
-constexpr int rows_tile() {
+KOKKOS_INLINE_FUNCTION constexpr int rows_tile() {
   constexpr int vectors_per_row = (ColsTile + vector_lanes<Real>() - 1) / vector_lanes<Real>();
   constexpr int want = 12 / vectors_per_row;
   return largest_divisor_at_most(Rows, want < 1 ? 1 : want);
@@ -61,7 +61,7 @@ KOKKOS_INLINE_FUNCTION void block_gemm(const Real* a, int a_row, int a_col, cons
       }
       for (int k = 0; k < Inner; ++k) {
         const Real* bk = b + k * ldb + j0;
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDA_ARCH__)
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && !defined(__HIPCC__)
 #pragma GCC unroll 16
 #endif
         for (int t = 0; t < rt; ++t) {

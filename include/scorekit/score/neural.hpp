@@ -48,9 +48,9 @@ class NeuralScore {
     require_dimension(std::int64_t(params.extent(0)), Net::n_params, "the parameter view", "NeuralScore");
   }
 
-  int dim() const { return Net::in; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return Net::in; }
   /// One sample with one tangent.
-  int workspace_size() const { return Net::template tape_size<1, 1>; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return Net::template tape_size<1, 1>; }
 
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out, Real* work) const {
     const int level[1] = {0};
@@ -93,11 +93,12 @@ class NetworkScoreBase {
     require_dimension(std::int64_t(params.extent(0)), Net::n_params, "the parameter view", who);
   }
 
-  int dim() const { return Net::in; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return Net::in; }
   /// Per sample: the single-sample tape; a full block uses the workspace of all its samples, which
   /// covers its tape (rows * B values).
-  int workspace_size() const { return Net::template tape_size<1, 0>; }
-  int block_size() const { return max_block; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return Net::template tape_size<1, 0>; }
+  /// A CPU evaluates max_block samples per work item (weights read once per block); a GPU one per thread.
+  KOKKOS_INLINE_FUNCTION int block_size() const { return runs_on_host_v<MemorySpace> ? max_block : 1; }
 
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real sigma, Real* out, Real* work) const {
     int level[1];
