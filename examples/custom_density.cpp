@@ -11,7 +11,7 @@
 struct Banana {
   using value_type = double;
   double b = 0.5;
-  int dim() const { return 2; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
   KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const {
     const double y = x[1] - b * (x[0] * x[0] - 1);
     return -0.5 * (x[0] * x[0] + y * y);

@@ -177,8 +177,8 @@ struct InterpolatedLevels {
   float log_lo, inv_log_ratio;
   int n;
 
-  int dim() const { return 2; }
-  int workspace_size() const { return scorekit::workspace_size(net) + 2; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return scorekit::workspace_size(net) + 2; }
 
   KOKKOS_INLINE_FUNCTION void score(const float* x, float sigma, float* out, float* work) const {
     const float u = (scorekit::math::log(sigma) - log_lo) * inv_log_ratio;

@@ -152,8 +152,8 @@ struct AtNoiseLevel {
   using value_type = typename Model::value_type;
   Model model;
   value_type sigma;
-  int dim() const { return model.dim(); }
-  int workspace_size() const { return std::max(1, scorekit::workspace_size(model)); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return model.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return std::max(1, scorekit::workspace_size(model)); }
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type* out, value_type* work) const {
     scorekit::noise_conditional_score(model, x, sigma, out, work);
   }

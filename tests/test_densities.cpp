@@ -220,8 +220,8 @@ struct AtNoise {
   using memory_space = typename Model::memory_space;
   Model model;
   value_type sigma;
-  int dim() const { return model.dim(); }
-  int workspace_size() const { return model.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return model.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return model.workspace_size(); }
   KOKKOS_INLINE_FUNCTION value_type log_prob(const value_type* x, value_type* work) const {
     return model.log_prob(x, sigma, work);
   }
@@ -993,20 +993,20 @@ namespace {
 // log p(x) = -(x_0^2 - 1)^2 - x_1^2 / 2 (its normaliser is not closed form, and the checks never need it).
 struct DoubleWell {
   using value_type = double;
-  int dim() const { return 2; }
-  double log_prob(const double* x) const {
+  KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
+  KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const {
     return -(x[0] * x[0] - 1) * (x[0] * x[0] - 1) - 0.5 * x[1] * x[1];
   }
-  void score(const double* x, double* out) const {
+  KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const {
     out[0] = -4 * x[0] * (x[0] * x[0] - 1);
     out[1] = -x[1];
   }
-  double laplacian(const double* x) const { return -(12 * x[0] * x[0] - 4) - 1; }
+  KOKKOS_INLINE_FUNCTION double laplacian(const double* x) const { return -(12 * x[0] * x[0] - 4) - 1; }
 };
 
 // The same with a score off by a relative 1e-7 in one component: the check must notice.
 struct DoubleWellSlightlyWrongScore : DoubleWell {
-  void score(const double* x, double* out) const {
+  KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const {
     DoubleWell::score(x, out);
     out[0] *= 1 + 1e-7;
   }
@@ -1014,20 +1014,22 @@ struct DoubleWellSlightlyWrongScore : DoubleWell {
 
 // The same with the classic mistake of a Laplacian that forgets one coordinate's term.
 struct DoubleWellWrongLaplacian : DoubleWell {
-  double laplacian(const double* x) const { return -(12 * x[0] * x[0] - 4); }
+  KOKKOS_INLINE_FUNCTION double laplacian(const double* x) const { return -(12 * x[0] * x[0] - 4); }
 };
 
 // One dimension, log p = -x^4 / 4 (unnormalised): third derivative of log p is -6 x, nonzero at x = 1.5.
 struct Quartic {
   using value_type = double;
-  int dim() const { return 1; }
-  double log_prob(const double* x) const { return -0.25 * x[0] * x[0] * x[0] * x[0]; }
-  void score(const double* x, double* out) const { out[0] = -x[0] * x[0] * x[0]; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const { return -0.25 * x[0] * x[0] * x[0] * x[0]; }
+  KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const { out[0] = -x[0] * x[0] * x[0]; }
 };
 
 // Returns NaN away from the origin (an overflow bug, say).
 struct Broken : DoubleWell {
-  double log_prob(const double* x) const { return x[0] > 1 ? std::nan("") : DoubleWell::log_prob(x); }
+  KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const {
+    return x[0] > 1 ? scorekit::math::quiet_nan<double>() : DoubleWell::log_prob(x);
+  }
 };
 
 }  // namespace

@@ -48,7 +48,7 @@ struct LinearModel {
   int d = 0;
   Real a[max_dim * max_dim] = {};
   Real b[max_dim] = {};
-  int dim() const { return d; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return d; }
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out) const {
     for (int i = 0; i < d; ++i) {
       Real acc = 0;
@@ -81,7 +81,7 @@ struct TanhScore {
   Real a[max_dim * max_dim] = {};
   Real b[max_dim] = {};
   Real bb[max_dim * max_dim] = {};
-  int dim() const { return d; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return d; }
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out) const {
     for (int i = 0; i < d; ++i) {
       Real u = b[i], lin = 0;
@@ -145,7 +145,7 @@ template <class Real>
 struct DivergenceOnlyModel {
   using value_type = Real;
   LinearModel<Real> linear;
-  int dim() const { return linear.d; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return linear.d; }
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out) const { linear.score(x, out); }
   KOKKOS_INLINE_FUNCTION Real divergence(const Real* x) const {
     (void)x;
@@ -161,8 +161,8 @@ template <class Real>
 struct LinearModelWithWorkspace {
   using value_type = Real;
   LinearModel<Real> linear;
-  int dim() const { return linear.d; }
-  int workspace_size() const { return 2 * linear.d; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return linear.d; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return 2 * linear.d; }
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out, Real* work) const {
     poison(work);
     for (int i = 0; i < linear.d; ++i) {
@@ -191,7 +191,7 @@ struct LinearModelWithWorkspace {
 // An analytic divergence that overflows: the batch driver must report it.
 struct OverflowingModel {
   using value_type = double;
-  int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const { out[0] = x[0]; }
   KOKKOS_INLINE_FUNCTION double divergence(const double* x) const { return 1e308 * x[0]; }
 };

@@ -30,8 +30,8 @@ namespace {
 template <class Real = double>
 struct CosineOde {
   using value_type = Real;
-  int dim() const { return 1; }
-  int workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return 0; }
   KOKKOS_INLINE_FUNCTION void drift(const Real* x, Real t, Real* out, Real*) const {
     out[0] = x[0] * scorekit::math::cos(t);
   }
@@ -41,8 +41,8 @@ struct CosineOde {
 /// Lotka-Volterra: x' = 1.5 x - x y, y' = -3 y + x y.
 struct LotkaVolterra {
   using value_type = double;
-  int dim() const { return 2; }
-  int workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return 0; }
   KOKKOS_INLINE_FUNCTION void drift(const double* x, double, double* out, double*) const {
     out[0] = 1.5 * x[0] - x[0] * x[1];
     out[1] = -3 * x[1] + x[0] * x[1];
@@ -53,8 +53,8 @@ struct LotkaVolterra {
 /// y' = y^2: y = 1 / (1/y0 - t), singular at t = 1/y0.
 struct Blowup {
   using value_type = double;
-  int dim() const { return 1; }
-  int workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return 0; }
   KOKKOS_INLINE_FUNCTION void drift(const double* x, double, double* out, double*) const {
     out[0] = x[0] * x[0];
   }
@@ -64,10 +64,10 @@ struct Blowup {
 /// y' = -y, but NaN from t = 0.5 on for particles with y0 < 0 (a model that overflows there).
 struct NanAfterHalf {
   using value_type = double;
-  int dim() const { return 1; }
-  int workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return 0; }
   KOKKOS_INLINE_FUNCTION void drift(const double* x, double t, double* out, double*) const {
-    out[0] = (t >= 0.5 && x[0] < 0) ? std::numeric_limits<double>::quiet_NaN() : -x[0];
+    out[0] = (t >= 0.5 && x[0] < 0) ? scorekit::math::quiet_nan<double>() : -x[0];
   }
   KOKKOS_INLINE_FUNCTION double diffusion(double) const { return 0; }
 };
@@ -78,8 +78,8 @@ struct CountingModel {
   using value_type = typename Model::value_type;
   Model inner;
   Kokkos::View<std::int64_t, Mem> count;
-  int dim() const { return inner.dim(); }
-  int workspace_size() const { return inner.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return inner.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return inner.workspace_size(); }
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
                                     value_type* work) const {
     Kokkos::atomic_increment(&count());

@@ -793,7 +793,7 @@ scorekit::GaussianMixture<double, Mem> two_modes() {
 /// A classifier whose gradient is NaN: w = 0 must never call it.
 struct NanClassifier {
   KOKKOS_INLINE_FUNCTION void grad_log_likelihood(const double*, double, double* out) const {
-    out[0] = out[1] = std::numeric_limits<double>::quiet_NaN();
+    out[0] = out[1] = scorekit::math::quiet_nan<double>();
   }
 };
 

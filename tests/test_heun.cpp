@@ -91,11 +91,11 @@ template <class Real, class Mem>
 struct RefusesZeroNoise {
   using value_type = Real;
   scorekit::PerturbedMixtureScore<Real, Mem> inner;
-  int dim() const { return inner.dim(); }
-  int workspace_size() const { return inner.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return inner.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return inner.workspace_size(); }
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real sigma, Real* out, Real* work) const {
     if (!(sigma > Real(0))) {
-      for (int j = 0; j < inner.dim(); ++j) out[j] = std::numeric_limits<Real>::quiet_NaN();
+      for (int j = 0; j < inner.dim(); ++j) out[j] = scorekit::math::quiet_nan<Real>();
       return;
     }
     inner.score(x, sigma, out, work);

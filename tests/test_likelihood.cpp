@@ -71,8 +71,8 @@ template <class Model>
 struct JvpOnly {
   using value_type = typename Model::value_type;
   Model inner;
-  int dim() const { return inner.dim(); }
-  int workspace_size() const { return inner.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return inner.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return inner.workspace_size(); }
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
                                     value_type* work) const {
     inner.score(x, sigma, out, work);
@@ -90,8 +90,8 @@ struct NanJvp {
   using value_type = typename Model::value_type;
   Model inner;
   value_type nan = std::numeric_limits<value_type>::quiet_NaN();
-  int dim() const { return inner.dim(); }
-  int workspace_size() const { return inner.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return inner.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return inner.workspace_size(); }
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
                                     value_type* work) const {
     inner.score(x, sigma, out, work);

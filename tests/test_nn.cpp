@@ -36,11 +36,11 @@ std::vector<double> random_parameters(std::uint64_t seed) {
 struct BrokenSoftplus {
   static constexpr const char* name = "BrokenSoftplus";
   template <class Real>
-  static Real value(Real x) {
+  KOKKOS_INLINE_FUNCTION static Real value(Real x) {
     return Softplus::value(x);
   }
   template <class Real>
-  static void derivatives(Real x, Real& d1, Real& d2) {
+  KOKKOS_INLINE_FUNCTION static void derivatives(Real x, Real& d1, Real& d2) {
     Softplus::derivatives(x, d1, d2);
     d2 = 0;
   }

@@ -57,7 +57,7 @@ struct AtNoise {
   using memory_space = typename M::memory_space;
   M model;
   value_type sigma;
-  int dim() const { return model.dim(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return model.dim(); }
   KOKKOS_INLINE_FUNCTION value_type log_prob(const value_type* x) const { return model.log_prob(x, sigma); }
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type* out) const {
     model.score(x, sigma, out);

@@ -377,7 +377,7 @@ namespace {
 // A user density whose score is NaN beyond x_0 > 1000: a trap for the non-finite detection.
 struct NanTrap {
   using value_type = double;
-  int dim() const { return 2; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
   KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const { return -0.5 * (x[0] * x[0] + x[1] * x[1]); }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const {
     const double nan = std::numeric_limits<double>::quiet_NaN();

@@ -6,7 +6,7 @@
 
 struct ScoreOnly {
   using value_type = double;
-  int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const { out[0] = -x[0]; }
 };
 

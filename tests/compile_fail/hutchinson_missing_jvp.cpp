@@ -5,7 +5,7 @@
 
 struct ScoreAndDivergence {
   using value_type = double;
-  int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const { out[0] = -x[0]; }
   KOKKOS_INLINE_FUNCTION double divergence(const double*) const { return -1; }
 };

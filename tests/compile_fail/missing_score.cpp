@@ -4,7 +4,7 @@
 
 struct NoScore {
   using value_type = double;
-  int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
   KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const { return -0.5 * x[0] * x[0]; }
 };
 

@@ -2,7 +2,7 @@
 #include <scorekit/sample/hmc.hpp>
 
 struct NoValueType {
-  int dim() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 1; }
   KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const { return -0.5 * x[0] * x[0]; }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const { out[0] = -x[0]; }
 };

@@ -7,7 +7,7 @@
 // The user's own density: a standard normal in 2-D, as a plain struct.
 struct StandardNormal {
   using value_type = double;
-  int dim() const { return 2; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
   KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const { return -0.5 * (x[0] * x[0] + x[1] * x[1]); }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const {
     out[0] = -x[0];

@@ -1,22 +1,32 @@
 // The Density and noise-conditional ScoreModel concepts: detection of each member, one static_assert per
 // requirement whose message names what is missing, and dispatch helpers that let a type either take
-// caller-owned workspace (declare `int workspace_size() const`) or not.
+// caller-owned workspace (declare `KOKKOS_INLINE_FUNCTION int workspace_size() const`) or not.
+//
+// The device contract: a policy is copied by value into kernels, and every member a kernel calls must be
+// device-callable (`KOKKOS_INLINE_FUNCTION` or `KOKKOS_FUNCTION`): `dim()`, `workspace_size()`,
+// `block_size()` and the evaluations below. Set-up (constructors, validation that throws) stays on the
+// host. nvcc only warns when device code calls a host member and then drops the call, so scorekit's CUDA
+// builds make that warning an error; under nvcc, `assert_*` below also call every device member from
+// device-callable code (`device_contract_probe`), so a member that is not device-callable is reported
+// there, next to a comment naming it.
 //
 // A Density is any copyable type with
 //   using value_type = float or double;
-//   int dim() const;
+//   KOKKOS_INLINE_FUNCTION int dim() const;
 //   KOKKOS_INLINE_FUNCTION value_type log_prob(const value_type* x) const;          // up to a constant
 //   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type* out) const;  // grad log p
 // and optionally
 //   KOKKOS_INLINE_FUNCTION value_type laplacian(const value_type* x) const;         // div grad log p
-//   int workspace_size() const;  // then every member above takes a trailing `value_type* work`
+//   KOKKOS_INLINE_FUNCTION int workspace_size() const;  // then every member above takes a trailing
+//                                                       // `value_type* work`
 //
 // A noise-conditional ScoreModel (what annealed Langevin needs) has value_type, dim() and
 //   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out) const;
 // (with the same optional workspace), and optionally, to evaluate a block of particles at once,
 //   static constexpr int max_block;
-//   int block_size() const;  // the block the model wants now, 1 ..= max_block (1: no blocking)
-//   KOKKOS_INLINE_FUNCTION void score_block(int nb, const value_type* x, int x_stride, value_type sigma,
+//   KOKKOS_INLINE_FUNCTION int block_size() const;  // the block the model wants now, 1 ..= max_block (1: no
+//   blocking) KOKKOS_INLINE_FUNCTION void score_block(int nb, const value_type* x, int x_stride, value_type
+//   sigma,
 //                                           value_type* out, int out_stride, value_type* work,
 //                                           int work_stride) const;   // nb <= max_block particles
 // where particle b's workspace starts at work + b * work_stride and the samplers guarantee that the
@@ -162,13 +172,33 @@ template <class T>
 constexpr bool is_noise_conditional_score_v = policy_traits<T>::has_value_type&& policy_traits<T>::has_dim&&
     policy_traits<T>::has_noise_conditional_score;
 
+namespace detail {
+/// The members every kernel may call, called from device-callable code. Instantiated (by address) only by
+/// device compilers: nvcc and hipcc then check that each is device-callable, and an error here names the
+/// member that is a host function.
+template <class T>
+KOKKOS_INLINE_FUNCTION void device_contract_probe(const T& t) {
+  // scorekit device contract: `dim()` is called inside kernels; declare it KOKKOS_INLINE_FUNCTION.
+  (void)t.dim();
+  // scorekit device contract: `workspace_size()` is called inside kernels; declare it
+  // KOKKOS_INLINE_FUNCTION.
+  if constexpr (has_workspace_size<T>::value) (void)t.workspace_size();
+  // scorekit device contract: `block_size()` is called inside kernels; declare it KOKKOS_INLINE_FUNCTION.
+  if constexpr (has_nc_score_block<T>::value) (void)t.block_size();
+}
+}  // namespace detail
+
 // Each assertion fires only when everything before it holds, so a wrong type gets exactly one message.
 template <class T>
 constexpr void assert_common() {
   using tr = policy_traits<T>;
   static_assert(tr::has_value_type,
                 "scorekit: the type needs `using value_type = double;` (or float) as a member");
-  static_assert(!tr::has_value_type || tr::has_dim, "scorekit: the type needs a member `int dim() const`");
+  static_assert(!tr::has_value_type || tr::has_dim,
+                "scorekit: the type needs a member `KOKKOS_INLINE_FUNCTION int dim() const`");
+#if defined(__CUDACC__) || defined(__HIPCC__)
+  if constexpr (tr::has_value_type && tr::has_dim) (void)&detail::device_contract_probe<T>;
+#endif
 }
 
 /// Checks that T can be sampled by score-only samplers (ULA).
@@ -206,7 +236,7 @@ constexpr void assert_noise_conditional_score() {
 
 /// Number of workspace values one evaluation of `t` needs (0 when it declares none).
 template <class T>
-int workspace_size(const T& t) {
+KOKKOS_INLINE_FUNCTION int workspace_size(const T& t) {
   if constexpr (policy_traits<T>::has_workspace)
     return t.workspace_size();
   else

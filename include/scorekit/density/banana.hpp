@@ -43,8 +43,8 @@ class Banana {
     m_log_norm = Real(-0.5 * dim * std::log(2 * 3.14159265358979323846) - std::log(double(sigma_1)));
   }
 
-  int dim() const { return m_dim; }
-  Real curvature() const { return m_b; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION Real curvature() const { return m_b; }
   Real sigma_1() const { return m_s1; }
 
   /// Normalised log-density.

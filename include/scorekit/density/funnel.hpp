@@ -36,8 +36,8 @@ class Funnel {
     m_log_norm = Real(-0.5 * dim * std::log(2 * 3.14159265358979323846) - std::log(double(v_scale)));
   }
 
-  int dim() const { return m_dim; }
-  Real v_scale() const { return m_s; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION Real v_scale() const { return m_s; }
 
   /// Normalised log-density.
   KOKKOS_INLINE_FUNCTION Real log_prob(const Real* x) const {

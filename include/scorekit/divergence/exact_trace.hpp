@@ -4,7 +4,8 @@
 // "Score-based generative modeling through stochastic differential equations", ICLR 2021, appendix D.2)
 // and implicit score matching (Hyvarinen 2005, Theorem 1) need when d is small.
 //
-// The interface every divergence estimator shares (this one, Hutchinson, FiniteDifferenceDivergence):
+// The interface every divergence estimator shares (this one, Hutchinson, FiniteDifferenceDivergence);
+// everything but the constant is called inside kernels, so every member is KOKKOS_INLINE_FUNCTION:
 //   static constexpr bool uses_jvp;       // estimate() evaluates the model in forward mode
 //   int n_probes(int dim) const;          // probe vectors per estimate
 //   int workspace_size(int dim) const;    // caller-owned scratch, in value_type units
@@ -27,10 +28,10 @@ struct ExactTrace {
   static constexpr bool uses_jvp = true;
 
   /// d probe vectors, e_0 .. e_{d-1}.
-  int n_probes(int dim) const { return dim; }
+  KOKKOS_INLINE_FUNCTION int n_probes(int dim) const { return dim; }
 
   /// v, s(x) and J v: 3 dim values (unused when the model has an analytic divergence).
-  int workspace_size(int dim) const { return 3 * dim; }
+  KOKKOS_INLINE_FUNCTION int workspace_size(int dim) const { return 3 * dim; }
 
   /// Probe k: the unit vector e_k (rng is not used).
   template <class Real>

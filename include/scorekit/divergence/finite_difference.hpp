@@ -39,10 +39,10 @@ class FiniteDifferenceDivergence : public detail::RandomProbes<Probe, FiniteDiff
   }
 
   /// The step h.
-  double step() const { return m_step; }
+  KOKKOS_INLINE_FUNCTION double step() const { return m_step; }
 
   /// v, x +- h v, s(x + h v) and s(x - h v): 4 dim values.
-  int workspace_size(int dim) const { return 4 * dim; }
+  KOKKOS_INLINE_FUNCTION int workspace_size(int dim) const { return 4 * dim; }
 
   /// (1/M) sum_k v_k^T (s(x + h v_k) - s(x - h v_k)) / (2h) at x (dim coordinates), directions drawn from
   /// rng. `work` holds workspace_size(dim) values followed by the model's own workspace when it declares

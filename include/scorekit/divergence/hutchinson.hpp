@@ -34,7 +34,7 @@ class Hutchinson : public detail::RandomProbes<Probe, Hutchinson<Probe>> {
       : detail::RandomProbes<Probe, Hutchinson<Probe>>(n_probes, "scorekit::Hutchinson") {}
 
   /// v, s(x) and J v: 3 dim values.
-  int workspace_size(int dim) const { return 3 * dim; }
+  KOKKOS_INLINE_FUNCTION int workspace_size(int dim) const { return 3 * dim; }
 
   /// (1/M) sum_k v_k^T J v_k at x (dim coordinates), probes drawn from rng. `work` holds
   /// workspace_size(dim) values followed by the model's own workspace when it declares one.

@@ -4,7 +4,7 @@
 //
 // A model is any copyable type (a Density, an analytic score, a network wrapper: no base class) with
 //   using value_type = float or double;
-//   int dim() const;
+//   KOKKOS_INLINE_FUNCTION int dim() const;
 //   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type* out) const;
 // and optionally
 //   // forward mode: s = s(x) and jv = (ds/dx) v, one Jacobian-vector product
@@ -12,7 +12,8 @@
 //                                   value_type* jv) const;
 //   // the exact trace of ds/dx
 //   KOKKOS_INLINE_FUNCTION value_type divergence(const value_type* x) const;
-//   int workspace_size() const;  // then every member above takes a trailing `value_type* work`
+//   KOKKOS_INLINE_FUNCTION int workspace_size() const;  // then every member above takes a trailing
+//                                                       // `value_type* work`
 // A Density's `laplacian(x)` (core/traits.hpp) is the divergence of its score and is used the same way
 // when the model has no `divergence` member.
 #pragma once
@@ -83,7 +84,8 @@ struct model_requirements {
   using tr = divergence_model_traits<Model>;
   static_assert(tr::has_value_type,
                 "scorekit: the type needs `using value_type = double;` (or float) as a member");
-  static_assert(!tr::has_value_type || tr::has_dim, "scorekit: the type needs a member `int dim() const`");
+  static_assert(!tr::has_value_type || tr::has_dim,
+                "scorekit: the type needs a member `KOKKOS_INLINE_FUNCTION int dim() const`");
   static_assert(!(tr::has_value_type && tr::has_dim) || tr::has_score,
                 "scorekit: a divergence estimator needs a model with a member `KOKKOS_INLINE_FUNCTION void "
                 "score(const value_type* x, value_type* out) const` (with a trailing `value_type* work` "

@@ -69,8 +69,8 @@ class RandomProbes {
   using probe_type = Probe;
 
   /// M, whatever the dimension.
-  int n_probes(int dim) const { return ((void)dim, m_probes); }
-  int n_probes() const { return m_probes; }
+  KOKKOS_INLINE_FUNCTION int n_probes(int dim) const { return ((void)dim, m_probes); }
+  KOKKOS_INLINE_FUNCTION int n_probes() const { return m_probes; }
 
   /// The next probe from rng (k is not used: the probes are drawn in order, so calling probe(0 .. M-1)
   /// on a fresh generator gives exactly the vectors estimate() uses with that generator).

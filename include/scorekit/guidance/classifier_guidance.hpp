@@ -77,14 +77,14 @@ class ClassifierGuidedScore {
       require_dimension(classifier.dim(), model.dim(), "the classifier", where);
   }
 
-  int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   /// The model's workspace, or d values for the classifier's gradient and then the classifier's own.
-  int workspace_size() const {
+  KOKKOS_INLINE_FUNCTION int workspace_size() const {
     return std::max(scorekit::workspace_size(m_model), m_dim + scorekit::workspace_size(m_classifier));
   }
   const Model& model() const { return m_model; }
   const Classifier& classifier() const { return m_classifier; }
-  value_type scale() const { return m_scale; }
+  KOKKOS_INLINE_FUNCTION value_type scale() const { return m_scale; }
 
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
                                     value_type* work) const {

@@ -27,6 +27,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/guidance/inpainting.hpp>
 #include <scorekit/guidance/replacement.hpp>
 
@@ -131,8 +132,8 @@ inline int color_pixels(std::int64_t d, const char* where) {
 template <class ExecSpace, class Real, class View>
 void apply_color_transform(const ExecSpace& exec, const ColorTransform<Real>& transform, ChannelLayout layout,
                            const View& x, bool inverse = false) {
-  static_assert(Kokkos::is_view<View>::value && int(View::rank) == 2,
-                "scorekit: x must be a rank-2 Kokkos::View");
+  // Each image is transformed through a pointer to its row: the rows must be contiguous.
+  detail::check_particle_view<ExecSpace, View, detail::ParticleLayout::contiguous_rows>();
   static_assert(std::is_same<typename View::non_const_value_type, Real>::value,
                 "scorekit::apply_color_transform: the view's scalar type must be the transform's");
   const int n_pixels = detail::color_pixels(std::int64_t(x.extent(1)), "scorekit::apply_color_transform");

@@ -197,7 +197,7 @@ class ObservedSubspaceReplacement {
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   std::int64_t rows() const { return m_rows; }
   /// The rank r of A (observed coordinates).
-  int rank() const { return m_rank; }
+  KOKKOS_INLINE_FUNCTION int rank() const { return m_rank; }
   /// The noise levels sigma_i = sigma_y / s_i at which each observed coordinate is seen.
   std::vector<double> noise_levels() const {
     return std::vector<double>(m_levels.data(), m_levels.data() + m_rank);

@@ -32,9 +32,12 @@ class MixtureComponentClassifier {
         m_dim(mixture.dim()),
         m_component(component) {}
 
-  int dim() const { return m_dim; }
-  int component() const { return m_component; }
-  int workspace_size() const { return m_dim + std::max(m_all.workspace_size(), m_one.workspace_size()); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION int component() const { return m_component; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const {
+    const int a = m_all.workspace_size(), b = m_one.workspace_size();
+    return m_dim + (a > b ? a : b);
+  }
 
   /// grad_x log p_sigma(k | x) = s_k(x, sigma) - s(x, sigma).
   KOKKOS_INLINE_FUNCTION void grad_log_likelihood(const Real* x, Real sigma, Real* out, Real* work) const {

@@ -17,9 +17,9 @@
 //
 // A Replacement is a value type with
 //   using value_type = Real;
-//   int dim() const;                                   // the state dimension it expects
-//   std::int64_t rows() const;                         // observation rows: 1 (shared) or one per particle
-//   KOKKOS_INLINE_FUNCTION void replace(const SDE& sde, Real* x, Real t, bool noise,
+//   KOKKOS_INLINE_FUNCTION int dim() const;            // the state dimension it expects
+//   std::int64_t rows() const;                         // host: observation rows, 1 (shared) or one per
+//   particle KOKKOS_INLINE_FUNCTION void replace(const SDE& sde, Real* x, Real t, bool noise,
 //                                       CounterRng<Real>& rng) const;
 // Which particle a state belongs to: the step's generator is keyed with it (rng.particle(), the
 // Integrator concept in integrate/integrate_common.hpp), so a replacement with one observation row per
@@ -30,6 +30,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/core/views.hpp>
 #include <scorekit/integrate/integrate_common.hpp>
@@ -138,6 +139,8 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
   using Real = typename System::value_type;
   const char* where = "scorekit::integrate_guided";
   ReplacementIntegrator<Inner, Replacement>::check(system);
+  // The initial replacement below works on a pointer to each particle's row, before integrate() checks.
+  detail::check_particle_view<ExecSpace, View, detail::ParticleLayout::contiguous_rows>();
   const Replacement r = integrator.replacement();  // copied into the kernel below
   require_dimension(r.dim(), system.dim(), "the observation (state dimension)", where);
   if (r.rows() > 1)

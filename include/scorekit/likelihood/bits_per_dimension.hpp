@@ -42,7 +42,7 @@ struct UniformDequantization {
   double hi = 1;
 
   /// |dz/dy| per dimension: the Jacobian factor of the map from [0, 1) to the model's range.
-  double data_scale() const { return hi - lo; }
+  KOKKOS_INLINE_FUNCTION double data_scale() const { return hi - lo; }
 
   void check(const char* where) const {
     if (levels < 2) throw invalid_argument(detail::concat(where, ": levels must be >= 2, got ", levels));

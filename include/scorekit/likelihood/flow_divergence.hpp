@@ -118,7 +118,7 @@ class ProbabilityFlowAtTime {
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   /// The model's workspace and d values for x / a(t) (a host call).
-  int workspace_size() const { return ::scorekit::workspace_size(m_model) + m_dim; }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return ::scorekit::workspace_size(m_model) + m_dim; }
 
   /// f~(x, t) = f x - g^2 s_t(x) / 2.
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out, Real* work) const {

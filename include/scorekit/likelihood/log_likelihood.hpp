@@ -58,7 +58,7 @@ struct IsotropicGaussianPrior {
   int d = 1;
   Real std = 1;
 
-  int dim() const { return d; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return d; }
   KOKKOS_INLINE_FUNCTION Real log_prob(const Real* x) const {
     Real r2 = 0;
     for (int j = 0; j < d; ++j) r2 += x[j] * x[j];

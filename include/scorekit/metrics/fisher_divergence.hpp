@@ -53,7 +53,8 @@ FisherDivergence fisher_divergence_impl(const ExecSpace& exec, const Model& mode
   using Mem = typename View::memory_space;
   static_assert(std::is_same<Real, typename Reference::value_type>::value,
                 "fisher_divergence: the model and the reference must have the same value_type");
-  check_particle_view<ExecSpace, View>();
+  // Each point is handed to the models as a pointer to its row: the rows must be contiguous.
+  check_particle_view<ExecSpace, View, ParticleLayout::contiguous_rows>();
   const std::int64_t n = std::int64_t(x.extent(0));
   require_dimension(std::int64_t(x.extent(1)), model.dim(), "the points' columns", where);
   require_dimension(reference.dim(), model.dim(), "the reference's dimension", where);

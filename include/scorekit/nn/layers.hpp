@@ -7,9 +7,11 @@
 //
 // A layer is a type with
 //   static constexpr int in, out, n_params, extra;   // extra: tape rows it keeps besides its input
-//   template <int B, int K, class Real> static void forward(p, level, x, extra_rows, y);
-//   template <int B, int K, class Real> static void backward(p, level, x, extra_rows, dy, grad, dx,
-//                                                            scratch);
+//   template <int B, int K, class Real> KOKKOS_INLINE_FUNCTION static void forward(p, level, x, extra_rows,
+//   y); template <int B, int K, class Real> KOKKOS_INLINE_FUNCTION static void backward(p, level, x,
+//   extra_rows,
+//                                                                            dy, grad, dx, scratch);
+// (both run inside kernels: the device contract), plus a host `static std::string name()`.
 // where p points at the layer's parameters, level[b] is sample b's noise level (used by conditional
 // layers), x is the [in][W] input block, y the [out][W] output block, dy the adjoint of y (it may be
 // overwritten), grad accumulates the parameter gradient (+=), and dx (null when not wanted) receives the

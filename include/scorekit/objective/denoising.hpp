@@ -84,12 +84,12 @@ class DenoisingScoreMatching {
                     : "NCSN denoising (" + std::to_string(m_n) + " levels, lambda = " + Weighting::name +
                           ", " + Parametrisation::name + ")";
   }
-  int extra_workspace_size() const { return 0; }
-  int n_levels() const { return m_n; }
+  KOKKOS_INLINE_FUNCTION int extra_workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int n_levels() const { return m_n; }
   const Kokkos::View<Real*, MemorySpace>& sigmas() const { return m_sigmas; }
 
   template <class Net, int B>
-  static constexpr int workspace_size() {
+  KOKKOS_INLINE_FUNCTION static constexpr int workspace_size() {
     return detail::DualBlockLayout<Net, B, 0>::size + B * Net::in;  // + the noise z
   }
 

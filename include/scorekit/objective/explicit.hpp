@@ -20,16 +20,16 @@ class ExplicitScoreMatching {
   explicit ExplicitScoreMatching(Target target) : m_target(target) { assert_score_density<Target>(); }
 
   std::string name() const { return "ESM"; }
-  int n_levels() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int n_levels() const { return 1; }
   const Target& target() const { return m_target; }
 
   /// The dual block, then d values of target score per sample; the target's own workspace (a run-time
   /// size) follows as extra_workspace_size().
   template <class Net, int B>
-  static constexpr int workspace_size() {
+  KOKKOS_INLINE_FUNCTION static constexpr int workspace_size() {
     return detail::DualBlockLayout<Net, B, 0>::size + B * Net::in;
   }
-  int extra_workspace_size() const { return scorekit::workspace_size(m_target); }
+  KOKKOS_INLINE_FUNCTION int extra_workspace_size() const { return scorekit::workspace_size(m_target); }
 
   template <class Net, int B, class Real>
   KOKKOS_INLINE_FUNCTION void accumulate(const Real* params, int nb, const Real* x, const SampleKey&,

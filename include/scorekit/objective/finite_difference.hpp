@@ -38,12 +38,12 @@ class FiniteDifferenceScoreMatching {
            " (h = " + std::to_string(m_step) + ", " + std::to_string(Probes) + " probe" +
            (Probes == 1 ? "" : "s") + ")";
   }
-  int extra_workspace_size() const { return 0; }
-  int n_levels() const { return 1; }
-  double step() const { return m_step; }
+  KOKKOS_INLINE_FUNCTION int extra_workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int n_levels() const { return 1; }
+  KOKKOS_INLINE_FUNCTION double step() const { return m_step; }
 
   template <class Net, int B>
-  static constexpr int workspace_size() {
+  KOKKOS_INLINE_FUNCTION static constexpr int workspace_size() {
     return detail::DualBlockLayout<Net, 2 * Probes * B, 0>::size + Probes * B * Net::in;  // + the probes
   }
 

@@ -36,19 +36,19 @@ class ImplicitScoreMatching {
            std::to_string(m_estimator.n_probes(1)) + " probe" + (m_estimator.n_probes(1) == 1 ? "" : "s") +
            ")";
   }
-  int extra_workspace_size() const { return 0; }
-  int n_levels() const { return 1; }
+  KOKKOS_INLINE_FUNCTION int extra_workspace_size() const { return 0; }
+  KOKKOS_INLINE_FUNCTION int n_levels() const { return 1; }
   const Estimator& estimator() const { return m_estimator; }
   NormTerm norm_term() const { return m_norm; }
 
   /// Tangent columns per pass for a network with input dimension d.
   template <int D>
-  static constexpr int tangents() {
+  KOKKOS_INLINE_FUNCTION static constexpr int tangents() {
     return TangentsPerPass > 0 ? TangentsPerPass : (std::is_same<Estimator, ExactTrace>::value ? D : 1);
   }
 
   template <class Net, int B>
-  static constexpr int workspace_size() {
+  KOKKOS_INLINE_FUNCTION static constexpr int workspace_size() {
     return detail::DualBlockLayout<Net, B, tangents<Net::in>()>::size;
   }
 

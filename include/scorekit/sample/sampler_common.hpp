@@ -4,6 +4,7 @@
 // depend on how particles are spread over threads.
 #pragma once
 
+#include <scorekit/core/elementary.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/non_finite.hpp>
@@ -166,7 +167,9 @@ template <class Real>
 KOKKOS_INLINE_FUNCTION bool metropolis_accept(std::uint64_t seed, std::int64_t i, std::int64_t t,
                                               Real log_alpha) {
   CounterRng<Real> coin(seed, std::uint64_t(i), std::uint64_t(t), RngStream::accept);
-  return math::log(coin.uniform()) < log_alpha;
+  // The library's own log, not libm's or CUDA's: the same operations on every backend, so host and device
+  // take the same decision (to within the contraction bound of core/random.hpp, only at a tie).
+  return elementary::log(coin.uniform()) < log_alpha;
 }
 
 /// log p(x), returned, and s(x) into grad: the state MALA and HMC keep between steps.

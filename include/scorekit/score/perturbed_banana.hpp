@@ -197,8 +197,8 @@ class PerturbedBananaScore {
     Kokkos::deep_copy(m_log_weights, h_log_weights);
   }
 
-  int dim() const { return m_dim; }
-  int n_nodes() const { return m_n; }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
+  KOKKOS_INLINE_FUNCTION int n_nodes() const { return m_n; }
   const Banana<Real>& banana() const { return m_banana; }
 
   /// Host-side check of a noise level before it goes into kernels: throws invalid_argument unless sigma

@@ -50,8 +50,8 @@ class PerturbedMixtureScore {
     m_table.tabulate(std::vector<Real>(sigmas.size(), m_a), total);
   }
 
-  int dim() const { return m_mixture.dim(); }
-  int workspace_size() const { return m_mixture.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_mixture.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return m_mixture.workspace_size(); }
   const GaussianMixture<Real, MemorySpace>& mixture() const { return m_mixture; }
 
   /// grad_x log p_sigma(x).
@@ -64,7 +64,7 @@ class PerturbedMixtureScore {
   static constexpr int max_block = GaussianMixture<Real, MemorySpace>::max_block;
 
   /// The block score_block() makes faster (see GaussianMixture::block_size).
-  int block_size() const { return m_table.block_size(); }
+  KOKKOS_INLINE_FUNCTION int block_size() const { return m_table.block_size(); }
 
   /// Scores of nb <= max_block particles at one sigma (see GaussianMixture::score_block).
   KOKKOS_INLINE_FUNCTION void score_block(int nb, const Real* x, int x_stride, Real sigma, Real* out,

@@ -4,7 +4,8 @@
 //   p_0t = N(e^{-theta t} x_0, sigma^2 (1 - e^{-2 theta t}) / (2 theta) I)
 // (overdamped Langevin towards N(0, v I) is theta = 1/v, sigma = sqrt(2)). Both are DriftDiffusion
 // systems: what Euler-Maruyama integrates (see integrate/euler_maruyama.hpp):
-//   using value_type; int dim() const; optional int workspace_size() const;
+//   using value_type; KOKKOS_INLINE_FUNCTION int dim() const; optional KOKKOS_INLINE_FUNCTION int
+//   workspace_size() const;
 //   KOKKOS_INLINE_FUNCTION void drift(const value_type* x, value_type t, value_type* out,
 //                                     value_type* work) const;
 //   KOKKOS_INLINE_FUNCTION value_type diffusion(value_type t) const;
@@ -23,8 +24,8 @@ class OverdampedLangevinSDE {
   explicit OverdampedLangevinSDE(const Density& density) : m_density(density) {
     assert_score_density<Density>();
   }
-  int dim() const { return m_density.dim(); }
-  int workspace_size() const { return scorekit::workspace_size(m_density); }
+  KOKKOS_INLINE_FUNCTION int dim() const { return m_density.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return scorekit::workspace_size(m_density); }
   const Density& density() const { return m_density; }
 
   KOKKOS_INLINE_FUNCTION void drift(const value_type* x, value_type, value_type* out,
@@ -53,8 +54,8 @@ class OrnsteinUhlenbeckSDE {
   }
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
-  Real theta() const { return m_theta; }
-  Real sigma() const { return m_sigma; }
+  KOKKOS_INLINE_FUNCTION Real theta() const { return m_theta; }
+  KOKKOS_INLINE_FUNCTION Real sigma() const { return m_sigma; }
 
   KOKKOS_INLINE_FUNCTION void drift(const Real* x, Real, Real* out, Real*) const {
     for (int j = 0; j < m_dim; ++j) out[j] = -m_theta * x[j];

@@ -29,7 +29,7 @@ class ScoreDrivenDrift {
   }
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
-  int workspace_size() const { return time_score_workspace_size(m_model); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return time_score_workspace_size(m_model); }
   KOKKOS_INLINE_FUNCTION const SDE& sde() const { return m_sde; }
   KOKKOS_INLINE_FUNCTION const Model& model() const { return m_model; }
 

@@ -6,8 +6,9 @@
 //   KOKKOS_INLINE_FUNCTION value_type drift_coefficient(value_type t) const;  // f(t)
 //   KOKKOS_INLINE_FUNCTION value_type diffusion(value_type t) const;          // g(t)
 //   KOKKOS_INLINE_FUNCTION MarginalKernel<value_type> marginal(value_type t) const;  // a(t), s(t)
-//   value_type t_max() const;      // T
-//   value_type prior_std() const;  // the prior the reverse process starts from is N(0, prior_std^2 I)
+//   KOKKOS_INLINE_FUNCTION value_type t_max() const;      // T
+//   KOKKOS_INLINE_FUNCTION value_type prior_std() const;  // the prior the reverse process starts from is
+//   N(0, prior_std^2 I)
 //
 // The marginal of x_t is then the data law scaled by a(t) and convolved with N(0, s(t)^2 I), and its score
 // is that of a noise-conditional model at the noise level sigma = s(t) / a(t), evaluated at x / a(t):
@@ -81,7 +82,7 @@ constexpr void assert_noising_sde() {
 
 /// Workspace that score_at_time needs: the model's own, then d values for x / a(t).
 template <class Model>
-int time_score_workspace_size(const Model& model) {
+KOKKOS_INLINE_FUNCTION int time_score_workspace_size(const Model& model) {
   return workspace_size(model) + model.dim();
 }
 
