@@ -153,7 +153,10 @@ struct AtNoiseLevel {
   Model model;
   value_type sigma;
   KOKKOS_INLINE_FUNCTION int dim() const { return model.dim(); }
-  KOKKOS_INLINE_FUNCTION int workspace_size() const { return std::max(1, scorekit::workspace_size(model)); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const {
+    const int w = scorekit::workspace_size(model);
+    return w > 1 ? w : 1;  // std::max is host-only under nvcc
+  }
   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type* out, value_type* work) const {
     scorekit::noise_conditional_score(model, x, sigma, out, work);
   }

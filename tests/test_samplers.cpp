@@ -380,7 +380,7 @@ struct NanTrap {
   KOKKOS_INLINE_FUNCTION int dim() const { return 2; }
   KOKKOS_INLINE_FUNCTION double log_prob(const double* x) const { return -0.5 * (x[0] * x[0] + x[1] * x[1]); }
   KOKKOS_INLINE_FUNCTION void score(const double* x, double* out) const {
-    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double nan = scorekit::math::quiet_nan<double>();
     out[0] = x[0] > 1000 ? nan : -x[0];
     out[1] = -x[1];
   }

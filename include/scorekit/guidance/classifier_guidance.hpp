@@ -80,7 +80,9 @@ class ClassifierGuidedScore {
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   /// The model's workspace, or d values for the classifier's gradient and then the classifier's own.
   KOKKOS_INLINE_FUNCTION int workspace_size() const {
-    return std::max(scorekit::workspace_size(m_model), m_dim + scorekit::workspace_size(m_classifier));
+    const int model = scorekit::workspace_size(m_model),
+              classifier = m_dim + scorekit::workspace_size(m_classifier);
+    return model > classifier ? model : classifier;  // std::max is host-only under nvcc
   }
   const Model& model() const { return m_model; }
   const Classifier& classifier() const { return m_classifier; }
