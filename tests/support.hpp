@@ -4,6 +4,7 @@
 #include <scorekit/core/file.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/core/views.hpp>
+#include <scorekit/density/gaussian_mixture.hpp>
 
 #include <Eigen/Dense>
 
@@ -34,6 +35,18 @@ void fill_host(const View& x, F f) {
   for (std::size_t i = 0; i < h.extent(0); ++i)
     for (std::size_t j = 0; j < h.extent(1); ++j) h(i, j) = typename View::non_const_value_type(f(i, j));
   Kokkos::deep_copy(x, h);
+}
+
+/// A 3-D mixture of two full-covariance Gaussians (weights 0.4, 0.6; means 0 and (3, 3, 3)): its
+/// per-level precision table makes annealed Langevin run in blocks of particles (score_block).
+template <class Real, class Mem>
+scorekit::GaussianMixture<Real, Mem> full_covariance_mixture() {
+  Eigen::Matrix3d c0, c1;
+  c0 << 2.0, 0.6, 0.1, 0.6, 1.0, -0.3, 0.1, -0.3, 0.5;
+  c1 << 0.5, 0.1, 0.0, 0.1, 0.8, 0.2, 0.0, 0.2, 1.5;
+  Eigen::MatrixXd mu(2, 3);
+  mu << 0, 0, 0, 3, 3, 3;
+  return scorekit::GaussianMixture<Real, Mem>::full(Eigen::Vector2d(0.4, 0.6), mu, {c0, c1});
 }
 
 /// True when two views hold bitwise-identical values.

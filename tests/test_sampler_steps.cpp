@@ -242,12 +242,7 @@ void compare_annealed() {
 template <class Exec, class Real>
 void compare_annealed_blocks() {
   using Mem = typename Exec::memory_space;
-  Eigen::Matrix3d c0, c1;
-  c0 << 2.0, 0.6, 0.1, 0.6, 1.0, -0.3, 0.1, -0.3, 0.5;
-  c1 << 0.5, 0.1, 0.0, 0.1, 0.8, 0.2, 0.0, 0.2, 1.5;
-  Eigen::MatrixXd mu(2, 3);
-  mu << 0, 0, 0, 3, 3, 3;
-  const auto mixture = scorekit::GaussianMixture<Real, Mem>::full(Eigen::Vector2d(0.4, 0.6), mu, {c0, c1});
+  const auto mixture = scorekit_test::full_covariance_mixture<Real, Mem>();
   for (const bool denoise : {false, true}) {
     INFO("annealed Langevin in blocks (score_block), final denoising " << denoise);
     const auto s = annealed_settings<Real>(denoise);

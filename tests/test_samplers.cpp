@@ -346,12 +346,7 @@ TEST_CASE("Samples are bitwise identical on every backend and thread count", "[t
   auto run_blocked = [&](auto exec) {
     using Exec = decltype(exec);
     using Mem = typename Exec::memory_space;
-    Eigen::Matrix3d c0, c1;
-    c0 << 2.0, 0.6, 0.1, 0.6, 1.0, -0.3, 0.1, -0.3, 0.5;
-    c1 << 0.5, 0.1, 0.0, 0.1, 0.8, 0.2, 0.0, 0.2, 1.5;
-    Eigen::MatrixXd mu(2, 3);
-    mu << 0, 0, 0, 3, 3, 3;
-    auto mixture = scorekit::GaussianMixture<double, Mem>::full(Eigen::Vector2d(0.4, 0.6), mu, {c0, c1});
+    auto mixture = scorekit_test::full_covariance_mixture<double, Mem>();
     const auto s = annealed_settings();
     scorekit::PerturbedMixtureScore<double, Mem> score(mixture, s.sigmas);
     REQUIRE(score.block_size() > 1);

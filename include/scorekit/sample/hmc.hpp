@@ -128,21 +128,7 @@ SamplerResult<typename Density::value_type, typename View::memory_space> hmc(
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
-  std::int64_t accepted = 0;
-  Kokkos::parallel_reduce(
-      "scorekit::hmc", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
-      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) {
-        Real* xi = &x(i, 0);
-        Real* w = run.workspace(i);
-        Real* gx = run.vector(i, 0);
-        if (!run.after_step(i, 0, xi)) return;
-        Real lpx = hmc_step.init(density, xi, gx, w);
-        for (std::int64_t t = 1; t <= n_steps; ++t) {
-          if (hmc_step.step(density, xi, lpx, gx, seed, i, t, run.vector(i, 1), w)) ++acc;
-          if (!run.after_step(i, t, xi)) return;
-        }
-      },
-      accepted);
+  const std::int64_t accepted = detail::run_metropolis(exec, where, hmc_step, density, x, run, n_steps, seed);
   return detail::finish_run(exec, run, x, timer, where, n_steps, 1 + n_steps * settings.n_leapfrog, accepted);
 }
 

@@ -193,21 +193,8 @@ SamplerResult<typename Density::value_type, typename View::memory_space> mala(
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
-  std::int64_t accepted = 0;
-  Kokkos::parallel_reduce(
-      "scorekit::mala", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
-      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) {
-        Real* xi = &x(i, 0);
-        Real* w = run.workspace(i);
-        Real* gx = run.vector(i, 0);
-        if (!run.after_step(i, 0, xi)) return;
-        Real lpx = mala_step.init(density, xi, gx, w);
-        for (std::int64_t t = 1; t <= n_steps; ++t) {
-          if (mala_step.step(density, xi, lpx, gx, seed, i, t, run.vector(i, 1), w)) ++acc;
-          if (!run.after_step(i, t, xi)) return;
-        }
-      },
-      accepted);
+  const std::int64_t accepted =
+      detail::run_metropolis(exec, where, mala_step, density, x, run, n_steps, seed);
   return detail::finish_run(exec, run, x, timer, where, n_steps, n_steps + 1, accepted);
 }
 

@@ -181,5 +181,30 @@ KOKKOS_INLINE_FUNCTION Real log_prob_and_score(const Density& density, const Rea
   return lp;
 }
 
+/// The kernel MALA and HMC share: each particle sets its state (log p(x) in a register, s(x) in sampler
+/// vector 0) once, then takes n_steps Metropolis steps (a MalaStep or HmcStep, whose own vectors follow),
+/// recording and checking after each. Returns the accepted proposals over all particles and steps.
+template <class ExecSpace, class Step, class Density, class View, class Real, class Mem>
+std::int64_t run_metropolis(const ExecSpace& exec, const char* label, const Step& step,
+                            const Density& density, const View& x, const RunState<Real, Mem>& run,
+                            std::int64_t n_steps, std::uint64_t seed) {
+  std::int64_t accepted = 0;
+  Kokkos::parallel_reduce(
+      label, Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
+      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& acc) {
+        Real* xi = &x(i, 0);
+        Real* w = run.workspace(i);
+        Real* gx = run.vector(i, 0);
+        if (!run.after_step(i, 0, xi)) return;
+        Real lpx = step.init(density, xi, gx, w);
+        for (std::int64_t t = 1; t <= n_steps; ++t) {
+          if (step.step(density, xi, lpx, gx, seed, i, t, run.vector(i, 1), w)) ++acc;
+          if (!run.after_step(i, t, xi)) return;
+        }
+      },
+      accepted);
+  return accepted;
+}
+
 }  // namespace detail
 }  // namespace scorekit
