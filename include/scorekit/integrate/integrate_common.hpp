@@ -17,12 +17,15 @@
 // `rng.particle()` is the index of the particle being stepped (the row of x in the particle view).
 #pragma once
 
+#include <scorekit/core/batch_model.hpp>
 #include <scorekit/core/random.hpp>
+#include <scorekit/integrate/batch_replay.hpp>
 #include <scorekit/sample/sampler_common.hpp>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 namespace scorekit {
@@ -82,49 +85,161 @@ double system_t_max(const System& system) {
     return ((void)system, std::numeric_limits<double>::max());
 }
 
-}  // namespace detail
+/// True when T is a system around a batch model (and not a per-particle one: a model that is both kinds
+/// keeps the fused path unless wrapped by batched(), score/batched.hpp).
+template <class T, class = void>
+struct has_batch_model : std::false_type {};
+template <class T>
+struct has_batch_model<T, std::void_t<decltype(std::declval<const T&>().model())>>
+    : std::bool_constant<is_batch_only_v<std::decay_t<decltype(std::declval<const T&>().model())>>> {};
 
-/// Integrates `system` with `integrator` over settings.times for every particle of x (overwritten).
+/// integrate() for a system around a batch model: batch-synchronous, each step's evaluations replayed
+/// through ReplayModel (integrate/batch_replay.hpp), one batched score call each.
 template <class ExecSpace, class System, class Integrator, class View>
-SamplerResult<typename System::value_type, typename View::memory_space> integrate(
+SamplerResult<typename System::value_type, typename View::memory_space> integrate_batched(
     const ExecSpace& exec, const System& system, const Integrator& integrator, const View& x,
     const IntegrateSettings& settings) {
   using Real = typename System::value_type;
   using Mem = typename View::memory_space;
+  using Replay = ReplayModel<Real, Mem>;
   const char* where = "scorekit::integrate";
-  integrator.check(system);
+  const auto& model = system.model();
+  const int d = model.dim();
+  // The system each particle is stepped as: the same SDE around its view of the batch. Kernels capture
+  // this, not `system`, so the batch model itself (host-side state, large buffers) never enters one.
+  const auto prototype = system.with_model(Replay(nullptr, 0, 0, d));
+  using Stepped = std::decay_t<decltype(prototype)>;
+  integrator.check(prototype);
   detail::check_time_grid(settings.times, 0.0, detail::system_t_max(system), where);
   const int n_steps = int(settings.times.size()) - 1;
-  const auto run = detail::start_run(system, x, n_steps, settings.record_every, Integrator::n_vectors, where);
+  const auto run =
+      detail::start_run(prototype, x, n_steps, settings.record_every, Integrator::n_vectors, where);
+  const std::int64_t n = run.n;
 
   Kokkos::View<Real*, Mem> times("scorekit::integrate::times", settings.times.size());
   auto h_times = Kokkos::create_mirror_view(times);
+  std::vector<int> calls(settings.times.size(), 0);
   std::int64_t evaluations = 0;
-  for (std::size_t n = 0; n < settings.times.size(); ++n) {
-    h_times(n) = Real(settings.times[n]);
-    if (n > 0) evaluations += integrator.evaluations(settings.times[n - 1], settings.times[n]);
+  int max_calls = 0;
+  for (std::size_t k = 0; k < settings.times.size(); ++k) {
+    h_times(k) = Real(settings.times[k]);
+    if (k == 0) continue;
+    calls[k] = integrator.evaluations(settings.times[k - 1], settings.times[k]);
+    evaluations += calls[k];
+    max_calls = calls[k] > max_calls ? calls[k] : max_calls;
   }
   Kokkos::deep_copy(times, h_times);
+  if (max_calls > 32)
+    throw invalid_argument(detail::concat(where,
+                                          ": the batched path replays at most 32 model evaluations a "
+                                          "step, but a step of this integrator makes ",
+                                          max_calls));
+  const ReplayBuffers<Real, Mem> buffers(max_calls, n, d, where);
+  // Each evaluation's answers, as the N x D batches the model writes (views of the buffers' slabs).
+  std::vector<BatchView<Real, Mem>> answers;
+  for (int k = 0; k < max_calls; ++k)
+    answers.emplace_back(buffers.answers.data() + std::size_t(k) * std::size_t(n) * std::size_t(d), n, d);
+  const BatchView<Real, Mem> copy(
+      Kokkos::view_alloc(std::string(where) + "::copy", Kokkos::WithoutInitializing), n, d);
+  Kokkos::View<std::uint8_t*, Mem> stopped("scorekit::integrate::stopped", std::size_t(n));
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
   const std::uint64_t seed = settings.seed;
-  const bool remove_last_noise = settings.remove_last_noise;
+  using Policy = Kokkos::RangePolicy<ExecSpace>;
   Kokkos::parallel_for(
-      "scorekit::integrate", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
-      KOKKOS_LAMBDA(const std::int64_t i) {
-        Real* xi = &x(i, 0);
-        Real* v = run.vector(i, 0);
-        Real* w = run.workspace(i);
-        if (!run.after_step(i, 0, xi)) return;
-        for (int n = 1; n <= n_steps; ++n) {
-          CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(n));
-          integrator.step(system, xi, times(n - 1), times(n), !(remove_last_noise && n == n_steps), v, w,
-                          rng);
-          if (!run.after_step(i, n, xi)) return;
-        }
-      });
+      "scorekit::integrate::start", Policy(exec, 0, n),
+      KOKKOS_LAMBDA(const std::int64_t i) { stopped(i) = !run.after_step(i, 0, &x(i, 0)); });
+  // A non-finite initial state ends the run here (the fused kernel reports it at the end, naming the same
+  // particle and step 0): its row would otherwise reach the batch model as a query.
+  exec.fence();
+  run.bad.throw_if_set(where);
+  for (int step = 1; step <= n_steps; ++step) {
+    const bool noise = !(settings.remove_last_noise && step == n_steps);
+    const int n_calls = calls[std::size_t(step)];
+    // One pass per evaluation of the step, then the real step (pass == n_calls).
+    for (int pass = 0; pass <= n_calls; ++pass) {
+      const bool last = pass == n_calls;
+      Kokkos::parallel_for(
+          "scorekit::integrate::pass", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            if (stopped(i)) return;
+            Real* xi = last ? &x(i, 0) : &copy(i, 0);
+            if (!last)
+              for (int j = 0; j < d; ++j) xi[j] = x(i, j);
+            const Stepped stepped = prototype.with_model(Replay(&buffers, i, pass, d));
+            CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(step));
+            integrator.step(stepped, xi, times(step - 1), times(step), noise, run.vector(i, 0),
+                            run.workspace(i), rng);
+            if (!last) return;
+            if (stepped.model().calls() != n_calls) buffers.miscounted() = 1;
+            buffers.poisoned(i) = 0;
+            if (!run.after_step(i, step, xi)) stopped(i) = 1;
+          });
+      if (!last)
+        model.score(exec, ConstBatchView<Real, Mem>(buffers.query),
+                    NoiseLevels<Real, Mem>(buffers.query_sigma), answers[std::size_t(pass)]);
+    }
+  }
+  int miscounted = 0;
+  exec.fence();
+  Kokkos::deep_copy(miscounted, buffers.miscounted);
+  if (miscounted)
+    throw std::logic_error(detail::concat(where,
+                                          ": the integrator's evaluations() does not match the model "
+                                          "calls its step makes; the batched path needs them equal"));
   return detail::finish_run(exec, run, x, timer, where, n_steps, evaluations);
+}
+
+}  // namespace detail
+
+/// Integrates `system` with `integrator` over settings.times for every particle of x (overwritten). A
+/// system around a batch model (core/batch_model.hpp) runs batch-synchronously: per model evaluation one
+/// batched score call, with the same steps and the same noise as the fused kernel.
+template <class ExecSpace, class System, class Integrator, class View>
+SamplerResult<typename System::value_type, typename View::memory_space> integrate(
+    const ExecSpace& exec, const System& system, const Integrator& integrator, const View& x,
+    const IntegrateSettings& settings) {
+  if constexpr (detail::has_batch_model<System>::value) {
+    return detail::integrate_batched(exec, system, integrator, x, settings);
+  } else {
+    using Real = typename System::value_type;
+    using Mem = typename View::memory_space;
+    const char* where = "scorekit::integrate";
+    integrator.check(system);
+    detail::check_time_grid(settings.times, 0.0, detail::system_t_max(system), where);
+    const int n_steps = int(settings.times.size()) - 1;
+    const auto run =
+        detail::start_run(system, x, n_steps, settings.record_every, Integrator::n_vectors, where);
+
+    Kokkos::View<Real*, Mem> times("scorekit::integrate::times", settings.times.size());
+    auto h_times = Kokkos::create_mirror_view(times);
+    std::int64_t evaluations = 0;
+    for (std::size_t n = 0; n < settings.times.size(); ++n) {
+      h_times(n) = Real(settings.times[n]);
+      if (n > 0) evaluations += integrator.evaluations(settings.times[n - 1], settings.times[n]);
+    }
+    Kokkos::deep_copy(times, h_times);
+
+    ScopedRegion region(where);
+    Kokkos::Timer timer;
+    const std::uint64_t seed = settings.seed;
+    const bool remove_last_noise = settings.remove_last_noise;
+    Kokkos::parallel_for(
+        "scorekit::integrate", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
+        KOKKOS_LAMBDA(const std::int64_t i) {
+          Real* xi = &x(i, 0);
+          Real* v = run.vector(i, 0);
+          Real* w = run.workspace(i);
+          if (!run.after_step(i, 0, xi)) return;
+          for (int n = 1; n <= n_steps; ++n) {
+            CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(n));
+            integrator.step(system, xi, times(n - 1), times(n), !(remove_last_noise && n == n_steps), v, w,
+                            rng);
+            if (!run.after_step(i, n, xi)) return;
+          }
+        });
+    return detail::finish_run(exec, run, x, timer, where, n_steps, evaluations);
+  }
 }
 
 }  // namespace scorekit

@@ -9,6 +9,7 @@
 // (annealed_langevin_ladder), one particle or one block of particles a work item.
 #pragma once
 
+#include <scorekit/core/batch_model.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/sample/sampler_common.hpp>
 
@@ -220,16 +221,67 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
       });
 }
 
+/// Annealed Langevin batch-synchronously, for batch models (core/batch_model.hpp): per step one batched
+/// score call over all particles at the level's sigma, then the same update() as the kernels above with
+/// the same noise. A particle that goes non-finite is recorded (the run then throws, as the kernels do)
+/// and its row is set to zeros, so the batch model is never handed a non-finite sample.
+template <class ExecSpace, class BatchModel, class View, class Run, class Ladder>
+void annealed_langevin_batched(const ExecSpace& exec, const BatchModel& model, const View& x, const Run& run,
+                               const Ladder& level,
+                               const std::vector<typename BatchModel::value_type>& sigmas, int steps,
+                               bool denoise, std::uint64_t seed) {
+  using Real = typename BatchModel::value_type;
+  using Mem = typename View::memory_space;
+  using Policy = Kokkos::RangePolicy<ExecSpace>;
+  const char* where = "scorekit::annealed_langevin";
+  const std::int64_t n = run.n;
+  const int d = run.d;
+  const BatchView<Real, Mem> g = run.vectors;  // n x d: AnnealedLangevinStep::n_vectors is 1
+  const Kokkos::View<Real*, Mem> sigma(std::string(where) + "::sigma", std::size_t(n));
+  const Kokkos::View<std::uint8_t*, Mem> stopped(std::string(where) + "::stopped", std::size_t(n));
+  Kokkos::parallel_for(
+      "scorekit::annealed_langevin::start", Policy(exec, 0, n),
+      KOKKOS_LAMBDA(const std::int64_t i) { stopped(i) = !run.after_step(i, 0, &x(i, 0)); });
+  exec.fence();
+  run.bad.throw_if_set(where);  // a non-finite start would reach the model
+  // Steps t = 1 .. L T (level l = (t - 1) / T), then t = L T + 1, the denoising step at the last level.
+  // (A loop rather than a helper lambda: nvcc takes no device lambda inside another lambda.)
+  const int n_levels = int(sigmas.size());
+  const std::int64_t n_total = std::int64_t(n_levels) * steps + (denoise ? 1 : 0);
+  for (std::int64_t t = 1; t <= n_total; ++t) {
+    const bool denoising = t > std::int64_t(n_levels) * steps;
+    const int l = denoising ? n_levels - 1 : int((t - 1) / steps);
+    if (t == 1 || (!denoising && (t - 1) % steps == 0))
+      Kokkos::deep_copy(exec, sigma, Real(sigmas[std::size_t(l)]));
+    model.score(exec, ConstBatchView<Real, Mem>(x), NoiseLevels<Real, Mem>(sigma), g);
+    Kokkos::parallel_for(
+        "scorekit::annealed_langevin::update", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          if (stopped(i)) return;
+          Real* xi = &x(i, 0);
+          const AnnealedLangevinStep<Real> s = level(l);
+          if (denoising)
+            s.denoise_update(xi, &g(i, 0));
+          else
+            s.update(xi, &g(i, 0), seed, i, t);
+          if (!run.after_step(i, t, xi)) {
+            stopped(i) = 1;
+            for (int j = 0; j < d; ++j) xi[j] = Real(0);
+          }
+        });
+  }
+}
+
 }  // namespace detail
 
 /// Runs annealed Langevin dynamics with a noise-conditional score model on every particle of x
-/// (overwritten). Steps are numbered 1..L*T over all levels (L*T + 1 is the denoising step), which is
-/// what the random stream and trajectory records are keyed by.
+/// (overwritten); with a batch model (core/batch_model.hpp) it runs batch-synchronously. Steps are
+/// numbered 1..L*T over all levels (L*T + 1 is the denoising step), which is what the random stream and
+/// trajectory records are keyed by.
 template <class ExecSpace, class ScoreModel, class View>
 SamplerResult<typename ScoreModel::value_type, typename View::memory_space> annealed_langevin(
     const ExecSpace& exec, const ScoreModel& model, const View& x,
     const AnnealedLangevinSettings<typename ScoreModel::value_type>& settings) {
-  assert_noise_conditional_score<ScoreModel>();
+  if constexpr (!is_batch_only_v<ScoreModel>) assert_noise_conditional_score<ScoreModel>();
   using Real = typename ScoreModel::value_type;
   using Mem = typename View::memory_space;
   const char* where = "scorekit::annealed_langevin";
@@ -248,14 +300,19 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
-  int block = 1;
-  if constexpr (policy_traits<ScoreModel>::has_score_block)
-    block = std::min(model.block_size(), int(ScoreModel::max_block));
-  if (block > 1) {
-    if constexpr (policy_traits<ScoreModel>::has_score_block)
-      detail::annealed_langevin_blocks(exec, model, x, run, level, steps, denoise, settings.seed, block);
+  if constexpr (is_batch_only_v<ScoreModel>) {
+    detail::annealed_langevin_batched(exec, model, x, run, level, settings.sigmas, steps, denoise,
+                                      settings.seed);
   } else {
-    detail::annealed_langevin_particles(exec, model, x, run, level, steps, denoise, settings.seed);
+    int block = 1;
+    if constexpr (policy_traits<ScoreModel>::has_score_block)
+      block = std::min(model.block_size(), int(ScoreModel::max_block));
+    if (block > 1) {
+      if constexpr (policy_traits<ScoreModel>::has_score_block)
+        detail::annealed_langevin_blocks(exec, model, x, run, level, steps, denoise, settings.seed, block);
+    } else {
+      detail::annealed_langevin_particles(exec, model, x, run, level, steps, denoise, settings.seed);
+    }
   }
   return detail::finish_run(exec, run, x, timer, where, total_steps, total_steps);
 }

@@ -7,10 +7,14 @@
 // score_at_time (sde/sde_common.hpp), so a guided or conditioned model (guidance/) plugs in unchanged.
 #pragma once
 
+#include <scorekit/core/batch_model.hpp>
 #include <scorekit/sde/sde_common.hpp>
 
 namespace scorekit {
 namespace detail {
+
+/// Selects the constructors that rebuild a system around another model inside a kernel (with_model).
+struct rebind_model_tag {};
 
 /// What ReverseSDE and ProbabilityFlowODE share: the SDE, the model and the drift with a factor on g^2 s.
 template <class SDE, class Model>
@@ -23,10 +27,16 @@ class ScoreDrivenDrift {
   ScoreDrivenDrift(const SDE& sde, const Model& model, value_type score_factor)
       : m_sde(sde), m_model(model), m_dim(model.dim()), m_factor(score_factor) {
     assert_noising_sde<SDE>();
-    assert_noise_conditional_score<Model>();
+    // A batch model (core/batch_model.hpp) makes integrate() run batch-synchronously; drift() is then
+    // called only on the system with_model() rebuilds around each particle's view of the batch.
+    if constexpr (!is_batch_only_v<Model>) assert_noise_conditional_score<Model>();
     static_assert(std::is_same<typename SDE::value_type, value_type>::value,
                   "scorekit: the SDE and the score model must have the same value_type");
   }
+
+  KOKKOS_INLINE_FUNCTION ScoreDrivenDrift(rebind_model_tag, const SDE& sde, const Model& model,
+                                          value_type score_factor)
+      : m_sde(sde), m_model(model), m_dim(model.dim()), m_factor(score_factor) {}
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   KOKKOS_INLINE_FUNCTION int workspace_size() const { return time_score_workspace_size(m_model); }
@@ -57,7 +67,14 @@ class ReverseSDE : public detail::ScoreDrivenDrift<SDE, Model> {
  public:
   using value_type = typename Model::value_type;
   ReverseSDE(const SDE& sde, const Model& model) : detail::ScoreDrivenDrift<SDE, Model>(sde, model, 1) {}
+  KOKKOS_INLINE_FUNCTION ReverseSDE(detail::rebind_model_tag tag, const SDE& sde, const Model& model)
+      : detail::ScoreDrivenDrift<SDE, Model>(tag, sde, model, 1) {}
   KOKKOS_INLINE_FUNCTION value_type diffusion(value_type t) const { return this->m_sde.diffusion(t); }
+  /// The same system around another model (callable in kernels; no checks).
+  template <class Other>
+  KOKKOS_INLINE_FUNCTION ReverseSDE<SDE, Other> with_model(const Other& other) const {
+    return ReverseSDE<SDE, Other>(detail::rebind_model_tag{}, this->m_sde, other);
+  }
 };
 
 /// The probability-flow ODE: drift f x - g^2 s / 2, no noise. Its solution has the marginals p_t of the
@@ -69,7 +86,14 @@ class ProbabilityFlowODE : public detail::ScoreDrivenDrift<SDE, Model> {
   using value_type = typename Model::value_type;
   ProbabilityFlowODE(const SDE& sde, const Model& model)
       : detail::ScoreDrivenDrift<SDE, Model>(sde, model, value_type(0.5)) {}
+  KOKKOS_INLINE_FUNCTION ProbabilityFlowODE(detail::rebind_model_tag tag, const SDE& sde, const Model& model)
+      : detail::ScoreDrivenDrift<SDE, Model>(tag, sde, model, value_type(0.5)) {}
   KOKKOS_INLINE_FUNCTION value_type diffusion(value_type) const { return value_type(0); }
+  /// The same system around another model (callable in kernels; no checks).
+  template <class Other>
+  KOKKOS_INLINE_FUNCTION ProbabilityFlowODE<SDE, Other> with_model(const Other& other) const {
+    return ProbabilityFlowODE<SDE, Other>(detail::rebind_model_tag{}, this->m_sde, other);
+  }
 };
 
 template <class SDE, class Model>
