@@ -43,6 +43,9 @@
 #include <scorekit/integrate/predictor_corrector.hpp>
 #include <scorekit/integrate/reverse_diffusion.hpp>
 #include <scorekit/score/perturbed_mixture.hpp>
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+#include <scorekit/score/batched_mixture.hpp>
+#endif
 #include <scorekit/sde/reverse.hpp>
 #include <scorekit/sde/variance_exploding.hpp>
 
@@ -141,7 +144,24 @@ void fill_start(double* x, std::int64_t n, int d, std::uint64_t seed) {
   for (std::int64_t i = 0; i < n * d; ++i) x[i] = s * rng.normal();
 }
 
-enum class Loop { pc, heun };
+/// The loops, on the fused path (one particle a work item, the whole run in one kernel) or the batched one
+/// (BatchedMixtureScore, score/batched_mixture.hpp: per evaluation one batched score call, GEMMs for full
+/// covariances; built when Kokkos Kernels is available).
+enum class Loop { pc, heun, pc_batched, heun_batched };
+
+const char* loop_name(Loop loop) {
+  switch (loop) {
+    case Loop::pc:
+      return "pc";
+    case Loop::heun:
+      return "heun";
+    case Loop::pc_batched:
+      return "pc-batched";
+    case Loop::heun_batched:
+      return "heun-batched";
+  }
+  return "?";
+}
 
 /// What the timed runs add up.
 struct Totals {
@@ -182,13 +202,22 @@ void run_workload(benchmark::State& state, const Workload& w, Loop loop) {
   const scorekit::PerturbedMixtureScore<double, Mem> model(mixture, grid_sigmas(settings.times));
   const double tabulated = tabulated_fraction<Exec>(model, settings.times);
 
-  const Totals totals = loop == Loop::pc
-                            ? iterate(state, exec, scorekit::reverse_sde(ve_sde(), model),
-                                      scorekit::predictor_corrector(scorekit::ReverseDiffusion{},
-                                                                    scorekit::LangevinCorrector(0.16, 1)),
-                                      x, x0, settings, w.n_particles)
-                            : iterate(state, exec, scorekit::probability_flow(ve_sde(), model),
-                                      scorekit::Heun{}, x, x0, settings, w.n_particles);
+  const auto pc =
+      scorekit::predictor_corrector(scorekit::ReverseDiffusion{}, scorekit::LangevinCorrector(0.16, 1));
+  Totals totals;
+  if (loop == Loop::pc)
+    totals = iterate(state, exec, scorekit::reverse_sde(ve_sde(), model), pc, x, x0, settings, w.n_particles);
+  else if (loop == Loop::heun)
+    totals = iterate(state, exec, scorekit::probability_flow(ve_sde(), model), scorekit::Heun{}, x, x0,
+                     settings, w.n_particles);
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+  const scorekit::BatchedMixtureScore<double, Mem> batch(mixture, grid_sigmas(settings.times));
+  if (loop == Loop::pc_batched)
+    totals = iterate(state, exec, scorekit::reverse_sde(ve_sde(), batch), pc, x, x0, settings, w.n_particles);
+  else if (loop == Loop::heun_batched)
+    totals = iterate(state, exec, scorekit::probability_flow(ve_sde(), batch), scorekit::Heun{}, x, x0,
+                     settings, w.n_particles);
+#endif
   const double seconds = totals.seconds, evaluations = totals.evaluations,
                particle_steps = totals.particle_steps;
 
@@ -213,10 +242,14 @@ void run_workload(benchmark::State& state, const Workload& w, Loop loop) {
 
 template <class Exec>
 void register_workload(const std::string& backend, const Workload& w) {
-  for (Loop loop : {Loop::pc, Loop::heun})
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+  const auto loops = {Loop::pc, Loop::heun, Loop::pc_batched, Loop::heun_batched};
+#else
+  const auto loops = {Loop::pc, Loop::heun};
+#endif
+  for (Loop loop : loops)
     benchmark::RegisterBenchmark(
-        (std::string("reverse_sde/") + (loop == Loop::pc ? "pc" : "heun") + "/" + w.name + "/" + backend)
-            .c_str(),
+        (std::string("reverse_sde/") + loop_name(loop) + "/" + w.name + "/" + backend).c_str(),
         [w, loop](benchmark::State& state) { run_workload<Exec>(state, w, loop); })
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);

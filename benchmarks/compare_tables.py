@@ -121,7 +121,7 @@ def reverse(out, backend="OpenMP"):
     print(f"mixture-64d parameters: checksum scorekit {sk_ck:.12g}, PyTorch {pt_ck:.12g}: "
           + ("the same" if same else "DIFFERENT: the workloads do not match"))
     print()
-    hdr = f"{'loop / workload':18s} | {'scorekit p-steps/s':>18s} | {'PyTorch p-steps/s':>17s} | " \
+    hdr = f"{'loop / workload':26s} | {'scorekit p-steps/s':>18s} | {'PyTorch p-steps/s':>17s} | " \
           f"{'PyTorch variant':>15s} | {'ratio':>6s} | {'scorekit GFLOP/s':>16s} | {'% fp64 peak':>11s} | check"
     print(hdr)
     print("-" * (len(hdr) + 40))
@@ -129,15 +129,16 @@ def reverse(out, backend="OpenMP"):
         name = b["name"].split("/")
         if b.get("run_type", "iteration") != "iteration" or backend not in name:
             continue
+        # The batched loops ("pc-batched") run the same workload as the fused ones: the same PyTorch peer.
         key = f"{name[1]}/{name[2]}"
-        p = pt["workloads"].get(key, {})
+        p = pt["workloads"].get(f"{name[1].replace('-batched', '')}/{name[2]}", {})
         sps = b["particle_steps_per_s"]
         peer = p.get("peer_particle_steps_per_s")
         variant = p.get("peer", "-")
         ratio = f"{sps / peer:6.2f}" if peer else "     -"
         gf = b["GFLOP/s"]
         r = p.get(variant, {})
-        if name[1] == "heun":
+        if name[1].startswith("heun"):
             # Deterministic: the two final means must agree to rounding.
             a, c = b["pf_mean"], r.get("pf_mean", float("nan"))
             rel = abs(a - c) / max(abs(a), 1e-300)
@@ -149,13 +150,15 @@ def reverse(out, backend="OpenMP"):
             check = f"mean {b['pf_mean']:.4f} / " + (f"{r['pf_mean']:.4f}" if "pf_mean" in r else "-")
         if b.get("tabulated_fraction", 1) != 1:
             check += f"; only {100 * b['tabulated_fraction']:.0f}% of the levels tabulated"
-        print(f"{key:18s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
+        print(f"{key:26s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
               f"{gf:16.2f} | {share(gf, fp64_peak)} | {check}")
     print()
     print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster); both loops make 2 score evaluations")
     print("a step. GFLOP/s counts the score evaluations only. check: scorekit / PyTorch; pf_mean is the mean final")
     print("coordinate of the deterministic probability-flow run from the same start (equal to rounding when both")
     print("compute the same thing); near_mode_0 (pc, 2-D) is the fraction nearer (0,0), about 0.2, with other noise.")
+    print("-batched: scorekit's batch-synchronous path (BatchedMixtureScore: one batched score call an evaluation,")
+    print("GEMMs through Kokkos Kernels for full covariances) on the same workload, against the same PyTorch figure.")
 
 
 def training(out, backend="OpenMP"):
