@@ -1,6 +1,7 @@
 // The umbrella header: all of scorekit. Each header also compiles on its own.
 #pragma once
 
+#include <scorekit/core/batch_model.hpp>
 #include <scorekit/core/elementary.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/file.hpp>
@@ -74,9 +75,15 @@
 #include <scorekit/schedule/karras.hpp>
 #include <scorekit/schedule/linear_beta.hpp>
 #include <scorekit/schedule/ncsnv2.hpp>
+#include <scorekit/score/batched.hpp>
 #include <scorekit/score/neural.hpp>
 #include <scorekit/score/perturbed_banana.hpp>
 #include <scorekit/score/perturbed_mixture.hpp>
+// What needs Kokkos Kernels (the batched path's dense products), where the build has it.
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+#include <scorekit/core/blas.hpp>
+#include <scorekit/score/batched_mixture.hpp>
+#endif
 #include <scorekit/sde/edm.hpp>
 #include <scorekit/sde/langevin.hpp>
 #include <scorekit/sde/reverse.hpp>
