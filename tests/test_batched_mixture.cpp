@@ -160,6 +160,120 @@ TEMPLATE_LIST_TEST_CASE("The batched mixture score is the exact score within its
   check(float(0));
 }
 
+TEMPLATE_LIST_TEST_CASE("At one tabulated level the batched mixture score is exact within its rounding bound",
+                        "[batched][mixture]", Backends) {
+  // Every sample at the same tabulated level: the one-GEMM path through the level's precision matrices
+  // (tabulated in double, rounded to Real). The bound follows its operations as the test above does.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  auto check = [](auto zero) {
+    using Real = decltype(zero);
+    const int k = 5, d = 8, n = 40;
+    const auto mix = random_full_mixture<Real, Mem>(k, d, 29);
+    const scorekit::BatchedMixtureScore<Real, Mem> model(mix, {Real(0.05), Real(0.4), Real(3)});
+    scorekit::BatchView<Real, Mem> x("x", n, d), out("out", n, d);
+    Kokkos::View<Real*, Mem> sigma("sigma", n);
+    scorekit::draw_exact(Exec(), mix.perturbed(Real(1), Real(0.4)), x, 6);
+    Kokkos::deep_copy(sigma, Real(0.4));
+    CHECK(model.uniform_level(Exec(), sigma) == 1);
+    model.score(Exec(), x, sigma, out);
+    Exec().fence();
+
+    const auto hx = scorekit::to_host(x);
+    const auto hout = scorekit::to_host(out);
+    const auto Q = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mix.eigenvectors());
+    const auto lam = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mix.eigenvalues());
+    const auto mean = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mix.means());
+    const auto lw = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mix.log_weights());
+    using L = long double;
+    const L u = L(std::numeric_limits<Real>::epsilon()) / 2,
+            ud = L(std::numeric_limits<double>::epsilon()) / 2;
+    auto gamma = [](int m, L unit) { return m * unit / (1 - m * unit); };
+    const L e_fun = 4 * u, sig2 = L(Real(0.4)) * L(Real(0.4));
+    double worst = 0;
+    for (int s = 0; s < n; ++s) {
+      const std::size_t kk = std::size_t(k), dd = std::size_t(d);
+      std::vector<L> v(kk * dd), ev(kk * dd), l(kk), el(kk);
+      for (int c = 0; c < k; ++c) {
+        // P (exact for the stored Q and lambda), and the bound on its tabulated entries' error.
+        std::vector<L> P(dd * dd, 0), eP(dd * dd, 0);
+        for (int e = 0; e < d; ++e) {
+          const L iv = 1 / (L(lam(c, e)) + sig2);
+          for (int i = 0; i < d; ++i)
+            for (int j = 0; j < d; ++j) {
+              P[std::size_t(i * d + j)] += L(Q(c, e, i)) * L(Q(c, e, j)) * iv;
+              eP[std::size_t(i * d + j)] +=
+                  std::abs(L(Q(c, e, i)) * L(Q(c, e, j))) * iv * gamma(2 * d + 4, ud);
+            }
+        }
+        for (std::size_t ij = 0; ij < dd * dd; ++ij) eP[ij] += u * std::abs(P[ij]);
+        L quad = 0, equad = 0, abs_quad = 0;
+        for (int i = 0; i < d; ++i) {
+          L vi = 0, pmu = 0, ey = 0, epmu = 0, abs_px = 0, abs_pmu = 0;
+          for (int j = 0; j < d; ++j) {
+            const L pij = P[std::size_t(i * d + j)], e = eP[std::size_t(i * d + j)];
+            vi += pij * (L(hx(s, j)) - L(mean(c, j)));
+            pmu += pij * L(mean(c, j));
+            abs_px += std::abs(pij * L(hx(s, j)));
+            abs_pmu += std::abs(pij * L(mean(c, j)));
+            ey += e * std::abs(L(hx(s, j)));
+            epmu += e * std::abs(L(mean(c, j)));
+          }
+          const std::size_t ci = std::size_t(c * d + i);
+          v[ci] = vi;
+          // Y = X P (GEMM of length d), P a mu (double, rounded), the subtraction.
+          ev[ci] = gamma(d, u) * abs_px + ey + epmu + gamma(d, ud) * abs_pmu + u * std::abs(pmu) +
+                   u * std::abs(vi);
+          const L diff = L(hx(s, i)) - L(mean(c, i));
+          quad += diff * vi;
+          abs_quad += std::abs(diff * vi);
+          equad +=
+              std::abs(diff) * ev[ci] + std::abs(vi) * (u * std::abs(L(mean(c, i))) + u * std::abs(diff));
+        }
+        equad += gamma(d + 1, u) * abs_quad;
+        L ld = 0;
+        for (int e = 0; e < d; ++e) ld += std::log(L(lam(c, e)) + sig2);
+        l[std::size_t(c)] = L(lw(c)) - (ld + quad) / 2;
+        el[std::size_t(c)] =
+            (2 * u * std::abs(ld) + equad) / 2 + gamma(3, u) * (std::abs(L(lw(c))) + std::abs(ld) + quad);
+      }
+      L lmax = l[0];
+      for (int c = 1; c < k; ++c) lmax = std::max(lmax, l[std::size_t(c)]);
+      L zsum = 0;
+      for (int c = 0; c < k; ++c) zsum += std::exp(l[std::size_t(c)] - lmax);
+      std::vector<L> r(kk);
+      L mean_el = 0;
+      for (int c = 0; c < k; ++c) {
+        r[std::size_t(c)] = std::exp(l[std::size_t(c)] - lmax) / zsum;
+        mean_el += r[std::size_t(c)] * el[std::size_t(c)];
+      }
+      for (int i = 0; i < d; ++i) {
+        L ref = 0, bound = 0, abs_terms = 0;
+        for (int c = 0; c < k; ++c) {
+          const L rc = r[std::size_t(c)], vi = v[std::size_t(c * d + i)];
+          const L er = rc * (el[std::size_t(c)] + mean_el + 2 * e_fun + gamma(2 * k + 2, u));
+          ref -= rc * vi;
+          bound += er * std::abs(vi) + rc * ev[std::size_t(c * d + i)];
+          abs_terms += rc * std::abs(vi);
+        }
+        bound += gamma(2 * k + 2, u) * abs_terms;
+        const L err = std::abs(L(hout(s, i)) - ref);
+        if (!(err <= 2 * bound)) {
+          INFO("sample " << s << " coordinate " << i << ": error " << double(err) << ", bound "
+                         << double(2 * bound));
+          CHECK(double(err) <= double(2 * bound));
+        }
+        worst = std::max(worst, double(err / (2 * bound)));
+      }
+    }
+    INFO("largest error / bound: " << worst);
+    CHECK(worst <= 1.0);
+    CHECK(worst > 0.0);
+  };
+  check(double(0));
+  check(float(0));
+}
+
 TEMPLATE_LIST_TEST_CASE("The batched mixture score refuses bad shapes", "[batched][mixture][errors]",
                         Backends) {
   using Exec = TestType;

@@ -8,8 +8,14 @@
 //   = G [Q_1 | ... | Q_K]^T                        (N x KD times KD x D)
 // 4 N K D^2 flops; the per-sample pass is O(N K D) with no log or division at the tabulated noise levels
 // (1 / var and log det per level and component, as PerturbedMixtureScore tabulates them; any other sigma
-// is evaluated on the fly). Isotropic and diagonal mixtures have no products to batch (their score is
-// O(K D) a sample): they are evaluated by PerturbedMixtureScore's kernel, a sample a work item.
+// is evaluated on the fly). When every sample of a batch has the same tabulated noise level (every pass of
+// a fixed-grid integrator, every annealed Langevin step) the precisions P_k = C_k(sigma)^-1 of that level
+// are tabulated too, and one GEMM does it: 2 N K D^2 flops,
+//   Y = X [P_1 | ... | P_K],   per sample: v_k = Y_k - P_k a mu_k = P_k (x - a mu_k),
+//   quad_k = (x - a mu_k) . v_k,   s = -sum_k r_k v_k.
+// Finding out costs one reduction over the noise levels, read on the host. Isotropic and diagonal mixtures
+// have no products to batch (their score is O(K D) a sample): they are evaluated by PerturbedMixtureScore's
+// kernel, a sample a work item.
 //
 // Rounding: the products sum in the BLAS' order, so the score agrees with PerturbedMixtureScore's to
 // rounding, not bitwise; tests/test_batched_mixture.cpp bounds the difference from a long double
@@ -93,7 +99,52 @@ class BatchedMixtureScore {
     }
     Kokkos::deep_copy(m_inv_var, h_inv_var);
     Kokkos::deep_copy(m_logdet, h_logdet);
+    // Per level the precisions P_k = Q_k diag(1 / var) Q_k^T and P_k a mu_k, in double on the host; only
+    // while they fit in max_precision_bytes (else every batch takes the two-GEMM path).
+    if (double(n_levels) * k * d * d * sizeof(Real) > double(max_precision_bytes)) return;
+    m_levels = sigmas;
+    m_precisions = Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace>(
+        Kokkos::view_alloc(std::string("scorekit::BatchedMixtureScore::precisions"),
+                           Kokkos::WithoutInitializing),
+        n_levels, std::size_t(k) * std::size_t(d), d);
+    m_precision_means = Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace>(
+        "scorekit::BatchedMixtureScore::precision_means", n_levels, k, d);
+    m_scaled_means =
+        Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>("scorekit::BatchedMixtureScore::a_mu", k, d);
+    auto h_prec = Kokkos::create_mirror_view(m_precisions);
+    auto h_pmu = Kokkos::create_mirror_view(m_precision_means);
+    auto h_amu = Kokkos::create_mirror_view(m_scaled_means);
+    for (int c = 0; c < k; ++c)
+      for (int j = 0; j < d; ++j) h_amu(c, j) = Real(double(m_a) * double(h_means(c, j)));
+    std::vector<double> p(std::size_t(d) * std::size_t(d));
+    for (std::size_t l = 0; l < n_levels; ++l) {
+      const double noise2 = double(m_s2) + double(sigmas[l]) * double(sigmas[l]);
+      for (int c = 0; c < k; ++c) {
+        std::fill(p.begin(), p.end(), 0.0);
+        for (int e = 0; e < d; ++e) {  // eigenpair e: row (c, e) of the stored eigenvectors
+          const double iv = 1 / (double(m_a) * double(m_a) * double(h_lambda(c, e)) + noise2);
+          for (int i = 0; i < d; ++i) {
+            const double qi = double(h_vectors(c, e, i)) * iv;
+            for (int j = 0; j < d; ++j) p[std::size_t(i * d + j)] += qi * double(h_vectors(c, e, j));
+          }
+        }
+        for (int i = 0; i < d; ++i) {
+          double pm = 0;
+          for (int j = 0; j < d; ++j) {
+            h_prec(l, std::size_t(c * d + i), j) = Real(p[std::size_t(i * d + j)]);
+            pm += p[std::size_t(i * d + j)] * double(m_a) * double(h_means(c, j));
+          }
+          h_pmu(l, c, i) = Real(pm);
+        }
+      }
+    }
+    Kokkos::deep_copy(m_precisions, h_prec);
+    Kokkos::deep_copy(m_precision_means, h_pmu);
+    Kokkos::deep_copy(m_scaled_means, h_amu);
   }
+
+  /// The most memory the per-level precision tables may take (levels x K x D^2 values).
+  static constexpr std::size_t max_precision_bytes = std::size_t(256) << 20;
 
   KOKKOS_INLINE_FUNCTION int dim() const { return m_dim; }
   /// The per-particle model with the same mixture and table (what the fused path takes).
@@ -110,12 +161,17 @@ class BatchedMixtureScore {
       return;
     }
     const int d = m_dim, k = m_k;
+    const int level = uniform_level(exec, sigma);
     if (std::int64_t(m_z.extent(0)) < n)
       m_z = Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>(
           Kokkos::view_alloc(std::string("scorekit::BatchedMixtureScore::z"), Kokkos::WithoutInitializing), n,
           std::size_t(k) * std::size_t(d));
     const Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> z(m_z.data(), n,
                                                                    std::size_t(k) * std::size_t(d));
+    if (level >= 0) {
+      precision_score(exec, x, level, out, z);
+      return;
+    }
     blas::gemm(exec, "N", "T", Real(1), x, m_bases, Real(0), z);
     const auto shift = m_shift;
     const auto inv_var = m_inv_var;
@@ -174,17 +230,88 @@ class BatchedMixtureScore {
     blas::gemm(exec, "N", "N", Real(1), z, m_bases, Real(0), out);
   }
 
+  /// The tabulated level every sample of the batch is at, or -1 (mixed or untabulated levels).
+  template <class ExecSpace>
+  int uniform_level(const ExecSpace& exec, const NoiseLevels<Real, MemorySpace>& sigma) const {
+    if (m_levels.empty()) return -1;
+    using MinMax = Kokkos::MinMax<Real, Kokkos::HostSpace>;
+    typename MinMax::value_type range;
+    Kokkos::parallel_reduce(
+        "scorekit::BatchedMixtureScore::levels", Kokkos::RangePolicy<ExecSpace>(exec, 0, sigma.extent(0)),
+        KOKKOS_LAMBDA(const std::int64_t s, typename MinMax::value_type& r) {
+          r.min_val = sigma(s) < r.min_val ? sigma(s) : r.min_val;
+          r.max_val = sigma(s) > r.max_val ? sigma(s) : r.max_val;
+        },
+        MinMax(range));
+    exec.fence();
+    const Real lo = range.min_val;
+    if (!(lo == range.max_val)) return -1;
+    const auto it = std::lower_bound(m_levels.begin(), m_levels.end(), lo);
+    return (it != m_levels.end() && *it == lo) ? int(it - m_levels.begin()) : -1;
+  }
+
  private:
+  // The one-GEMM score at tabulated level `level` for every sample (see the top of the file); y is N x KD
+  // scratch.
+  template <class ExecSpace>
+  void precision_score(const ExecSpace& exec, const ConstBatchView<Real, MemorySpace>& x, int level,
+                       const BatchView<Real, MemorySpace>& out,
+                       const Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace>& y) const {
+    const int d = m_dim, k = m_k;
+    const std::size_t kd = std::size_t(k) * std::size_t(d);
+    const Kokkos::View<const Real**, Kokkos::LayoutRight, MemorySpace> precisions(
+        m_precisions.data() + std::size_t(level) * kd * std::size_t(d), kd, std::size_t(d));
+    blas::gemm(exec, "N", "T", Real(1), x, precisions, Real(0), y);  // P_k symmetric: (X P_k) = X P_k^T
+    const auto pmu = Kokkos::subview(m_precision_means, level, Kokkos::ALL(), Kokkos::ALL());
+    const auto amu = m_scaled_means;
+    const auto logdet = Kokkos::subview(m_logdet, level, Kokkos::ALL());
+    const auto log_weights = m_log_weights;
+    Kokkos::parallel_for(
+        "scorekit::BatchedMixtureScore::precision_weights",
+        Kokkos::RangePolicy<ExecSpace>(exec, 0, x.extent(0)), KOKKOS_LAMBDA(const std::int64_t s) {
+          Real* o = &out(s, 0);
+          Real run_max = 0, run_sum = 0;
+          for (int c = 0; c < k; ++c) {
+            const Real* yc = &y(s, 0) + c * d;
+            Real quad = 0;
+            for (int i = 0; i < d; ++i) quad += (x(s, i) - amu(c, i)) * (yc[i] - pmu(c, i));
+            const Real lk = log_weights(c) - Real(0.5) * (logdet(c) + quad);
+            // Streaming log-sum-exp over the components, accumulating -sum_k w_k v_k into o.
+            Real w = 1;
+            if (c == 0) {
+              run_max = lk;
+              run_sum = 1;
+              for (int i = 0; i < d; ++i) o[i] = Real(0);
+            } else if (lk > run_max) {
+              const Real rescale = math::exp(run_max - lk);
+              run_sum = run_sum * rescale + Real(1);
+              for (int i = 0; i < d; ++i) o[i] *= rescale;
+              run_max = lk;
+            } else {
+              w = math::exp(lk - run_max);
+              run_sum += w;
+            }
+            for (int i = 0; i < d; ++i) o[i] -= w * (yc[i] - pmu(c, i));
+          }
+          const Real inv_sum = Real(1) / run_sum;
+          for (int i = 0; i < d; ++i) o[i] *= inv_sum;
+        });
+  }
+
   PerturbedMixtureScore<Real, MemorySpace> m_single;
   int m_dim, m_k;
   bool m_full;
   Real m_a, m_s2;
   Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_lambda;  // K x d
   Kokkos::View<Real*, MemorySpace> m_log_weights;
-  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_bases;     // (k, i) x j = Q_k(j, i)
-  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_shift;     // K x d: a Q_k^T mu_k
-  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_inv_var;  // (level, k, i)
-  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_logdet;    // (level, k)
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_bases;             // (k, i) x j = Q_k(j, i)
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_shift;             // K x d: a Q_k^T mu_k
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_inv_var;          // (level, k, i)
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_logdet;            // (level, k)
+  std::vector<Real> m_levels;                                                 // the tabulated levels, sorted
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_precisions;       // (level, (k, i), j): P_k(i, j)
+  Kokkos::View<Real***, Kokkos::LayoutRight, MemorySpace> m_precision_means;  // (level, k, i): P_k a mu_k
+  Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_scaled_means;      // (k, i): a mu_k
   // N x KD scratch (Z, then G in place), grown to the largest batch. Not safe for calls from two host
   // threads at once.
   mutable Kokkos::View<Real**, Kokkos::LayoutRight, MemorySpace> m_z;
