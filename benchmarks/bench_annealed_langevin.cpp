@@ -12,6 +12,9 @@
 //                w2_parameters() (the Python script implements the same formula; both print a checksum of
 //                the parameters, which compare.sh checks); 4,096 particles from N(0, 9 I); sigma 20 -> 0.5,
 //                L = 10, T = 10, eps = 0.05.
+// Each workload runs on both paths: fused (annealed_langevin's kernel with PerturbedMixtureScore) and, where
+// Kokkos Kernels is available, batched ("<workload>-batched": BatchedMixtureScore, one batched score call a
+// step; for full covariances one GEMM with the level's precisions).
 //
 // Time is the sampler's own fenced wall time (SamplerResult::seconds, reported through UseManualTime), so
 // resetting the particles between iterations is not counted; building the mixture in the backend's memory
@@ -27,6 +30,9 @@
 #include <scorekit/sample/annealed_langevin.hpp>
 #include <scorekit/schedule/geometric.hpp>
 #include <scorekit/score/perturbed_mixture.hpp>
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+#include <scorekit/score/batched_mixture.hpp>
+#endif
 
 #include <benchmark/benchmark.h>
 #include <Kokkos_Core.hpp>
@@ -139,8 +145,26 @@ Workload mixture_64d(double scale, double* checksum) {
   return w;
 }
 
+/// The timed loop, over either path: a named function template, as nvcc wants around device code.
+template <class Exec, class Model, class View>
+double iterate(benchmark::State& state, const Exec& exec, const Model& model, const View& x, const View& x0,
+               const scorekit::AnnealedLangevinSettings<double>& settings, double& particle_steps) {
+  double seconds = 0;
+  for (auto _ : state) {
+    Kokkos::deep_copy(exec, x, x0);
+    exec.fence();
+    const auto result = scorekit::annealed_langevin(exec, model, x, settings);
+    state.SetIterationTime(result.seconds);
+    seconds += result.seconds;
+    particle_steps += double(result.n_score_evaluations);
+  }
+  return seconds;
+}
+
+/// batched: the batch-synchronous path with BatchedMixtureScore (score/batched_mixture.hpp), else the
+/// fused kernel with PerturbedMixtureScore.
 template <class Exec>
-void run_workload(benchmark::State& state, const Workload& w) {
+void run_workload(benchmark::State& state, const Workload& w, bool batched) {
   using Mem = typename Exec::memory_space;
   const Exec exec;
   scorekit::ParticleView<double, Mem> x("x", w.n_particles, w.dim);
@@ -156,16 +180,13 @@ void run_workload(benchmark::State& state, const Workload& w) {
   settings.steps_per_level = w.steps_per_level;
   settings.seed = 42;
 
-  double seconds = 0;
-  double particle_steps = 0;
-  for (auto _ : state) {
-    Kokkos::deep_copy(exec, x, x0);
-    exec.fence();
-    const auto result = scorekit::annealed_langevin(exec, model, x, settings);
-    state.SetIterationTime(result.seconds);
-    seconds += result.seconds;
-    particle_steps += double(result.n_score_evaluations);
-  }
+  double particle_steps = 0, seconds = 0;
+  if (!batched) seconds = iterate(state, exec, model, x, x0, settings, particle_steps);
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+  if (batched)
+    seconds = iterate(state, exec, scorekit::BatchedMixtureScore<double, Mem>(mixture, w.sigmas), x, x0,
+                      settings, particle_steps);
+#endif
   const double rate = particle_steps / seconds;
   state.counters["particle_steps_per_s"] = benchmark::Counter(rate);
   state.counters["GFLOP/s"] = benchmark::Counter(rate * w.flop_per_particle_step * 1e-9);
@@ -180,10 +201,17 @@ void run_workload(benchmark::State& state, const Workload& w) {
 
 template <class Exec>
 void register_workload(const std::string& backend, const Workload& w) {
-  benchmark::RegisterBenchmark(("annealed_langevin/" + w.name + "/" + backend).c_str(),
-                               [w](benchmark::State& state) { run_workload<Exec>(state, w); })
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
+#ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
+  const auto paths = {false, true};
+#else
+  const auto paths = {false};
+#endif
+  for (bool batched : paths)
+    benchmark::RegisterBenchmark(
+        ("annealed_langevin/" + w.name + (batched ? "-batched/" : "/") + backend).c_str(),
+        [w, batched](benchmark::State& state) { run_workload<Exec>(state, w, batched); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
