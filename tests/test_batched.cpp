@@ -11,6 +11,7 @@
 #include <scorekit/density/gaussian_mixture.hpp>
 #include <scorekit/integrate/ancestral.hpp>
 #include <scorekit/integrate/ddim.hpp>
+#include <scorekit/integrate/dormand_prince.hpp>
 #include <scorekit/integrate/euler_maruyama.hpp>
 #include <scorekit/integrate/heun.hpp>
 #include <scorekit/integrate/predictor_corrector.hpp>
@@ -142,6 +143,51 @@ TEMPLATE_LIST_TEST_CASE("Batched and fused integrators give the same samples", "
   edm_times.push_back(0.0);  // the last step, to t = 0, is Euler's: one evaluation instead of two
   compare("Heun, EDM", edm, flow(edm), scorekit::Heun{}, edm_times, false);
   compare("Heun with churn, EDM", edm, flow(edm), scorekit::Heun{30, steps}, edm_times, true);
+}
+
+TEMPLATE_LIST_TEST_CASE("Batched and fused Dormand-Prince give the same solves", "[batched][ode]", Backends) {
+  // Every particle keeps its own step sequence on both paths: the same final states, the same evaluations,
+  // accepted and rejected steps per particle, with Hairer's first step and with a given one.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const auto mix = two_modes<double, Mem>();
+  const scorekit::PerturbedMixtureScore<double, Mem> model(mix);
+  const auto vp = scorekit::vp_sde(scorekit::LinearBeta<double>{0.1, 20});
+  auto run = [&](const auto& m, const scorekit::DormandPrinceSettings& settings) {
+    scorekit::ParticleView<double, Mem> x("x", 50, 2);
+    const auto k = vp.marginal(1.0);
+    scorekit::draw_exact(Exec(), mix.perturbed(k.scale, k.std), x, 31);
+    const auto r = scorekit::solve_ode(Exec(), scorekit::probability_flow(vp, m), x, 1.0, 1e-3, settings);
+    return std::make_pair(r, x);
+  };
+  for (double first_step : {0.0, 0.05}) {
+    INFO("first_step " << first_step);
+    scorekit::DormandPrinceSettings settings;
+    settings.rtol = settings.atol = 1e-6;
+    settings.first_step = first_step;
+    const auto fused = run(model, settings);
+    const auto bat = run(scorekit::batched(model), settings);
+    check_same_run<Exec>(fused.second, bat.second, 100);
+    CHECK(scorekit_test::bitwise_equal(fused.first.evaluations, bat.first.evaluations));
+    CHECK(fused.first.n_function_evaluations == bat.first.n_function_evaluations);
+    CHECK(fused.first.accepted_steps == bat.first.accepted_steps);
+    CHECK(fused.first.rejected_steps == bat.first.rejected_steps);
+    CHECK(fused.first.rejected_steps > 0);  // the comparison covers rejections too
+  }
+  // A solve that runs out of steps fails the same way on both paths.
+  scorekit::DormandPrinceSettings few;
+  few.max_steps = 3;
+  auto message = [&](const auto& m) {
+    try {
+      run(m, few);
+    } catch (const scorekit::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string fused = message(model);
+  CHECK_THAT(fused, Catch::Contains("max_steps = 3"));
+  CHECK(message(scorekit::batched(model)) == fused);
 }
 
 TEMPLATE_LIST_TEST_CASE("Batched and fused annealed Langevin give the same samples", "[batched][annealed]",

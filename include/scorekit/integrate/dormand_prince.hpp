@@ -135,38 +135,54 @@ KOKKOS_INLINE_FUNCTION Real scaled_rms(const Real* v, const Real* y, int m, Real
   return math::sqrt(sum / Real(m));
 }
 
-/// Integrates dy/dt = rhs(t, y) from t0 to t1 (either direction) in place. rhs is called as
-/// rhs(t, y, dydt) with const y; scratch holds dormand_prince_scratch_size(m) values. Sequential and
-/// deterministic: the same inputs give bitwise the same output anywhere.
+/// Where one particle's solve stands between attempts: what dormand_prince_start sets up and each
+/// dormand_prince_attempt advances. The stages K_0 .. K_6 live in the scratch; K_0 (f at the current
+/// state) and K_6 swap places after an accepted step (first same as last), so `first` says which slot
+/// holds K_0 (0 or 6).
+template <class Real>
+struct DormandPrinceState {
+  DormandPrinceStats<Real> st;
+  Real t = 0, t1 = 0, dir = 1;
+  Real h = 0;  // |h| of the next attempt
+  std::int64_t attempts = 0;
+  bool last_error_finite = true;
+  bool rejected_since_accept = false;
+  bool done = false;
+  int first = 0;
+};
+
+/// The start of a solve of dy/dt = rhs(t, y) from t0 to t1 (either direction): f(t0, y0), and the first
+/// step (given, or Hairer's rule: one more evaluation). rhs is called as rhs(t, y, dydt) with const y;
+/// scratch holds dormand_prince_scratch_size(m) values.
 template <class Real, class Rhs>
-KOKKOS_INLINE_FUNCTION DormandPrinceStats<Real> dormand_prince_solve(const Rhs& rhs, Real* y, int m, Real t0,
-                                                                     Real t1,
+KOKKOS_INLINE_FUNCTION DormandPrinceState<Real> dormand_prince_start(const Rhs& rhs, const Real* y, int m,
+                                                                     Real t0, Real t1,
                                                                      const DormandPrinceControl<Real>& c,
                                                                      Real* scratch) {
-  using tab = DormandPrinceTableau<Real>;
-  DormandPrinceStats<Real> st;
-  Real* k[7];
-  for (int s = 0; s < 7; ++s) k[s] = scratch + s * m;
+  DormandPrinceState<Real> s;
+  Real* k0 = scratch;
+  Real* k1 = scratch + m;
   Real* z = scratch + 7 * m;  // a stage's argument; after stage 6, the new state
-  const Real dir = t1 >= t0 ? Real(1) : Real(-1);
-  Real t = t0;
-  st.t = t;
+  s.dir = t1 >= t0 ? Real(1) : Real(-1);
+  s.t = t0;
+  s.t1 = t1;
+  s.st.t = t0;
 
-  rhs(t, static_cast<const Real*>(y), k[0]);
-  st.evaluations = 1;
+  rhs(s.t, y, k0);
+  s.st.evaluations = 1;
 
   Real h = c.first_step;  // |h|
   const Real span = math::fabs(t1 - t0);
   if (!(h > Real(0))) {
-    // Hairer's starting step (see the file comment); z and k[1] are free until the first step.
-    const Real d0 = scaled_rms(static_cast<const Real*>(y), y, m, c.atol, c.rtol);
-    const Real d1 = scaled_rms(static_cast<const Real*>(k[0]), y, m, c.atol, c.rtol);
+    // Hairer's starting step (see the file comment); z and K_1 are free until the first step.
+    const Real d0 = scaled_rms(y, y, m, c.atol, c.rtol);
+    const Real d1 = scaled_rms(static_cast<const Real*>(k0), y, m, c.atol, c.rtol);
     Real h0 = (d0 < Real(1e-5) || d1 < Real(1e-5)) ? Real(1e-6) : Real(0.01) * d0 / d1;
     if (h0 > span) h0 = span;
-    for (int i = 0; i < m; ++i) z[i] = y[i] + h0 * dir * k[0][i];
-    rhs(t + h0 * dir, static_cast<const Real*>(z), k[1]);
-    st.evaluations += 1;
-    for (int i = 0; i < m; ++i) z[i] = k[1][i] - k[0][i];
+    for (int i = 0; i < m; ++i) z[i] = y[i] + h0 * s.dir * k0[i];
+    rhs(s.t + h0 * s.dir, static_cast<const Real*>(z), k1);
+    s.st.evaluations += 1;
+    for (int i = 0; i < m; ++i) z[i] = k1[i] - k0[i];
     const Real d2 = scaled_rms(static_cast<const Real*>(z), y, m, c.atol, c.rtol) / h0;
     Real h1;
     if (d1 <= Real(1e-15) && d2 <= Real(1e-15)) {
@@ -181,79 +197,116 @@ KOKKOS_INLINE_FUNCTION DormandPrinceStats<Real> dormand_prince_solve(const Rhs& 
     if (!(h > Real(0))) h = Real(1e-6);  // d1 or d2 NaN: the first step will say so
   }
   if (h > span) h = span;
+  s.h = h;
+  return s;
+}
 
-  std::int64_t attempts = 0;
-  bool last_error_finite = true;
-  bool rejected_since_accept = false;
-  while (dir * (t1 - t) > Real(0)) {
-    if (attempts >= c.max_steps) {
-      st.status = OdeStatus::max_steps;
-      break;
-    }
-    Real min_step = c.min_step_factor * math::fabs(t);
-    if (min_step < c.tiny) min_step = c.tiny;
-    if (!rejected_since_accept && h < min_step) h = min_step;  // a new step starts at least this large
-    if (!(h >= min_step)) {                                    // rejected down to it
-      st.status = last_error_finite ? OdeStatus::step_too_small : OdeStatus::non_finite;
-      break;
-    }
-    Real t_new = t + dir * h;
-    if (dir * (t_new - t1) > Real(0)) t_new = t1;
-    const Real hs = t_new - t;  // signed step
-    ++attempts;
-
-    for (int s = 1; s < 7; ++s) {
-      for (int i = 0; i < m; ++i) {
-        Real acc = 0;
-        for (int j = 0; j < s; ++j) acc += tab::a(s, j) * k[j][i];
-        z[i] = y[i] + hs * acc;
-      }
-      rhs(s == 6 ? t_new : t + tab::c(s) * hs, static_cast<const Real*>(z), k[s]);
-    }
-    st.evaluations += 6;
-
-    Real sum = 0;
-    bool finite = true;
-    for (int i = 0; i < m; ++i) {
-      finite = finite && math::isfinite(z[i]);
-      Real e = 0;
-      for (int j = 0; j < 7; ++j) e += tab::e(j) * k[j][i];
-      const Real ay = math::fabs(y[i]), az = math::fabs(z[i]);
-      const Real r = hs * e / (c.atol + c.rtol * (ay > az ? ay : az));
-      sum += r * r;
-    }
-    // An infinite new state can have a finite scaled error (sc_i is infinite too): refuse it.
-    const Real err = math::sqrt(sum / Real(m));
-    last_error_finite = finite && math::isfinite(err);
-
-    if (last_error_finite && err < Real(1)) {
-      Real factor = Real(10);
-      if (err > Real(0)) {
-        const Real f = Real(0.9) * math::exp(Real(-0.2) * math::log(err));
-        if (f < factor) factor = f;
-      }
-      if (rejected_since_accept && factor > Real(1)) factor = Real(1);
-      h = math::fabs(hs) * factor;
-      for (int i = 0; i < m; ++i) y[i] = z[i];
-      Real* swap = k[0];
-      k[0] = k[6];
-      k[6] = swap;
-      t = t_new;
-      ++st.accepted;
-      rejected_since_accept = false;
-    } else {
-      Real factor = Real(0.2);
-      if (last_error_finite) {
-        const Real f = Real(0.9) * math::exp(Real(-0.2) * math::log(err));
-        if (f > factor) factor = f;
-      }
-      h = math::fabs(hs) * factor;
-      ++st.rejected;
-      rejected_since_accept = true;
-    }
+/// One attempted step of a solve (6 evaluations), or none when the solve has ended (reached t1, or
+/// failed: st.status says how); returns false then, and sets s.done. y is updated when the step is
+/// accepted.
+template <class Real, class Rhs>
+KOKKOS_INLINE_FUNCTION bool dormand_prince_attempt(const Rhs& rhs, Real* y, int m,
+                                                   const DormandPrinceControl<Real>& c, Real* scratch,
+                                                   DormandPrinceState<Real>& s) {
+  using tab = DormandPrinceTableau<Real>;
+  if (s.done) return false;
+  Real* k[7];
+  for (int j = 0; j < 7; ++j) k[j] = scratch + j * m;
+  if (s.first != 0) {
+    k[0] = scratch + 6 * m;
+    k[6] = scratch;
   }
-  st.t = t;
-  return st;
+  Real* z = scratch + 7 * m;
+  const Real t = s.t, t1 = s.t1, dir = s.dir;
+  if (!(dir * (t1 - t) > Real(0))) {
+    s.done = true;
+    s.st.t = t;
+    return false;
+  }
+  if (s.attempts >= c.max_steps) {
+    s.st.status = OdeStatus::max_steps;
+    s.done = true;
+    s.st.t = t;
+    return false;
+  }
+  Real min_step = c.min_step_factor * math::fabs(t);
+  if (min_step < c.tiny) min_step = c.tiny;
+  if (!s.rejected_since_accept && s.h < min_step) s.h = min_step;  // a new step starts at least this large
+  if (!(s.h >= min_step)) {                                        // rejected down to it
+    s.st.status = s.last_error_finite ? OdeStatus::step_too_small : OdeStatus::non_finite;
+    s.done = true;
+    s.st.t = t;
+    return false;
+  }
+  Real t_new = t + dir * s.h;
+  if (dir * (t_new - t1) > Real(0)) t_new = t1;
+  const Real hs = t_new - t;  // signed step
+  ++s.attempts;
+
+  for (int st = 1; st < 7; ++st) {
+    for (int i = 0; i < m; ++i) {
+      Real acc = 0;
+      for (int j = 0; j < st; ++j) acc += tab::a(st, j) * k[j][i];
+      z[i] = y[i] + hs * acc;
+    }
+    rhs(st == 6 ? t_new : t + tab::c(st) * hs, static_cast<const Real*>(z), k[st]);
+  }
+  s.st.evaluations += 6;
+
+  Real sum = 0;
+  bool finite = true;
+  for (int i = 0; i < m; ++i) {
+    finite = finite && math::isfinite(z[i]);
+    Real e = 0;
+    for (int j = 0; j < 7; ++j) e += tab::e(j) * k[j][i];
+    const Real ay = math::fabs(y[i]), az = math::fabs(z[i]);
+    const Real r = hs * e / (c.atol + c.rtol * (ay > az ? ay : az));
+    sum += r * r;
+  }
+  // An infinite new state can have a finite scaled error (sc_i is infinite too): refuse it.
+  const Real err = math::sqrt(sum / Real(m));
+  s.last_error_finite = finite && math::isfinite(err);
+
+  if (s.last_error_finite && err < Real(1)) {
+    Real factor = Real(10);
+    if (err > Real(0)) {
+      const Real f = Real(0.9) * math::exp(Real(-0.2) * math::log(err));
+      if (f < factor) factor = f;
+    }
+    if (s.rejected_since_accept && factor > Real(1)) factor = Real(1);
+    s.h = math::fabs(hs) * factor;
+    for (int i = 0; i < m; ++i) y[i] = z[i];
+    s.first = 6 - s.first;  // K_6 = f(t_new, y_new) is the next step's K_0
+    s.t = t_new;
+    ++s.st.accepted;
+    s.rejected_since_accept = false;
+  } else {
+    Real factor = Real(0.2);
+    if (s.last_error_finite) {
+      const Real f = Real(0.9) * math::exp(Real(-0.2) * math::log(err));
+      if (f > factor) factor = f;
+    }
+    s.h = math::fabs(hs) * factor;
+    ++s.st.rejected;
+    s.rejected_since_accept = true;
+  }
+  s.st.t = s.t;
+  return true;
+}
+
+/// Integrates dy/dt = rhs(t, y) from t0 to t1 (either direction) in place: dormand_prince_start, then
+/// dormand_prince_attempt until the solve ends. rhs is called as rhs(t, y, dydt) with const y; scratch
+/// holds dormand_prince_scratch_size(m) values. Sequential and deterministic: the same inputs give bitwise
+/// the same output anywhere.
+template <class Real, class Rhs>
+KOKKOS_INLINE_FUNCTION DormandPrinceStats<Real> dormand_prince_solve(const Rhs& rhs, Real* y, int m, Real t0,
+                                                                     Real t1,
+                                                                     const DormandPrinceControl<Real>& c,
+                                                                     Real* scratch) {
+  DormandPrinceState<Real> s = dormand_prince_start(rhs, static_cast<const Real*>(y), m, t0, t1, c, scratch);
+  while (dormand_prince_attempt(rhs, y, m, c, scratch, s)) {
+  }
+  return s.st;
 }
 
 /// Checks the tolerances and limits.
@@ -391,6 +444,115 @@ struct SystemRhs {
   }
 };
 
+/// solve_ode for a system around a batch model (core/batch_model.hpp): every particle keeps its own step
+/// sequence as in the fused kernel, and the particles advance in rounds of one attempted step each (6
+/// evaluations; a particle whose solve has ended makes none), every evaluation one batched score call at
+/// each particle's own time, replayed through ReplayModel (integrate/batch_replay.hpp) so that the steps
+/// are dormand_prince_start and dormand_prince_attempt themselves. A pass before the last works on a copy
+/// of the particle's state and solver state; the stage values it leaves in the scratch are recomputed by
+/// the last pass. One count of the unfinished particles is read on the host a round.
+template <class ExecSpace, class System, class View>
+OdeResult<typename System::value_type, typename View::memory_space> solve_ode_batched(
+    const ExecSpace& exec, const System& system, const View& x, double t0, double t1,
+    const DormandPrinceSettings& settings, const char* where) {
+  using Real = typename System::value_type;
+  using Mem = typename View::memory_space;
+  using Replay = ReplayModel<Real, Mem>;
+  using Policy = Kokkos::RangePolicy<ExecSpace>;
+  const auto& model = system.model();
+  const int d = model.dim();
+  const auto prototype = system.with_model(Replay(nullptr, 0, 0, d));
+  using Stepped = std::decay_t<decltype(prototype)>;
+  const std::int64_t n = check_particles(prototype, x, where);
+  require_finite_particles(exec, x, where);
+  const int ws = prototype.workspace_size();
+  const auto scratch = make_scratch<Real, Mem>(n, dormand_prince_scratch_size(d), where, "::scratch");
+  const auto work = make_scratch<Real, Mem>(n, ws, where, "::workspace");
+  const auto copy = make_scratch<Real, Mem>(n, d, where, "::copy");
+  const Kokkos::View<DormandPrinceState<Real>*, Mem> state(std::string(where) + "::state", std::size_t(n));
+  OdeAccounts<Real, Mem> accounts(n, where);
+  NonFiniteFlag<Mem> bad(n);
+  const auto control = dormand_prince_control<Real>(settings);
+  const Real rt0 = Real(t0), rt1 = Real(t1);
+  constexpr int attempt_calls = 6;
+  const int start_calls = settings.first_step > 0 ? 1 : 2;
+  const ReplayBuffers<Real, Mem> buffers(attempt_calls, n, d, where);
+  std::vector<BatchView<Real, Mem>> answers;
+  for (int k = 0; k < attempt_calls; ++k)
+    answers.emplace_back(buffers.answers.data() + std::size_t(k) * std::size_t(n) * std::size_t(d), n, d);
+  auto ask = [&](int k) {
+    model.score(exec, ConstBatchView<Real, Mem>(buffers.query), NoiseLevels<Real, Mem>(buffers.query_sigma),
+                answers[std::size_t(k)]);
+  };
+
+  ScopedRegion region(where);
+  Kokkos::Timer timer;
+  // The start: f(t0, y0) and the first step, in start_calls + 1 passes.
+  for (int pass = 0; pass <= start_calls; ++pass) {
+    const bool last = pass == start_calls;
+    Kokkos::parallel_for(
+        "scorekit::solve_ode::start", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+          const Stepped stepped = prototype.with_model(Replay(&buffers, i, pass, d));
+          const SystemRhs<Stepped> rhs{stepped, &work(i, 0)};
+          const auto s = dormand_prince_start(rhs, static_cast<const Real*>(&x(i, 0)), d, rt0, rt1, control,
+                                              &scratch(i, 0));
+          if (!last) return;
+          if (stepped.model().calls() != start_calls) buffers.miscounted() = 1;
+          buffers.poisoned(i) = 0;
+          state(i) = s;
+        });
+    if (!last) ask(pass);
+  }
+  // Rounds of one attempt each, until every particle's solve has ended.
+  for (;;) {
+    for (int pass = 0; pass <= attempt_calls; ++pass) {
+      const bool last = pass == attempt_calls;
+      Kokkos::parallel_for(
+          "scorekit::solve_ode::attempt", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+            if (state(i).done) return;
+            const Stepped stepped = prototype.with_model(Replay(&buffers, i, pass, d));
+            const SystemRhs<Stepped> rhs{stepped, &work(i, 0)};
+            if (!last) {
+              DormandPrinceState<Real> s = state(i);
+              Real* y = &copy(i, 0);
+              for (int j = 0; j < d; ++j) y[j] = x(i, j);
+              dormand_prince_attempt(rhs, y, d, control, &scratch(i, 0), s);
+              return;
+            }
+            DormandPrinceState<Real> s = state(i);
+            const bool attempted = dormand_prince_attempt(rhs, &x(i, 0), d, control, &scratch(i, 0), s);
+            if (stepped.model().calls() != (attempted ? attempt_calls : 0)) buffers.miscounted() = 1;
+            buffers.poisoned(i) = 0;
+            state(i) = s;
+          });
+      if (!last) ask(pass);
+    }
+    std::int64_t running = 0;
+    Kokkos::parallel_reduce(
+        "scorekit::solve_ode::running", Policy(exec, 0, n),
+        KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& sum) { sum += state(i).done ? 0 : 1; }, running);
+    if (running == 0) break;
+  }
+  Kokkos::parallel_for(
+      "scorekit::solve_ode::accounts", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
+        const auto st = state(i).st;
+        accounts.store(i, st);
+        if (st.status == OdeStatus::non_finite) bad.record(i, st.accepted + st.rejected);
+      });
+  exec.fence();
+  const double seconds = timer.seconds();
+  int miscounted = 0;
+  Kokkos::deep_copy(miscounted, buffers.miscounted);
+  if (miscounted)
+    throw std::logic_error(detail::concat(where, ": a Dormand-Prince step made other than its evaluations"));
+  OdeResult<Real, Mem> result;
+  static_cast<OdeStatistics&>(result) = accounts.finish(bad, where, t0, t1, settings);
+  result.seconds = seconds;
+  result.samples = x;
+  result.evaluations = accounts.evaluations;
+  return result;
+}
+
 }  // namespace detail
 
 /// Integrates dx/dt = system.drift(x, t) from t0 to t1 (either direction: t0 > t1 runs backwards, as a
@@ -411,36 +573,41 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode(
   detail::check_dormand_prince_settings(settings, where);
   detail::check_ode_interval(t0, t1, detail::system_t_max(system), where);
   detail::require_deterministic(system, t0, t1, where);
-  const std::int64_t n = detail::check_particles(system, x, where);
-  detail::require_finite_particles(exec, x, where);
-  const int d = system.dim();
-  const int ws = system.workspace_size();
-  auto scratch =
-      detail::make_scratch<Real, Mem>(n, detail::dormand_prince_scratch_size(d), where, "::scratch");
-  auto work = detail::make_scratch<Real, Mem>(n, ws, where, "::workspace");
-  detail::OdeAccounts<Real, Mem> accounts(n, where);
-  NonFiniteFlag<Mem> bad(n);
-  const auto control = detail::dormand_prince_control<Real>(settings);
-  const Real rt0 = Real(t0), rt1 = Real(t1);
+  if constexpr (detail::has_batch_model<System>::value) {
+    return detail::solve_ode_batched(exec, system, x, t0, t1, settings, where);
+  } else {
+    const std::int64_t n = detail::check_particles(system, x, where);
+    detail::require_finite_particles(exec, x, where);
+    const int d = system.dim();
+    const int ws = system.workspace_size();
+    auto scratch =
+        detail::make_scratch<Real, Mem>(n, detail::dormand_prince_scratch_size(d), where, "::scratch");
+    auto work = detail::make_scratch<Real, Mem>(n, ws, where, "::workspace");
+    detail::OdeAccounts<Real, Mem> accounts(n, where);
+    NonFiniteFlag<Mem> bad(n);
+    const auto control = detail::dormand_prince_control<Real>(settings);
+    const Real rt0 = Real(t0), rt1 = Real(t1);
 
-  ScopedRegion region(where);
-  Kokkos::Timer timer;
-  Kokkos::parallel_for(
-      "scorekit::solve_ode", Kokkos::RangePolicy<ExecSpace>(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-        Real* xi = &x(i, 0);
-        const detail::SystemRhs<System> rhs{system, &work(i, 0)};
-        const auto st = detail::dormand_prince_solve(rhs, xi, d, rt0, rt1, control, &scratch(i, 0));
-        accounts.store(i, st);
-        if (st.status == detail::OdeStatus::non_finite) bad.record(i, st.accepted + st.rejected);
-      });
-  exec.fence();
-  const double seconds = timer.seconds();
-  OdeResult<Real, Mem> result;
-  static_cast<OdeStatistics&>(result) = accounts.finish(bad, where, t0, t1, settings);
-  result.seconds = seconds;
-  result.samples = x;
-  result.evaluations = accounts.evaluations;
-  return result;
+    ScopedRegion region(where);
+    Kokkos::Timer timer;
+    Kokkos::parallel_for(
+        "scorekit::solve_ode", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+        KOKKOS_LAMBDA(const std::int64_t i) {
+          Real* xi = &x(i, 0);
+          const detail::SystemRhs<System> rhs{system, &work(i, 0)};
+          const auto st = detail::dormand_prince_solve(rhs, xi, d, rt0, rt1, control, &scratch(i, 0));
+          accounts.store(i, st);
+          if (st.status == detail::OdeStatus::non_finite) bad.record(i, st.accepted + st.rejected);
+        });
+    exec.fence();
+    const double seconds = timer.seconds();
+    OdeResult<Real, Mem> result;
+    static_cast<OdeStatistics&>(result) = accounts.finish(bad, where, t0, t1, settings);
+    result.seconds = seconds;
+    result.samples = x;
+    result.evaluations = accounts.evaluations;
+    return result;
+  }
 }
 
 }  // namespace scorekit
