@@ -57,6 +57,10 @@
 #include <scorekit/nn/block_gemm.hpp>
 #include <scorekit/nn/checkpoint.hpp>
 #include <scorekit/nn/ema.hpp>
+#include <scorekit/nn/image/activation.hpp>
+#include <scorekit/nn/image/group_norm.hpp>
+#include <scorekit/nn/image/resample.hpp>
+#include <scorekit/nn/image/tensor.hpp>
 #include <scorekit/nn/init.hpp>
 #include <scorekit/nn/layers.hpp>
 #include <scorekit/nn/segment.hpp>
@@ -82,6 +86,7 @@
 // What needs Kokkos Kernels (the batched path's dense products), where the build has it.
 #ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
 #include <scorekit/core/blas.hpp>
+#include <scorekit/nn/image/conv2d.hpp>
 #include <scorekit/score/batched_mixture.hpp>
 #endif
 #include <scorekit/sde/edm.hpp>
@@ -91,5 +96,6 @@
 #include <scorekit/sde/variance_exploding.hpp>
 #include <scorekit/sde/variance_preserving.hpp>
 #include <scorekit/testing/density_checks.hpp>
+#include <scorekit/testing/image_layer_checks.hpp>
 #include <scorekit/testing/network_checks.hpp>
 #include <scorekit/train/trainer.hpp>

@@ -6,6 +6,7 @@
 //   the uniform variant has a = sqrt(6/fan_in)). Normal variants are plain (not truncated) normals, as
 //   PyTorch's xavier_normal_ and kaiming_normal_;
 // - biases zero;
+// - scales (a normalisation's gamma) one, as PyTorch's GroupNorm and InstanceNorm;
 // - embeddings uniform on [0, 1), as the ConditionalLinear layer of Song and Ermon's toy NCSN
 //   (`embed.weight.data.uniform_()`), which scales features by a per-noise-level factor.
 //
@@ -45,8 +46,8 @@ inline const char* init_name(Init init) {
 }
 
 namespace detail {
-/// What one segment's kernel draws: value = scale * (2u - 1), scale * z, 0 or u.
-enum class Draw { symmetric_uniform, normal, zero, unit_uniform };
+/// What one segment's kernel draws: value = scale * (2u - 1), scale * z, 0, u or 1.
+enum class Draw { symmetric_uniform, normal, zero, unit_uniform, one };
 }  // namespace detail
 
 /// Fills the segments of `params` (see the top of this file), running on `exec`. Throws
@@ -90,6 +91,8 @@ void initialize(const ExecSpace& exec, const Kokkos::View<Real*, Mem>& params, c
       }
     } else if (g.kind == ParameterKind::embedding) {
       draw = detail::Draw::unit_uniform;
+    } else if (g.kind == ParameterKind::scale) {
+      draw = detail::Draw::one;
     }
     const Real a = Real(scale);
     const int offset = g.offset;
@@ -106,6 +109,8 @@ void initialize(const ExecSpace& exec, const Kokkos::View<Real*, Mem>& params, c
             value = a * rng.normal();
           else if (draw == detail::Draw::unit_uniform)
             value = rng.uniform();
+          else if (draw == detail::Draw::one)
+            value = Real(1);
           p(i) = value;
         });
   }

@@ -12,8 +12,9 @@
 namespace scorekit {
 namespace nn {
 
-/// What a range of parameters is; initialisation treats each kind differently (see init.hpp).
-enum class ParameterKind { weight, bias, embedding };
+/// What a range of parameters is; initialisation treats each kind differently (see init.hpp): weights by
+/// their fans, biases zero, embeddings uniform on [0, 1), scales (a normalisation's gamma) one.
+enum class ParameterKind { weight, bias, embedding, scale };
 
 /// A contiguous range [offset, offset + size) of a network's flat parameter view. fan_in and fan_out
 /// are those of the layer the range belongs to, in the sense of Glorot and Bengio (2010) and He et al.
@@ -38,6 +39,8 @@ inline const char* parameter_kind_name(ParameterKind kind) {
       return "bias";
     case ParameterKind::embedding:
       return "embedding";
+    case ParameterKind::scale:
+      return "scale";
   }
   return "unknown";
 }
@@ -53,7 +56,7 @@ inline void validate_segments(const Segment* segments, int n, std::int64_t n_par
   for (int s = 0; s < n; ++s) {
     const Segment& g = segments[s];
     const auto kind = static_cast<int>(g.kind);
-    if (kind < 0 || kind > static_cast<int>(ParameterKind::embedding))
+    if (kind < 0 || kind > static_cast<int>(ParameterKind::scale))
       throw invalid_argument(
           scorekit::detail::concat(where, ": segment ", s, " has an unknown kind (", kind, ")"));
     const char* name = parameter_kind_name(g.kind);

@@ -1,0 +1,288 @@
+// A 2-D convolution over NHWC batches (tensor.hpp): c_in -> c_out channels, a k x k kernel with stride,
+// zero padding and dilation, and an optional bias, as PyTorch's nn.Conv2d (cross-correlation, no kernel
+// flip). The large products go through Kokkos Kernels (core/blas.hpp, the host BLAS or cuBLAS):
+//   forward   Y = cols(X) W + 1 b^T             cols(X): one row per output pixel, its k k c_in patch
+//   backward  dW += cols(X)^T dY,  db += dY^T 1,  dX = scatter(dY W^T)
+// A pointwise convolution (k = 1, stride 1, no padding) is X W directly, with no patch matrix; a dense
+// layer on features is one (pointwise_dense()). Otherwise the patch matrix is built by an own gather
+// kernel (im2col) for as many images at a time as fit in max_patch_scalars, and the input adjoint is
+// summed back by a gather over each input pixel's patches (col2im), not by atomics, so it is
+// deterministic on every backend.
+//
+// Parameters: W as a (k k c_in) x c_out row-major matrix, row (ky k + kx) c_in + ci holding the weights
+// from input channel ci at kernel offset (ky, kx) to every output channel, then the bias (c_out). fan_in
+// = c_in k^2, fan_out = c_out k^2 (segment.hpp). PyTorch's weight (c_out, c_in, k, k) is the transpose
+// with the patch index reordered.
+// scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
+#pragma once
+
+#include <scorekit/core/blas.hpp>
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+#include <scorekit/nn/image/tensor.hpp>
+#include <scorekit/nn/segment.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace scorekit {
+namespace nn {
+namespace image {
+
+struct Conv2dOptions {
+  int stride = 1;
+  int padding = 0;
+  int dilation = 1;
+  bool bias = true;
+  /// The most scalars the patch matrix may take (the workspace is sized by it): images are processed
+  /// in chunks of as many as fit (at least one).
+  std::int64_t max_patch_scalars = std::int64_t(1) << 23;
+};
+
+class Conv2d {
+ public:
+  Conv2d(int c_in, int c_out, int kernel, Conv2dOptions options = {})
+      : c_in_(c_in), c_out_(c_out), k_(kernel), o_(options) {
+    const std::string where = "scorekit::nn::image::Conv2d";
+    if (c_in <= 0 || c_out <= 0 || kernel <= 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": channels (", c_in, " -> ", c_out,
+                                                      ") and kernel size (", kernel, ") must be positive"));
+    if (options.stride <= 0 || options.dilation <= 0 || options.padding < 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": stride (", options.stride, ") and dilation (",
+                                                      options.dilation, ") must be positive and padding (",
+                                                      options.padding, ") not negative"));
+    if (options.max_patch_scalars <= 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": max_patch_scalars (",
+                                                      options.max_patch_scalars, ") must be positive"));
+    if (std::int64_t(kernel) * kernel * c_in * c_out > 2147483647 / 2)
+      throw invalid_argument(scorekit::detail::concat(where, ": ", c_in, " -> ", c_out, " channels with a ",
+                                                      kernel, " x ", kernel, " kernel: too many parameters"));
+  }
+
+  int c_in() const { return c_in_; }
+  int c_out() const { return c_out_; }
+  int kernel() const { return k_; }
+  const Conv2dOptions& options() const { return o_; }
+
+  std::string name() const {
+    return scorekit::detail::concat("Conv2d(", c_in_, " -> ", c_out_, ", ", k_, " x ", k_, ", stride ",
+                                    o_.stride, ", padding ", o_.padding, ", dilation ", o_.dilation,
+                                    o_.bias ? "" : ", no bias", ")");
+  }
+
+  /// Whether the convolution is X W with no patch matrix.
+  bool pointwise() const { return k_ == 1 && o_.stride == 1 && o_.padding == 0; }
+
+  ImageShape output_shape(const ImageShape& in) const {
+    const std::string where = name();
+    detail::require_valid_shape(in, where, "input");
+    if (in.c != c_in_)
+      throw dimension_mismatch(scorekit::detail::concat(where, ": the input has ", in.c, " channels (shape ",
+                                                        to_string(in), "), the layer takes ", c_in_));
+    const int span = o_.dilation * (k_ - 1) + 1;
+    if (in.h + 2 * o_.padding < span || in.w + 2 * o_.padding < span)
+      throw dimension_mismatch(scorekit::detail::concat(
+          where, ": the input is ", in.h, " x ", in.w, " pixels, padded ", in.h + 2 * o_.padding, " x ",
+          in.w + 2 * o_.padding, ", smaller than the kernel's span ", span));
+    return {in.n, (in.h + 2 * o_.padding - span) / o_.stride + 1,
+            (in.w + 2 * o_.padding - span) / o_.stride + 1, c_out_};
+  }
+
+  int patch_size() const { return k_ * k_ * c_in_; }
+  int n_params() const { return patch_size() * c_out_ + (o_.bias ? c_out_ : 0); }
+
+  std::vector<Segment> segments(int offset) const {
+    std::vector<Segment> s;
+    const int fan_in = patch_size(), fan_out = k_ * k_ * c_out_;
+    s.push_back(Segment{ParameterKind::weight, offset, patch_size() * c_out_, fan_in, fan_out});
+    if (o_.bias)
+      s.push_back(Segment{ParameterKind::bias, offset + patch_size() * c_out_, c_out_, fan_in, fan_out});
+    return s;
+  }
+
+  /// Images per chunk of the patch matrix.
+  int chunk(const ImageShape& in) const {
+    const ImageShape out = output_shape(in);
+    if (pointwise()) return in.n;
+    const std::int64_t per_image = std::int64_t(out.h) * out.w * patch_size();
+    return int(std::max<std::int64_t>(1, std::min<std::int64_t>(in.n, o_.max_patch_scalars / per_image)));
+  }
+
+  /// Forward: the patch matrix of one chunk. Backward: that and its adjoint, plus a column of ones for
+  /// the bias gradient.
+  std::size_t workspace_size(const ImageShape& in) const {
+    const ImageShape out = output_shape(in);
+    const std::int64_t rows = std::int64_t(chunk(in)) * out.h * out.w;
+    return std::size_t((pointwise() ? 0 : 2 * rows * patch_size()) + rows);
+  }
+
+  template <class Exec, class P, class X, class Y, class Work>
+  void forward(const Exec& exec, const P& params, const X& x, const ImageShape& in, const Y& y,
+               const Work& work) const {
+    using Real = typename Y::non_const_value_type;
+    using Mem = typename Y::memory_space;
+    const std::string where = name() + " forward";
+    const ImageShape out = output_shape(in);
+    detail::require_parameters(params, n_params(), where, "the parameters");
+    detail::require_tensor(x, in, where, "the input");
+    detail::require_tensor(y, out, where, "the output");
+    detail::require_workspace(work, workspace_size(in), where);
+    ScopedRegion region("scorekit::nn::image::Conv2d::forward");
+
+    const auto W = detail::matrix<const Real, Mem>(params.data(), patch_size(), c_out_);
+    Real beta = 0;
+    if (o_.bias) {
+      fill_bias(exec, params.data() + std::int64_t(patch_size()) * c_out_, y);
+      beta = 1;
+    }
+    if (pointwise()) {
+      blas::gemm(exec, "N", "N", Real(1), detail::row_block(x, 0, in.rows()), W, beta,
+                 detail::row_block(y, 0, out.rows()));
+      return;
+    }
+    const int per = chunk(in);
+    const std::int64_t pix = std::int64_t(out.h) * out.w;
+    for (int s0 = 0; s0 < in.n; s0 += per) {
+      const int s1 = std::min(in.n, s0 + per);
+      const auto cols = detail::matrix<Real, Mem>(work.data(), (s1 - s0) * pix, patch_size());
+      im2col(exec, x, in, out, s0, s1, cols);
+      blas::gemm(exec, "N", "N", Real(1), cols, W, beta, detail::row_block(y, s0 * pix, s1 * pix));
+    }
+  }
+
+  template <class Exec, class P, class X, class DY, class G, class DX, class Work>
+  void backward(const Exec& exec, const P& params, const X& x, const ImageShape& in, const DY& dy,
+                const G& grad, const DX& dx, const Work& work) const {
+    using Real = typename G::non_const_value_type;
+    using Mem = typename G::memory_space;
+    const std::string where = name() + " backward";
+    const ImageShape out = output_shape(in);
+    detail::require_parameters(params, n_params(), where, "the parameters");
+    detail::require_parameters(grad, n_params(), where, "the gradient");
+    detail::require_tensor(x, in, where, "the input");
+    detail::require_tensor(dy, out, where, "the output adjoint");
+    const bool want_dx = dx.extent(0) != 0;
+    if (want_dx) detail::require_tensor(dx, in, where, "the input adjoint");
+    detail::require_workspace(work, workspace_size(in), where);
+    ScopedRegion region("scorekit::nn::image::Conv2d::backward");
+
+    const auto W = detail::matrix<const Real, Mem>(params.data(), patch_size(), c_out_);
+    const auto dW = detail::matrix<Real, Mem>(grad.data(), patch_size(), c_out_);
+    const auto db = detail::matrix<Real, Mem>(grad.data() + std::int64_t(patch_size()) * c_out_, 1, c_out_);
+    const int per = chunk(in);
+    const std::int64_t pix = std::int64_t(out.h) * out.w;
+    const std::int64_t patch = pointwise() ? 0 : per * pix * std::int64_t(patch_size());
+    Real* const ones_at = work.data() + 2 * patch;
+    if (o_.bias)
+      Kokkos::deep_copy(
+          exec,
+          Kokkos::View<Real*, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(ones_at, std::size_t(per * pix)),
+          Real(1));
+    for (int s0 = 0; s0 < in.n; s0 += per) {
+      const int s1 = std::min(in.n, s0 + per);
+      const std::int64_t rows = (s1 - s0) * pix;
+      const auto dy_rows = detail::row_block(dy, s0 * pix, s1 * pix);
+      if (o_.bias)
+        blas::gemm(exec, "T", "N", Real(1), detail::matrix<const Real, Mem>(ones_at, rows, 1), dy_rows,
+                   Real(1), db);
+      if (pointwise()) {
+        blas::gemm(exec, "T", "N", Real(1), detail::row_block(x, s0 * pix, s1 * pix), dy_rows, Real(1), dW);
+        if (want_dx)
+          blas::gemm(exec, "N", "T", Real(1), dy_rows, W, Real(0), detail::row_block(dx, s0 * pix, s1 * pix));
+        continue;
+      }
+      const auto cols = detail::matrix<Real, Mem>(work.data(), rows, patch_size());
+      im2col(exec, x, in, out, s0, s1, cols);
+      blas::gemm(exec, "T", "N", Real(1), cols, dy_rows, Real(1), dW);
+      if (!want_dx) continue;
+      const auto dcols = detail::matrix<Real, Mem>(work.data() + patch, rows, patch_size());
+      blas::gemm(exec, "N", "T", Real(1), dy_rows, W, Real(0), dcols);
+      col2im(exec, dcols, in, out, s0, s1, dx);
+    }
+  }
+
+  /// y(row, :) = b for every row.
+  template <class Exec, class Real, class Y>
+  static void fill_bias(const Exec& exec, const Real* b, const Y& y) {
+    const std::int64_t c = std::int64_t(y.extent(1));
+    const Y y_ = y;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::Conv2d::bias",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(y.extent(0)) * c),
+        KOKKOS_LAMBDA(const std::int64_t e) { y_(e / c, e % c) = b[e % c]; });
+  }
+
+  /// cols(m, r) for the output pixels m of images [s0, s1): the input at the pixel patch offset r reads.
+  template <class Exec, class X, class Cols>
+  void im2col(const Exec& exec, const X& x, const ImageShape& in, const ImageShape& out, int s0, int s1,
+              const Cols& cols) const {
+    const int k = k_, ci_n = c_in_, stride = o_.stride, pad = o_.padding, dil = o_.dilation;
+    const int h = in.h, w = in.w, ho = out.h, wo = out.w, patch = patch_size();
+    const X x_ = x;
+    const Cols cols_ = cols;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::Conv2d::im2col",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
+                                                                   std::int64_t(s1 - s0) * ho * wo * patch),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t m = e / patch;
+          const int r = int(e % patch);
+          const int ci = r % ci_n, kk = r / ci_n, kx = kk % k, ky = kk / k;
+          const int ox = int(m % wo), oy = int((m / wo) % ho);
+          const std::int64_t img = s0 + m / (std::int64_t(wo) * ho);
+          const int iy = oy * stride - pad + ky * dil, ix = ox * stride - pad + kx * dil;
+          using Real = typename Cols::non_const_value_type;
+          cols_(m, r) = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x_((img * h + iy) * w + ix, ci) : Real(0);
+        });
+  }
+
+  /// dx for images [s0, s1): each input pixel sums the patch adjoints that read it.
+  template <class Exec, class Cols, class DX>
+  void col2im(const Exec& exec, const Cols& dcols, const ImageShape& in, const ImageShape& out, int s0,
+              int s1, const DX& dx) const {
+    const int k = k_, ci_n = c_in_, stride = o_.stride, pad = o_.padding, dil = o_.dilation;
+    const int h = in.h, w = in.w, ho = out.h, wo = out.w;
+    const Cols d_ = dcols;
+    const DX dx_ = dx;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::Conv2d::col2im",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
+                                                                   std::int64_t(s1 - s0) * h * w * ci_n),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const int ci = int(e % ci_n);
+          const std::int64_t p = e / ci_n;
+          const int ix = int(p % w), iy = int((p / w) % h);
+          const std::int64_t local = p / (std::int64_t(w) * h);
+          typename DX::non_const_value_type sum = 0;
+          for (int ky = 0; ky < k; ++ky) {
+            const int ty = iy + pad - ky * dil;
+            if (ty < 0 || ty % stride != 0 || ty / stride >= ho) continue;
+            for (int kx = 0; kx < k; ++kx) {
+              const int tx = ix + pad - kx * dil;
+              if (tx < 0 || tx % stride != 0 || tx / stride >= wo) continue;
+              sum += d_((local * ho + ty / stride) * wo + tx / stride, (ky * k + kx) * ci_n + ci);
+            }
+          }
+          dx_((s0 + local) * h * w + iy * w + ix, ci) = sum;
+        });
+  }
+
+ private:
+  int c_in_, c_out_, k_;
+  Conv2dOptions o_;
+};
+
+/// A dense layer on the channels of every pixel (on features: images of 1 x 1 pixels): a pointwise
+/// convolution.
+inline Conv2d pointwise_dense(int in, int out, bool bias = true) {
+  Conv2dOptions o;
+  o.bias = bias;
+  return Conv2d(in, out, 1, o);
+}
+
+}  // namespace image
+}  // namespace nn
+}  // namespace scorekit

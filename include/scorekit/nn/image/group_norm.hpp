@@ -1,0 +1,222 @@
+// Group normalisation (Wu and He, "Group Normalization", ECCV 2018) over NHWC batches (tensor.hpp), as
+// PyTorch's nn.GroupNorm: the c channels split into `groups` groups of c / groups consecutive channels;
+// each (image, group) is normalised by the mean and (biased) variance of its h w c / groups values,
+//   y = (x - mean) / sqrt(var + eps) * gamma_c + beta_c,
+// with a learned scale gamma (initialised to one) and shift beta (zero) per channel when affine.
+// groups = c is instance normalisation, groups = 1 layer normalisation over (h, w, c).
+//
+// Kernels: statistics one work item per (image, group), two passes (mean, then the mean square of the
+// deviations: no cancellation); the parameter gradients one work item per channel summing over the
+// rows in order, so every result is the same bits for any thread count.
+#pragma once
+
+#include <scorekit/core/elementary.hpp>
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+#include <scorekit/nn/image/tensor.hpp>
+#include <scorekit/nn/segment.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace scorekit {
+namespace nn {
+namespace image {
+
+class GroupNorm {
+ public:
+  GroupNorm(int groups, int channels, double eps = 1e-5, bool affine = true)
+      : groups_(groups), c_(channels), eps_(eps), affine_(affine) {
+    const char* where = "scorekit::nn::image::GroupNorm";
+    if (groups <= 0 || channels <= 0 || channels % groups != 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": ", channels, " channels in ", groups,
+                                                      " groups; both must be positive and the groups must "
+                                                      "divide the channels"));
+    if (!(eps > 0) || !std::isfinite(eps))
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": eps (", eps, ") must be positive and finite"));
+  }
+
+  int groups() const { return groups_; }
+  int channels() const { return c_; }
+  double eps() const { return eps_; }
+
+  std::string name() const {
+    return scorekit::detail::concat("GroupNorm(", groups_, " groups of ", c_ / groups_, " channels, eps ",
+                                    eps_, affine_ ? "" : ", no affine", ")");
+  }
+
+  ImageShape output_shape(const ImageShape& in) const {
+    detail::require_valid_shape(in, name(), "input");
+    if (in.c != c_)
+      throw dimension_mismatch(scorekit::detail::concat(name(), ": the input has ", in.c, " channels (shape ",
+                                                        to_string(in), "), the layer takes ", c_));
+    return in;
+  }
+
+  int n_params() const { return affine_ ? 2 * c_ : 0; }
+
+  std::vector<Segment> segments(int offset) const {
+    if (!affine_) return {};
+    return {Segment{ParameterKind::scale, offset, c_, c_, c_},
+            Segment{ParameterKind::bias, offset + c_, c_, c_, c_}};
+  }
+
+  /// Mean and inverse standard deviation per (image, group), and in backward two sums per (image, group).
+  std::size_t workspace_size(const ImageShape& in) const {
+    output_shape(in);
+    return std::size_t(4) * std::size_t(in.n) * std::size_t(groups_);
+  }
+
+  template <class Exec, class P, class X, class Y, class Work>
+  void forward(const Exec& exec, const P& params, const X& x, const ImageShape& in, const Y& y,
+               const Work& work) const {
+    using Real = typename Y::non_const_value_type;
+    const std::string where = name() + " forward";
+    check(params, x, in, work, where);
+    detail::require_tensor(y, in, where, "the output");
+    ScopedRegion region("scorekit::nn::image::GroupNorm::forward");
+    statistics(exec, x, in, work);
+    const int c = c_, cg = c_ / groups_, G = groups_;
+    const std::int64_t hw = std::int64_t(in.h) * in.w;
+    const bool affine = affine_;
+    const Real* p = params.data();
+    const Real* mean = work.data();
+    const Real* rstd = work.data() + std::int64_t(in.n) * G;
+    const X x_ = x;
+    const Y y_ = y;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::GroupNorm::normalise",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.size()),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t row = e / c;
+          const int ch = int(e % c);
+          const std::int64_t ng = (row / hw) * G + ch / cg;
+          const Real xhat = (x_(row, ch) - mean[ng]) * rstd[ng];
+          y_(row, ch) = affine ? xhat * p[ch] + p[c + ch] : xhat;
+        });
+  }
+
+  template <class Exec, class P, class X, class DY, class Gr, class DX, class Work>
+  void backward(const Exec& exec, const P& params, const X& x, const ImageShape& in, const DY& dy,
+                const Gr& grad, const DX& dx, const Work& work) const {
+    using Real = typename Gr::non_const_value_type;
+    const std::string where = name() + " backward";
+    check(params, x, in, work, where);
+    detail::require_parameters(grad, n_params(), where, "the gradient");
+    detail::require_tensor(dy, in, where, "the output adjoint");
+    const bool want_dx = dx.extent(0) != 0;
+    if (want_dx) detail::require_tensor(dx, in, where, "the input adjoint");
+    ScopedRegion region("scorekit::nn::image::GroupNorm::backward");
+    statistics(exec, x, in, work);
+    const int c = c_, cg = c_ / groups_, G = groups_;
+    const std::int64_t hw = std::int64_t(in.h) * in.w, rows = in.rows();
+    const bool affine = affine_;
+    const Real* p = params.data();
+    const std::int64_t ngroups = std::int64_t(in.n) * G;
+    const Real* mean = work.data();
+    const Real* rstd = work.data() + ngroups;
+    Real* sum_g = work.data() + 2 * ngroups;   // sum of dy gamma over the group
+    Real* sum_gx = work.data() + 3 * ngroups;  // sum of dy gamma xhat over the group
+    const X x_ = x;
+    const DY dy_ = dy;
+    if (affine) {
+      Real* g = grad.data();
+      Kokkos::parallel_for(
+          "scorekit::nn::image::GroupNorm::parameter_gradient", Kokkos::RangePolicy<Exec>(exec, 0, c),
+          KOKKOS_LAMBDA(const int ch) {
+            Real dgamma = 0, dbeta = 0;
+            for (std::int64_t row = 0; row < rows; ++row) {
+              const std::int64_t ng = (row / hw) * G + ch / cg;
+              dgamma += dy_(row, ch) * (x_(row, ch) - mean[ng]) * rstd[ng];
+              dbeta += dy_(row, ch);
+            }
+            g[ch] += dgamma;
+            g[c + ch] += dbeta;
+          });
+    }
+    if (!want_dx) return;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::GroupNorm::group_sums",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, ngroups),
+        KOKKOS_LAMBDA(const std::int64_t ng) {
+          const std::int64_t img = ng / G;
+          const int c0 = int(ng % G) * cg;
+          Real a = 0, b = 0;
+          for (std::int64_t q = 0; q < hw; ++q)
+            for (int j = 0; j < cg; ++j) {
+              const std::int64_t row = img * hw + q;
+              const Real d = dy_(row, c0 + j) * (affine ? p[c0 + j] : Real(1));
+              a += d;
+              b += d * (x_(row, c0 + j) - mean[ng]) * rstd[ng];
+            }
+          sum_g[ng] = a;
+          sum_gx[ng] = b;
+        });
+    const Real inv_m = Real(1) / Real(hw * cg);
+    const DX dx_ = dx;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::GroupNorm::input_adjoint",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.size()),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t row = e / c;
+          const int ch = int(e % c);
+          const std::int64_t ng = (row / hw) * G + ch / cg;
+          const Real xhat = (x_(row, ch) - mean[ng]) * rstd[ng];
+          const Real d = dy_(row, ch) * (affine ? p[ch] : Real(1));
+          dx_(row, ch) = rstd[ng] * (d - inv_m * sum_g[ng] - xhat * inv_m * sum_gx[ng]);
+        });
+  }
+
+  /// Mean and 1 / sqrt(var + eps) of every (image, group) into work[0, n G) and work[n G, 2 n G).
+  template <class Exec, class X, class Work>
+  void statistics(const Exec& exec, const X& x, const ImageShape& in, const Work& work) const {
+    using Real = typename Work::non_const_value_type;
+    const int cg = c_ / groups_, G = groups_;
+    const std::int64_t hw = std::int64_t(in.h) * in.w, ngroups = std::int64_t(in.n) * G;
+    const Real eps = Real(eps_), inv_m = Real(1) / Real(hw * cg);
+    Real* mean = work.data();
+    Real* rstd = work.data() + ngroups;
+    const X x_ = x;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::GroupNorm::statistics",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, ngroups),
+        KOKKOS_LAMBDA(const std::int64_t ng) {
+          const std::int64_t img = ng / G;
+          const int c0 = int(ng % G) * cg;
+          Real s = 0;
+          for (std::int64_t q = 0; q < hw; ++q)
+            for (int j = 0; j < cg; ++j) s += x_(img * hw + q, c0 + j);
+          const Real mu = s * inv_m;
+          Real v = 0;
+          for (std::int64_t q = 0; q < hw; ++q)
+            for (int j = 0; j < cg; ++j) {
+              const Real d = x_(img * hw + q, c0 + j) - mu;
+              v += d * d;
+            }
+          mean[ng] = mu;
+          rstd[ng] = Real(1) / math::sqrt(v * inv_m + eps);
+        });
+  }
+
+ private:
+  template <class P, class X, class Work>
+  void check(const P& params, const X& x, const ImageShape& in, const Work& work,
+             const std::string& where) const {
+    output_shape(in);
+    detail::require_parameters(params, n_params(), where, "the parameters");
+    detail::require_tensor(x, in, where, "the input");
+    detail::require_workspace(work, workspace_size(in), where);
+  }
+
+  int groups_, c_;
+  double eps_;
+  bool affine_;
+};
+
+}  // namespace image
+}  // namespace nn
+}  // namespace scorekit
