@@ -59,6 +59,7 @@
 #include <scorekit/nn/ema.hpp>
 #include <scorekit/nn/image/activation.hpp>
 #include <scorekit/nn/image/group_norm.hpp>
+#include <scorekit/nn/image/network.hpp>
 #include <scorekit/nn/image/resample.hpp>
 #include <scorekit/nn/image/tensor.hpp>
 #include <scorekit/nn/init.hpp>

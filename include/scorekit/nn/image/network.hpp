@@ -1,0 +1,557 @@
+// A runtime-shaped network over NHWC image batches (tensor.hpp): a graph of runtime layers (Conv2d,
+// GroupNorm, Activation, AvgPool2d, Upsample2d, or a user's layer with the members tensor.hpp lists),
+// elementwise sums, channel concatenations and per-sample feature vectors added to every pixel (the way
+// a noise or time embedding enters each block of a U-Net), built at run time, so architectures are sized
+// by parameters (image_unet.hpp builds two). Its parameters are one flat view, each layer a segment of
+// it, so Adam, the EMA, initialize() and checkpoints serve it unchanged.
+//
+//   Network<float, Kokkos::OpenMP> net;
+//   const int x = net.image_input(1);                 // node ids, in the order nodes are added
+//   const int e = net.features_input(16);             // per-sample features, n x 16 (optional)
+//   int h = net.layer(Conv2d(1, 32, 3, padded), x);
+//   h = net.add_features(h, net.layer(pointwise_dense(16, 32), e));
+//   h = net.layer(Activation<Silu>(), net.layer(GroupNorm(8, 32), h));
+//   net.set_output(net.sum(h, ...));
+//
+// forward() keeps every node's value, and backward() uses them: call backward after the forward of the
+// same batch. Buffers (values, adjoints, one shared workspace) are allocated when the batch shape
+// changes, never inside a step of a fixed shape. Every member is host-called; the layers' kernels run on
+// the execution space instance given. A node whose value feeds several others sums their adjoints in a
+// fixed order (the reverse of node order), so backward is deterministic.
+#pragma once
+
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+#include <scorekit/nn/image/tensor.hpp>
+#include <scorekit/nn/segment.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace scorekit {
+namespace nn {
+namespace image {
+
+template <class Real, class Exec>
+class Network {
+ public:
+  using execution_space = Exec;
+  using memory_space = typename Exec::memory_space;
+  using tensor_type = Tensor<Real, memory_space>;
+  using const_tensor_type = ConstTensor<Real, memory_space>;
+  using vector_type = Kokkos::View<Real*, memory_space>;
+  using const_vector_type = Kokkos::View<const Real*, memory_space>;
+
+  Network() = default;
+  Network(Network&&) = default;
+  Network& operator=(Network&&) = default;
+
+  /// The image input (at most one; it must be the first node added), with `channels` channels.
+  int image_input(int channels) {
+    if (!nodes_.empty()) throw invalid_argument(where() + ": image_input() must be the first node added");
+    require_positive_count(channels, "image_input: channels");
+    Node n;
+    n.kind = Kind::image_input;
+    n.channels = channels;
+    return push(std::move(n));
+  }
+
+  /// A per-sample feature vector input (at most one), a batch of n images of 1 x 1 pixels with
+  /// `features` channels: a noise or time embedding enters here.
+  int features_input(int features) {
+    require_started("features_input");
+    if (features_node_ >= 0) throw invalid_argument(where() + ": the network already has a features input");
+    require_positive_count(features, "features_input: features");
+    Node n;
+    n.kind = Kind::features_input;
+    n.channels = features;
+    features_node_ = int(nodes_.size());
+    return push(std::move(n));
+  }
+
+  /// `layer` applied to the value of node `from`; its parameters take the next segment of the flat view.
+  template <class Layer>
+  int layer(Layer layer, int from) {
+    require_node(from, "layer");
+    Node n;
+    n.kind = Kind::layer;
+    n.a = from;
+    n.op = std::make_unique<LayerModel<Layer>>(std::move(layer));
+    n.param_offset = n_params_;
+    const int np = n.op->n_params();
+    if (np < 0 || std::int64_t(n_params_) + np > 2147483647)
+      throw invalid_argument(where() + ": " + n.op->name() + ": the parameter count does not fit an int");
+    n_params_ += np;
+    return push(std::move(n));
+  }
+
+  /// a + b, elementwise (equal shapes).
+  int sum(int a, int b) { return binary(Kind::sum, a, b, "sum"); }
+  /// The channels of a followed by those of b (equal batch, height and width).
+  int concat(int a, int b) { return binary(Kind::concat, a, b, "concat"); }
+  /// image(i, y, x, c) + features(i, c): b must be a feature node (1 x 1 pixels) with a's channels.
+  int add_features(int image, int features) {
+    return binary(Kind::add_features, image, features, "add_features");
+  }
+
+  void set_output(int node) {
+    require_node(node, "set_output");
+    output_ = node;
+  }
+
+  int n_nodes() const { return int(nodes_.size()); }
+  int n_params() const { return n_params_; }
+  bool has_features() const { return features_node_ >= 0; }
+  int feature_size() const { return features_node_ >= 0 ? nodes_[std::size_t(features_node_)].channels : 0; }
+  int in_channels() const {
+    require_complete("in_channels");
+    return nodes_[0].channels;
+  }
+
+  /// Every layer's segments, at their offsets in the flat view.
+  std::vector<Segment> segments() const {
+    std::vector<Segment> all;
+    for (const Node& n : nodes_)
+      if (n.kind == Kind::layer)
+        for (const Segment& s : n.op->segments(n.param_offset)) all.push_back(s);
+    return all;
+  }
+
+  /// One line per node: its id, what it is, its inputs and, once a shape has been prepared, its shape.
+  std::string summary() const {
+    std::string s;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      s += scorekit::detail::concat(i, ": ", describe(n));
+      if (n.a >= 0) s += scorekit::detail::concat(" <- ", n.a);
+      if (n.b >= 0) s += scorekit::detail::concat(", ", n.b);
+      if (prepared_.n > 0) s += " -> " + to_string(n.shape);
+      s += "\n";
+    }
+    return s;
+  }
+
+  /// The output shape for an input of shape `in` (and features of the batch's size); throws
+  /// dimension_mismatch naming the first node that does not fit.
+  ImageShape output_shape(const ImageShape& in) const {
+    std::vector<ImageShape> shapes = propagate(in);
+    return shapes[std::size_t(output_)];
+  }
+
+  /// Allocates the values, adjoints and workspace for batches of shape `in` (forward() does it when the
+  /// shape changes).
+  void prepare(const ImageShape& in) {
+    if (in == prepared_) return;
+    const std::vector<ImageShape> shapes = propagate(in);
+    std::size_t work = 0, largest = 0;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      Node& n = nodes_[i];
+      n.shape = shapes[i];
+      const auto r = std::size_t(n.shape.rows()), c = std::size_t(n.shape.c);
+      if (n.kind != Kind::image_input && n.kind != Kind::features_input)
+        n.value = tensor_type(
+            Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::value"), r, c);
+      n.adjoint = tensor_type(
+          Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::adjoint"), r, c);
+      if (n.kind == Kind::layer) work = std::max(work, n.op->workspace_size(shapes[std::size_t(n.a)]));
+      largest = std::max(largest, r * c);
+    }
+    work_ = vector_type(
+        Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::workspace"),
+        std::max<std::size_t>(work, 1));
+    scratch_ = vector_type(
+        Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::scratch"), largest);
+    prepared_ = in;
+  }
+
+  /// y = net(params, x, features): x of shape `in`, features n x feature_size() (an empty view when the
+  /// network has no features input), y of output_shape(in). Keeps the values for backward().
+  void forward(const Exec& exec, const const_vector_type& params, const const_tensor_type& x,
+               const ImageShape& in, const const_tensor_type& features, const tensor_type& y) {
+    require_complete("forward");
+    const std::string w = where() + " forward";
+    require_parameters(params, n_params_, w, "the parameters");
+    prepare(in);
+    detail::require_tensor(x, in, w, "the input");
+    if (features_node_ >= 0)
+      detail::require_tensor(features, nodes_[std::size_t(features_node_)].shape, w, "the features");
+    detail::require_tensor(y, nodes_[std::size_t(output_)].shape, w, "the output");
+    ScopedRegion region("scorekit::nn::image::Network::forward");
+    x_ = x;
+    f_ = features;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      Node& n = nodes_[i];
+      switch (n.kind) {
+        case Kind::image_input:
+        case Kind::features_input:
+          break;
+        case Kind::layer:
+          n.op->forward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape, n.value,
+                        work_);
+          break;
+        case Kind::sum:
+        case Kind::concat:
+        case Kind::add_features:
+          combine(exec, value(n.a), value(n.b), nodes_[std::size_t(n.a)].shape,
+                  nodes_[std::size_t(n.b)].shape, n.value, n.kind);
+          break;
+      }
+    }
+    Kokkos::deep_copy(exec, y, value(output_));
+  }
+
+  /// After forward() on the same batch: grad += (d net / d params)^T dy; dx (when not empty) = the
+  /// input adjoint, dfeatures (when not empty) = the features' adjoint.
+  void backward(const Exec& exec, const const_vector_type& params, const const_tensor_type& dy,
+                const vector_type& grad, const tensor_type& dx = tensor_type(),
+                const tensor_type& dfeatures = tensor_type()) {
+    require_complete("backward");
+    const std::string w = where() + " backward";
+    if (prepared_.n == 0 || x_.data() == nullptr)
+      throw invalid_argument(w + ": call forward() on the batch first");
+    require_parameters(params, n_params_, w, "the parameters");
+    require_parameters(grad, n_params_, w, "the gradient");
+    detail::require_tensor(dy, nodes_[std::size_t(output_)].shape, w, "the output adjoint");
+    if (dx.extent(0) != 0) detail::require_tensor(dx, nodes_[0].shape, w, "the input adjoint");
+    if (dfeatures.extent(0) != 0) {
+      if (features_node_ < 0)
+        throw invalid_argument(w + ": a features adjoint was given but the network has no features input");
+      detail::require_tensor(dfeatures, nodes_[std::size_t(features_node_)].shape, w, "the features adjoint");
+    }
+    ScopedRegion region("scorekit::nn::image::Network::backward");
+    // Every node's adjoint is wanted except the inputs', which are computed only when asked for.
+    const std::size_t N = nodes_.size();
+    std::vector<char> needed(N, 1), written(N, 0);
+    needed[0] = dx.extent(0) != 0;
+    if (features_node_ >= 0) needed[std::size_t(features_node_)] = dfeatures.extent(0) != 0;
+    for (std::size_t k = N; k-- > 0;) {
+      Node& n = nodes_[k];
+      if (n.kind == Kind::image_input || n.kind == Kind::features_input) continue;
+      if (!written[k] && int(k) != output_) continue;  // no consumer: contributes nothing
+      const const_tensor_type d = int(k) == output_ && !written[k] ? dy : const_tensor_type(n.adjoint);
+      if (int(k) == output_ && written[k]) add_into(exec, n.adjoint, dy);
+      switch (n.kind) {
+        case Kind::layer: {
+          const bool want = needed[std::size_t(n.a)] != 0;
+          const tensor_type target = want ? adjoint_target(n.a, written) : tensor_type();
+          n.op->backward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape, d,
+                         layer_grad(grad, n), target, work_);
+          if (want) finish_adjoint(exec, n.a, target, written);
+          break;
+        }
+        case Kind::sum:
+          for (const int from : {n.a, n.b})
+            if (needed[std::size_t(from)]) {
+              const tensor_type target = adjoint_target(from, written);
+              Kokkos::deep_copy(exec, target, d);
+              finish_adjoint(exec, from, target, written);
+            }
+          break;
+        case Kind::concat:
+        case Kind::add_features:
+          for (int side = 0; side < 2; ++side) {
+            const int from = side == 0 ? n.a : n.b;
+            if (!needed[std::size_t(from)]) continue;
+            const tensor_type target = adjoint_target(from, written);
+            split_adjoint(exec, d, n, side, target);
+            finish_adjoint(exec, from, target, written);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (dx.extent(0) != 0) {
+      if (written[0])
+        Kokkos::deep_copy(exec, dx, nodes_[0].adjoint);
+      else
+        Kokkos::deep_copy(exec, dx, Real(0));
+    }
+    if (dfeatures.extent(0) != 0) {
+      if (written[std::size_t(features_node_)])
+        Kokkos::deep_copy(exec, dfeatures, nodes_[std::size_t(features_node_)].adjoint);
+      else
+        Kokkos::deep_copy(exec, dfeatures, Real(0));
+    }
+  }
+
+  /// The value node `id` took in the last forward() (for tests and inspection).
+  const_tensor_type value(int id) const {
+    const Node& n = nodes_[std::size_t(id)];
+    if (n.kind == Kind::image_input) return x_;
+    if (n.kind == Kind::features_input) return f_;
+    return n.value;
+  }
+
+ private:
+  enum class Kind { image_input, features_input, layer, sum, concat, add_features };
+
+  /// The layer interface, type-erased so that architectures are built at run time.
+  struct LayerBase {
+    virtual ~LayerBase() = default;
+    virtual std::string name() const = 0;
+    virtual ImageShape output_shape(const ImageShape& in) const = 0;
+    virtual int n_params() const = 0;
+    virtual std::vector<Segment> segments(int offset) const = 0;
+    virtual std::size_t workspace_size(const ImageShape& in) const = 0;
+    virtual void forward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
+                         const tensor_type&, const vector_type&) const = 0;
+    virtual void backward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
+                          const const_tensor_type&, const vector_type&, const tensor_type&,
+                          const vector_type&) const = 0;
+  };
+  template <class Layer>
+  struct LayerModel final : LayerBase {
+    explicit LayerModel(Layer l) : layer(std::move(l)) {}
+    std::string name() const override { return layer.name(); }
+    ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
+    int n_params() const override { return layer.n_params(); }
+    std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
+    std::size_t workspace_size(const ImageShape& in) const override { return layer.workspace_size(in); }
+    void forward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
+                 const ImageShape& in, const tensor_type& y, const vector_type& work) const override {
+      layer.forward(exec, p, x, in, y, work);
+    }
+    void backward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
+                  const ImageShape& in, const const_tensor_type& dy, const vector_type& grad,
+                  const tensor_type& dx, const vector_type& work) const override {
+      layer.backward(exec, p, x, in, dy, grad, dx, work);
+    }
+    Layer layer;
+  };
+
+  struct Node {
+    Kind kind = Kind::layer;
+    int a = -1, b = -1;
+    int channels = 0;  ///< inputs only
+    std::unique_ptr<LayerBase> op;
+    int param_offset = 0;
+    ImageShape shape;
+    tensor_type value, adjoint;
+  };
+
+  static std::string where() { return "scorekit::nn::image::Network"; }
+
+  static void require_positive_count(int v, const char* what) {
+    if (v <= 0)
+      throw invalid_argument(scorekit::detail::concat(where(), ": ", what, " must be positive, got ", v));
+  }
+  void require_started(const char* what) const {
+    if (nodes_.empty()) throw invalid_argument(where() + ": " + what + "(): add the image_input() first");
+  }
+  void require_node(int id, const char* what) const {
+    require_started(what);
+    if (id < 0 || id >= int(nodes_.size()))
+      throw invalid_argument(scorekit::detail::concat(where(), ": ", what, "(): node ", id,
+                                                      " does not exist (the network has ", nodes_.size(),
+                                                      " nodes)"));
+  }
+  void require_complete(const char* what) const {
+    if (nodes_.empty() || output_ < 0)
+      throw invalid_argument(where() + ": " + what +
+                             "(): the network needs an image_input() and set_output() first");
+  }
+  template <class V>
+  static void require_parameters(const V& v, int n, const std::string& w, const char* what) {
+    detail::require_parameters(v, n, w, what);
+  }
+
+  int push(Node n) {
+    nodes_.push_back(std::move(n));
+    prepared_ = ImageShape{};
+    return int(nodes_.size()) - 1;
+  }
+
+  int binary(Kind kind, int a, int b, const char* what) {
+    require_node(a, what);
+    require_node(b, what);
+    Node n;
+    n.kind = kind;
+    n.a = a;
+    n.b = b;
+    return push(std::move(n));
+  }
+
+  std::string describe(const Node& n) const {
+    switch (n.kind) {
+      case Kind::image_input:
+        return scorekit::detail::concat("image input (", n.channels, " channels)");
+      case Kind::features_input:
+        return scorekit::detail::concat("features input (", n.channels, ")");
+      case Kind::layer:
+        return n.op->name();
+      case Kind::sum:
+        return "sum";
+      case Kind::concat:
+        return "concat";
+      case Kind::add_features:
+        return "add_features";
+    }
+    return "?";
+  }
+
+  std::vector<ImageShape> propagate(const ImageShape& in) const {
+    require_complete("output_shape");
+    detail::require_valid_shape(in, where(), "input");
+    if (in.c != nodes_[0].channels)
+      throw dimension_mismatch(scorekit::detail::concat(where(), ": the input has ", in.c,
+                                                        " channels (shape ", to_string(in),
+                                                        "), the network takes ", nodes_[0].channels));
+    std::vector<ImageShape> s(nodes_.size());
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      const std::string at = scorekit::detail::concat(where(), ": node ", i, " (", describe(n), ")");
+      switch (n.kind) {
+        case Kind::image_input:
+          s[i] = in;
+          break;
+        case Kind::features_input:
+          s[i] = ImageShape{in.n, 1, 1, n.channels};
+          break;
+        case Kind::layer:
+          try {
+            s[i] = n.op->output_shape(s[std::size_t(n.a)]);
+          } catch (const dimension_mismatch& e) {
+            throw dimension_mismatch(at + ": " + e.what());
+          }
+          break;
+        case Kind::sum:
+          if (s[std::size_t(n.a)] != s[std::size_t(n.b)])
+            throw dimension_mismatch(at + ": adds " + to_string(s[std::size_t(n.a)]) + " and " +
+                                     to_string(s[std::size_t(n.b)]));
+          s[i] = s[std::size_t(n.a)];
+          break;
+        case Kind::concat: {
+          const ImageShape a = s[std::size_t(n.a)], b = s[std::size_t(n.b)];
+          if (a.n != b.n || a.h != b.h || a.w != b.w)
+            throw dimension_mismatch(at + ": concatenates " + to_string(a) + " and " + to_string(b) +
+                                     " (batch, height and width must agree)");
+          s[i] = ImageShape{a.n, a.h, a.w, a.c + b.c};
+          break;
+        }
+        case Kind::add_features: {
+          const ImageShape a = s[std::size_t(n.a)], b = s[std::size_t(n.b)];
+          if (b.h != 1 || b.w != 1 || b.n != a.n || b.c != a.c)
+            throw dimension_mismatch(
+                at + ": adds features " + to_string(b) + " to " + to_string(a) +
+                " (the features must be the batch's size, 1 x 1 pixels, the image's channels)");
+          s[i] = a;
+          break;
+        }
+      }
+    }
+    return s;
+  }
+
+  const_vector_type layer_params(const const_vector_type& params, const Node& n) const {
+    return const_vector_type(params.data() + n.param_offset, std::size_t(n.op->n_params()));
+  }
+  vector_type layer_grad(const vector_type& grad, const Node& n) const {
+    return vector_type(grad.data() + n.param_offset, std::size_t(n.op->n_params()));
+  }
+
+  /// Where the adjoint for node `id` is written: its own buffer the first time, else the scratch (then
+  /// added by finish_adjoint).
+  tensor_type adjoint_target(int id, const std::vector<char>& written) const {
+    const Node& n = nodes_[std::size_t(id)];
+    if (!written[std::size_t(id)]) return n.adjoint;
+    return tensor_type(scratch_.data(), n.adjoint.extent(0), n.adjoint.extent(1));
+  }
+  void finish_adjoint(const Exec& exec, int id, const tensor_type& target, std::vector<char>& written) const {
+    const Node& n = nodes_[std::size_t(id)];
+    if (written[std::size_t(id)]) add_into(exec, n.adjoint, target);
+    written[std::size_t(id)] = 1;
+  }
+
+ public:
+  // The kernels below are public only because nvcc rejects device lambdas in private members.
+
+  /// a += b, elementwise.
+  static void add_into(const Exec& exec, const tensor_type& a, const const_tensor_type& b) {
+    const std::int64_t c = std::int64_t(a.extent(1));
+    const tensor_type a_ = a;
+    const const_tensor_type b_ = b;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::Network::add_adjoint",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(a.extent(0)) * c),
+        KOKKOS_LAMBDA(const std::int64_t e) { a_(e / c, e % c) += b_(e / c, e % c); });
+  }
+
+  /// The forward of sum, concat and add_features.
+  static void combine(const Exec& exec, const const_tensor_type& a, const const_tensor_type& b,
+                      const ImageShape& sa, const ImageShape& sb, const tensor_type& y, Kind kind) {
+    const int ca = sa.c, cb = sb.c, cy = int(y.extent(1));
+    const std::int64_t hw = std::int64_t(sa.h) * sa.w;
+    const int mode = kind == Kind::sum ? 0 : kind == Kind::concat ? 1 : 2;
+    const const_tensor_type a_ = a, b_ = b;
+    const tensor_type y_ = y;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::Network::combine",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(y.extent(0)) * cy),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t row = e / cy;
+          const int ch = int(e % cy);
+          if (mode == 0)
+            y_(row, ch) = a_(row, ch) + b_(row, ch);
+          else if (mode == 1)
+            y_(row, ch) = ch < ca ? a_(row, ch) : b_(row, ch - ca);
+          else
+            y_(row, ch) = a_(row, ch) + b_(row / hw, ch);
+        });
+    (void)cb;
+  }
+
+  /// The adjoint of concat or add_features for one side: side 0 (a) or 1 (b).
+  void split_adjoint(const Exec& exec, const const_tensor_type& d, const Node& n, int side,
+                     const tensor_type& target) const {
+    const ImageShape sa = nodes_[std::size_t(n.a)].shape;
+    const int ca = sa.c, cd = int(d.extent(1)), ct = int(target.extent(1));
+    const std::int64_t hw = std::int64_t(sa.h) * sa.w;
+    const int mode = (n.kind == Kind::concat ? 0 : 2) + side;
+    const const_tensor_type d_ = d;
+    const tensor_type t_ = target;
+    Kokkos::parallel_for(
+        "scorekit::nn::image::Network::split_adjoint",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
+                                                                   std::int64_t(target.extent(0)) * ct),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t row = e / ct;
+          const int ch = int(e % ct);
+          switch (mode) {
+            case 0:  // concat, a: the first ca channels
+              t_(row, ch) = d_(row, ch);
+              break;
+            case 1:  // concat, b: the rest
+              t_(row, ch) = d_(row, ca + ch);
+              break;
+            case 2:  // add_features, the image
+              t_(row, ch) = d_(row, ch);
+              break;
+            default: {  // add_features, the features: row is the sample; sum over its pixels in order
+              Real s = 0;
+              for (std::int64_t q = 0; q < hw; ++q) s += d_(row * hw + q, ch);
+              t_(row, ch) = s;
+            }
+          }
+        });
+    (void)cd;
+  }
+
+ private:
+  std::vector<Node> nodes_;
+  int n_params_ = 0;
+  int features_node_ = -1;
+  int output_ = -1;
+  ImageShape prepared_{};
+  vector_type work_, scratch_;
+  const_tensor_type x_, f_;
+};
+
+}  // namespace image
+}  // namespace nn
+}  // namespace scorekit

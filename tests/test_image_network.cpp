@@ -1,0 +1,188 @@
+// nn/image/network.hpp: a graph of runtime layers with skip connections (sum, concat) and per-sample
+// features added to every pixel. Its parameter gradient, input adjoint and features adjoint against
+// finite differences (through testing::check_image_layer, and directly for the features), a node whose
+// value feeds several consumers, and the errors of a malformed graph or batch.
+// scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
+#include "backends.hpp"
+
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/random.hpp>
+#include <scorekit/nn/image/activation.hpp>
+#include <scorekit/nn/image/conv2d.hpp>
+#include <scorekit/nn/image/group_norm.hpp>
+#include <scorekit/nn/image/network.hpp>
+#include <scorekit/nn/image/resample.hpp>
+#include <scorekit/nn/init.hpp>
+#include <scorekit/testing/image_layer_checks.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using scorekit_test::Backends;
+using namespace scorekit::nn::image;
+
+Conv2d padded_conv(int ci, int co) {
+  Conv2dOptions o;
+  o.padding = 1;
+  return Conv2d(ci, co, 3, o);
+}
+
+/// A small U-shaped graph: conv, features added, GroupNorm, SiLU, down, conv, up, concat with the
+/// full-resolution branch, a pointwise conv, and the input added back; `twice` also sums a node with
+/// itself (one value, two consumers).
+template <class Exec>
+Network<double, Exec> small_graph(bool twice) {
+  Network<double, Exec> net;
+  const int x = net.image_input(2);
+  const int f = net.features_input(3);
+  int h = net.layer(padded_conv(2, 4), x);
+  h = net.add_features(h, net.layer(pointwise_dense(3, 4), f));
+  const int skip = net.layer(Activation<scorekit::nn::Silu>(), net.layer(GroupNorm(2, 4), h));
+  int d = net.layer(padded_conv(4, 4), net.layer(AvgPool2d(2), skip));
+  if (twice) d = net.sum(d, d);
+  d = net.layer(Upsample2d(2), d);
+  h = net.layer(pointwise_dense(8, 2), net.concat(skip, d));
+  net.set_output(net.sum(h, x));
+  return net;
+}
+
+/// The network as a layer of (params, x) with fixed features, for check_image_layer.
+template <class Exec>
+struct GraphAsLayer {
+  std::shared_ptr<Network<double, Exec>> net;
+  Tensor<double, typename Exec::memory_space> features;
+  std::string name() const { return "small graph"; }
+  ImageShape output_shape(const ImageShape& in) const { return net->output_shape(in); }
+  int n_params() const { return net->n_params(); }
+  std::vector<scorekit::nn::Segment> segments(int offset) const {
+    auto s = net->segments();
+    for (auto& g : s) g.offset += offset;
+    return s;
+  }
+  std::size_t workspace_size(const ImageShape&) const { return 0; }
+  template <class P, class X, class Y, class W>
+  void forward(const Exec& exec, const P& p, const X& x, const ImageShape& in, const Y& y, const W&) const {
+    net->forward(exec, p, x, in, features, y);
+  }
+  template <class P, class X, class DY, class G, class DX, class W>
+  void backward(const Exec& exec, const P& p, const X& x, const ImageShape& in, const DY& dy, const G& g,
+                const DX& dx, const W&) const {
+    const Tensor<double, typename Exec::memory_space> y("y", dy.extent(0), dy.extent(1));
+    net->forward(exec, p, x, in, features, y);
+    net->backward(exec, p, dy, g, dx);
+  }
+};
+
+template <class Exec>
+Tensor<double, typename Exec::memory_space> random_features(int n, int f, std::uint64_t seed) {
+  Tensor<double, typename Exec::memory_space> t("features", std::size_t(n), std::size_t(f));
+  auto h = Kokkos::create_mirror_view(t);
+  scorekit::CounterRng<double> rng(seed, 0, 0, scorekit::RngStream::user);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < f; ++j) h(i, j) = rng.normal();
+  Kokkos::deep_copy(t, h);
+  return t;
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("image network: gradients and adjoints match finite differences", "[image]",
+                        Backends) {
+  using Exec = TestType;
+  for (const bool twice : {false, true}) {
+    GraphAsLayer<Exec> layer{std::make_shared<Network<double, Exec>>(small_graph<Exec>(twice)),
+                             random_features<Exec>(2, 3, 9)};
+    const ImageShape in{2, 4, 6, 2};
+    CHECK(layer.net->output_shape(in) == in);
+    const auto r = scorekit::testing::check_image_layer(Exec(), layer, in);
+    INFO((twice ? "with a node summed with itself: " : "")
+         << r.n_checked << " checks, worst ratio " << r.worst_ratio << " at " << r.worst << "\n"
+         << layer.net->summary());
+    CHECK(r.passed);
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("image network: the features adjoint matches finite differences", "[image]",
+                        Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  auto net = small_graph<Exec>(false);
+  const ImageShape in{2, 4, 4, 2};
+  const auto out = net.output_shape(in);
+  Kokkos::View<double*, Mem> p("p", std::size_t(net.n_params())), g("g", std::size_t(net.n_params()));
+  const auto segs = net.segments();
+  scorekit::nn::initialize(Exec(), p, segs.data(), int(segs.size()), scorekit::nn::Init::glorot_normal, 4);
+  const auto x = random_features<Exec>(int(in.rows()), in.c, 5);
+  auto f = random_features<Exec>(2, 3, 6);
+  const auto c = random_features<Exec>(int(out.rows()), out.c, 7);
+  Tensor<double, Mem> y("y", std::size_t(out.rows()), std::size_t(out.c)), df("df", 2, 3);
+  net.forward(Exec(), p, x, in, f, y);
+  net.backward(Exec(), p, c, g, Tensor<double, Mem>(), df);
+  const auto hdf = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), df);
+  // A copy, not a mirror: on a host backend a mirror is the same memory as f.
+  Kokkos::View<double**, Kokkos::HostSpace> hf("hf", 2, 3);
+  Kokkos::deep_copy(hf, f);
+  const auto hc = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c);
+  scorekit::testing::NetworkCheckResult result;
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) {
+      auto loss = [&](double t) {
+        auto hf2 = Kokkos::create_mirror_view(f);
+        Kokkos::deep_copy(hf2, hf);
+        hf2(i, j) += t;
+        Kokkos::deep_copy(f, hf2);
+        net.forward(Exec(), p, x, in, f, y);
+        const auto hy = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), y);
+        double s = 0;
+        for (std::size_t r = 0; r < hy.extent(0); ++r)
+          for (std::size_t k = 0; k < hy.extent(1); ++k) s += hc(r, k) * hy(r, k);
+        return s;
+      };
+      scorekit::testing::detail::richardson_compare(loss, hdf(i, j), std::cbrt(2.2e-16), 64 * 2.2e-16,
+                                                    "features " + std::to_string(i) + "," + std::to_string(j),
+                                                    result);
+    }
+  INFO(result.worst);
+  CHECK(result.n_checked == 6);
+  CHECK(result.passed);
+}
+
+TEST_CASE("image network: malformed graphs and batches are named errors", "[image]") {
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Catch::Contains;
+  Network<double, Exec> net;
+  CHECK_THROWS_WITH(net.layer(padded_conv(1, 2), 0), Contains("add the image_input() first"));
+  const int x = net.image_input(1);
+  CHECK_THROWS_WITH(net.image_input(1), Contains("must be the first node"));
+  CHECK_THROWS_WITH(net.layer(padded_conv(1, 2), 5), Contains("node 5 does not exist"));
+  CHECK_THROWS_WITH(net.output_shape({1, 4, 4, 1}), Contains("set_output() first"));
+  const int a = net.layer(padded_conv(1, 2), x);
+  const int b = net.layer(AvgPool2d(2), a);
+  net.set_output(net.sum(a, b));
+  CHECK_THROWS_WITH(net.output_shape({1, 4, 4, 1}),
+                    Contains("node 3 (sum): adds 1 x 4 x 4 x 2 and 1 x 2 x 2 x 2"));
+  CHECK_THROWS_WITH(net.output_shape({1, 4, 4, 3}),
+                    Contains("the input has 3 channels") && Contains("takes 1"));
+  CHECK_THROWS_WITH(net.output_shape({0, 4, 4, 1}), Contains("every extent"));
+
+  Network<double, Exec> ok;
+  ok.set_output(ok.layer(padded_conv(1, 2), ok.image_input(1)));
+  Network<double, Exec> bad;
+  bad.set_output(bad.layer(padded_conv(2, 2), bad.image_input(1)));
+  CHECK_THROWS_WITH(bad.output_shape({1, 3, 3, 1}),
+                    Contains("node 1 (Conv2d(2 -> 2") && Contains("the input has 1 channels"));
+  Kokkos::View<double*, Kokkos::HostSpace> p("p", std::size_t(ok.n_params())),
+      g("g", std::size_t(ok.n_params()));
+  Tensor<double, Kokkos::HostSpace> in("x", 9, 1), y("y", 9, 2);
+  CHECK_THROWS_WITH(ok.backward(Exec(), p, y, g), Contains("call forward() on the batch first"));
+  ok.forward(Exec(), p, in, {1, 3, 3, 1}, Tensor<double, Kokkos::HostSpace>(), y);
+  CHECK_THROWS_WITH(ok.backward(Exec(), p, y, g, Tensor<double, Kokkos::HostSpace>(),
+                                Tensor<double, Kokkos::HostSpace>("f", 1, 1)),
+                    Contains("has no features input"));
+}
