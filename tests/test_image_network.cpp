@@ -4,6 +4,7 @@
 // value feeds several consumers, and the errors of a malformed graph or batch.
 // scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
 #include "backends.hpp"
+#include "image_support.hpp"
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/random.hpp>
@@ -25,6 +26,7 @@
 namespace {
 
 using scorekit_test::Backends;
+using scorekit_test::random_features;
 using namespace scorekit::nn::image;
 
 Conv2d padded_conv(int ci, int co) {
@@ -52,52 +54,14 @@ Network<double, Exec> small_graph(bool twice) {
   return net;
 }
 
-/// The network as a layer of (params, x) with fixed features, for check_image_layer.
-template <class Exec>
-struct GraphAsLayer {
-  std::shared_ptr<Network<double, Exec>> net;
-  Tensor<double, typename Exec::memory_space> features;
-  std::string name() const { return "small graph"; }
-  ImageShape output_shape(const ImageShape& in) const { return net->output_shape(in); }
-  int n_params() const { return net->n_params(); }
-  std::vector<scorekit::nn::Segment> segments(int offset) const {
-    auto s = net->segments();
-    for (auto& g : s) g.offset += offset;
-    return s;
-  }
-  std::size_t workspace_size(const ImageShape&) const { return 0; }
-  template <class P, class X, class Y, class W>
-  void forward(const Exec& exec, const P& p, const X& x, const ImageShape& in, const Y& y, const W&) const {
-    net->forward(exec, p, x, in, features, y);
-  }
-  template <class P, class X, class DY, class G, class DX, class W>
-  void backward(const Exec& exec, const P& p, const X& x, const ImageShape& in, const DY& dy, const G& g,
-                const DX& dx, const W&) const {
-    const Tensor<double, typename Exec::memory_space> y("y", dy.extent(0), dy.extent(1));
-    net->forward(exec, p, x, in, features, y);
-    net->backward(exec, p, dy, g, dx);
-  }
-};
-
-template <class Exec>
-Tensor<double, typename Exec::memory_space> random_features(int n, int f, std::uint64_t seed) {
-  Tensor<double, typename Exec::memory_space> t("features", std::size_t(n), std::size_t(f));
-  auto h = Kokkos::create_mirror_view(t);
-  scorekit::CounterRng<double> rng(seed, 0, 0, scorekit::RngStream::user);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < f; ++j) h(i, j) = rng.normal();
-  Kokkos::deep_copy(t, h);
-  return t;
-}
-
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("image network: gradients and adjoints match finite differences", "[image]",
                         Backends) {
   using Exec = TestType;
   for (const bool twice : {false, true}) {
-    GraphAsLayer<Exec> layer{std::make_shared<Network<double, Exec>>(small_graph<Exec>(twice)),
-                             random_features<Exec>(2, 3, 9)};
+    scorekit_test::NetworkAsLayer<Exec> layer{
+        std::make_shared<Network<double, Exec>>(small_graph<Exec>(twice)), random_features<Exec>(2, 3, 9)};
     const ImageShape in{2, 4, 6, 2};
     CHECK(layer.net->output_shape(in) == in);
     const auto r = scorekit::testing::check_image_layer(Exec(), layer, in);

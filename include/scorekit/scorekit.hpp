@@ -66,6 +66,7 @@
 #include <scorekit/nn/layers.hpp>
 #include <scorekit/nn/segment.hpp>
 #include <scorekit/nn/sequential.hpp>
+#include <scorekit/objective/batch_denoising.hpp>
 #include <scorekit/objective/denoising.hpp>
 #include <scorekit/objective/explicit.hpp>
 #include <scorekit/objective/finite_difference.hpp>
@@ -88,7 +89,10 @@
 #ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
 #include <scorekit/core/blas.hpp>
 #include <scorekit/nn/image/conv2d.hpp>
+#include <scorekit/nn/image/unet.hpp>
 #include <scorekit/score/batched_mixture.hpp>
+#include <scorekit/score/image_score.hpp>
+#include <scorekit/train/batch_trainer.hpp>
 #endif
 #include <scorekit/sde/edm.hpp>
 #include <scorekit/sde/langevin.hpp>

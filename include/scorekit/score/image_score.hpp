@@ -1,0 +1,220 @@
+// A noise-conditional score network over images as a BatchScoreModel (core/batch_model.hpp): a runtime
+// Network (nn/image/network.hpp) evaluated on the whole batch, each sample a row of D = h w c scalars
+// (the NHWC image, so the batch is the network's input matrix with no copy). The noise level reaches
+// the network in the two ways of the literature, alone or together:
+// - Gaussian Fourier features of log sigma (score_sde: Tancik et al. 2020 features of the time or noise
+//   level, fed to the network's features input and from there through dense layers into every block):
+//   e_j = sin(2 pi w_j log sigma), e_{j + F/2} = cos(2 pi w_j log sigma), with fixed w_j = scale z_j,
+//   z_j ~ N(0, 1) from CounterRng(fourier_seed, j, 0, RngStream::init);
+// - the output divided by sigma (NCSNv2, "Improved techniques", technique 3: s(x, sigma) = net(x) /
+//   sigma, which makes the network's output of unit scale at every level).
+// Every call checks its batch on the device and reports on the host before the network runs: a NaN or
+// infinite input, or a noise level outside the range the network was trained on, [sigma_min,
+// sigma_max] (with a relative slack of 1e-5 for the rounding of a schedule's end points), throws and
+// names the first such sample.
+//
+// Training (train/batch_trainer.hpp) calls score() and then backward() on the same batch: the
+// parameter gradient of <dout, s(x, sigma)>.
+// scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
+#pragma once
+
+#include <scorekit/core/batch_model.hpp>
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/random.hpp>
+#include <scorekit/nn/image/network.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+namespace scorekit {
+
+struct ImageScoreSettings {
+  int height = 0, width = 0, channels = 0;
+  double sigma_min = 0, sigma_max = 0;  ///< the trained range of noise levels, 0 < sigma_min <= sigma_max
+  int fourier_features = 0;             ///< F (even; 0: none), the network's feature_size()
+  double fourier_scale = 16;            ///< the scale of the fixed frequencies w_j
+  std::uint64_t fourier_seed = 0;
+  bool divide_by_sigma = true;
+};
+
+template <class Real, class Exec>
+class ImageScoreModel {
+ public:
+  using value_type = Real;
+  using execution_space = Exec;
+  using memory_space = typename Exec::memory_space;
+  using network_type = nn::image::Network<Real, Exec>;
+  using params_type = Kokkos::View<const Real*, memory_space>;
+
+  /// `net` takes images of settings.channels channels and returns as many; `params` is its flat
+  /// parameter view (the model reads it at every call: a trainer's weights or their EMA).
+  ImageScoreModel(std::shared_ptr<network_type> net, params_type params, const ImageScoreSettings& settings)
+      : net_(std::move(net)), params_(params), s_(settings) {
+    const char* where = "scorekit::ImageScoreModel";
+    if (!net_) throw invalid_argument(scorekit::detail::concat(where, ": the network is null"));
+    if (s_.height <= 0 || s_.width <= 0 || s_.channels <= 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": the image shape ", s_.height, " x ", s_.width,
+                                                      " x ", s_.channels, " must be positive"));
+    if (!(s_.sigma_min > 0) || !(s_.sigma_max >= s_.sigma_min) || !std::isfinite(s_.sigma_max))
+      throw invalid_argument(scorekit::detail::concat(where, ": the noise range [", s_.sigma_min, ", ",
+                                                      s_.sigma_max,
+                                                      "] must be finite with 0 < sigma_min <= sigma_max"));
+    if (s_.fourier_features < 0 || s_.fourier_features % 2 != 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": fourier_features (", s_.fourier_features,
+                                                      ") must be even and not negative"));
+    if (s_.fourier_features != net_->feature_size())
+      throw dimension_mismatch(scorekit::detail::concat(
+          where, ": ", s_.fourier_features, " Fourier features, but the network's features input takes ",
+          net_->feature_size()));
+    const nn::image::ImageShape one{1, s_.height, s_.width, s_.channels};
+    if (net_->output_shape(one) != one)
+      throw dimension_mismatch(scorekit::detail::concat(where, ": the network maps ", to_string(one), " to ",
+                                                        to_string(net_->output_shape(one)),
+                                                        "; a score network must return its input's shape"));
+    require_parameters(params_);
+    frequencies_ = Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::frequencies",
+                                                     std::size_t(s_.fourier_features / 2));
+    const auto h = Kokkos::create_mirror_view(frequencies_);
+    for (int j = 0; j < s_.fourier_features / 2; ++j)
+      h(j) = Real(s_.fourier_scale *
+                  CounterRng<double>(s_.fourier_seed, std::uint64_t(j), 0, RngStream::init).normal());
+    Kokkos::deep_copy(frequencies_, h);
+  }
+
+  KOKKOS_INLINE_FUNCTION int dim() const { return s_.height * s_.width * s_.channels; }
+  const ImageScoreSettings& settings() const { return s_; }
+  network_type& network() const { return *net_; }
+  params_type parameters() const { return params_; }
+  /// Reads another parameter view from now on (the EMA of a trainer, a loaded checkpoint).
+  void set_parameters(params_type params) {
+    require_parameters(params);
+    params_ = params;
+  }
+
+  template <class E>
+  void score(const E& exec, const ConstBatchView<Real, memory_space>& x,
+             const NoiseLevels<Real, memory_space>& sigma, const BatchView<Real, memory_space>& out) const {
+    static_assert(
+        std::is_same<E, Exec>::value,
+        "scorekit::ImageScoreModel::score: call it on the execution space its network was built for");
+    constexpr const char* where = "scorekit::ImageScoreModel::score";
+    detail::check_batch_shapes(x, sigma, out, dim(), where);
+    check_batch(exec, x, sigma, where);
+    const int n = int(x.extent(0));
+    const nn::image::ImageShape in{n, s_.height, s_.width, s_.channels};
+    const std::int64_t rows = in.rows();
+    if (features_.extent(0) != std::size_t(n) && s_.fourier_features > 0)
+      features_ = nn::image::Tensor<Real, memory_space>("scorekit::ImageScoreModel::features", std::size_t(n),
+                                                        std::size_t(s_.fourier_features));
+    fill_features(exec, sigma);
+    const typename network_type::const_tensor_type xt(x.data(), std::size_t(rows), std::size_t(s_.channels));
+    const typename network_type::tensor_type yt(out.data(), std::size_t(rows), std::size_t(s_.channels));
+    net_->forward(exec, params_, xt, in,
+                  s_.fourier_features > 0 ? features_ : typename network_type::const_tensor_type(), yt);
+    if (s_.divide_by_sigma) scale_rows(exec, out, sigma);
+    sigma_ = sigma;
+  }
+
+  /// After score() on a batch: grad += (d s / d params)^T dout (dout N x D; overwritten by the call as
+  /// scratch when the output is divided by sigma).
+  void backward(const Exec& exec, const BatchView<Real, memory_space>& dout,
+                const Kokkos::View<Real*, memory_space>& grad) const {
+    constexpr const char* where = "scorekit::ImageScoreModel::backward";
+    if (sigma_.extent(0) == 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": call score() on the batch first"));
+    if (dout.extent(0) != sigma_.extent(0) || std::int64_t(dout.extent(1)) != dim())
+      throw dimension_mismatch(scorekit::detail::concat(where, ": the output adjoint is ", dout.extent(0),
+                                                        " x ", dout.extent(1), ", the last batch was ",
+                                                        sigma_.extent(0), " x ", dim()));
+    if (s_.divide_by_sigma) scale_rows(exec, dout, sigma_);
+    const std::int64_t rows = std::int64_t(dout.extent(0)) * s_.height * s_.width;
+    const typename network_type::const_tensor_type dy(dout.data(), std::size_t(rows),
+                                                      std::size_t(s_.channels));
+    net_->backward(exec, params_, dy, grad);
+  }
+
+  // Public only because nvcc rejects device lambdas in private members.
+
+  /// out(n, :) /= sigma(n).
+  template <class V>
+  static void scale_rows(const Exec& exec, const V& out, const NoiseLevels<Real, memory_space>& sigma) {
+    const std::int64_t d = std::int64_t(out.extent(1));
+    const V o = out;
+    const NoiseLevels<Real, memory_space> s = sigma;
+    Kokkos::parallel_for(
+        "scorekit::ImageScoreModel::divide_by_sigma",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(out.extent(0)) * d),
+        KOKKOS_LAMBDA(const std::int64_t e) { o(e / d, e % d) /= s(e / d); });
+  }
+
+  void fill_features(const Exec& exec, const NoiseLevels<Real, memory_space>& sigma) const {
+    const int half = s_.fourier_features / 2;
+    if (half == 0) return;
+    const auto f = features_;
+    const auto w = frequencies_;
+    const NoiseLevels<Real, memory_space> s = sigma;
+    Kokkos::parallel_for(
+        "scorekit::ImageScoreModel::fourier_features",
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
+                                                                   std::int64_t(sigma.extent(0)) * half),
+        KOKKOS_LAMBDA(const std::int64_t e) {
+          const std::int64_t n = e / half;
+          const int j = int(e % half);
+          const Real phase = Real(2) * math::pi<Real>() * w(j) * math::log(s(n));
+          f(n, j) = math::sin(phase);
+          f(n, half + j) = math::cos(phase);
+        });
+  }
+
+  /// The first sample with a NaN or infinite entry, and the first whose noise level is outside the
+  /// trained range (n when none), found on the device.
+  void check_batch(const Exec& exec, const ConstBatchView<Real, memory_space>& x,
+                   const NoiseLevels<Real, memory_space>& sigma, const char* where) const {
+    const int n = int(x.extent(0)), d = int(x.extent(1));
+    const Real lo = Real(s_.sigma_min * (1 - 1e-5)), hi = Real(s_.sigma_max * (1 + 1e-5));
+    const ConstBatchView<Real, memory_space> x_ = x;
+    const NoiseLevels<Real, memory_space> s = sigma;
+    int bad_x = n, bad_sigma = n;
+    Kokkos::parallel_reduce(
+        "scorekit::ImageScoreModel::check_batch", Kokkos::RangePolicy<Exec>(exec, 0, n),
+        KOKKOS_LAMBDA(const int i, int& first_x, int& first_sigma) {
+          Real acc = 0;
+          for (int j = 0; j < d; ++j) acc += x_(i, j) - x_(i, j);  // NaN exactly when an entry is not finite
+          if (!(acc == Real(0)) && i < first_x) first_x = i;
+          if (!(s(i) >= lo && s(i) <= hi) && i < first_sigma) first_sigma = i;
+        },
+        Kokkos::Min<int>(bad_x), Kokkos::Min<int>(bad_sigma));
+    if (bad_x < n)
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": sample ", bad_x, " of the batch has a NaN or infinite entry"));
+    if (bad_sigma < n) {
+      Real value = 0;
+      Kokkos::deep_copy(value, Kokkos::subview(sigma, std::size_t(bad_sigma)));
+      throw invalid_argument(scorekit::detail::concat(
+          where, ": sample ", bad_sigma, " has noise level ", value,
+          ", outside the range the network was trained on, [", s_.sigma_min, ", ", s_.sigma_max, "]"));
+    }
+  }
+
+ private:
+  template <class V>
+  void require_parameters(const V& p) const {
+    if (int(p.extent(0)) != net_->n_params())
+      throw dimension_mismatch(scorekit::detail::concat("scorekit::ImageScoreModel: ", p.extent(0),
+                                                        " parameters given, the network has ",
+                                                        net_->n_params()));
+  }
+
+  std::shared_ptr<network_type> net_;
+  params_type params_;
+  ImageScoreSettings s_;
+  Kokkos::View<Real*, memory_space> frequencies_;
+  mutable nn::image::Tensor<Real, memory_space> features_;
+  mutable NoiseLevels<Real, memory_space> sigma_;
+};
+
+}  // namespace scorekit

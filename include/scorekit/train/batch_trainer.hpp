@@ -1,0 +1,329 @@
+// Training on the batched path: an image score network (score/image_score.hpp) trained by batched
+// denoising score matching (objective/batch_denoising.hpp: NCSN's multi-sigma ladder or score_sde's
+// continuous-time objective), with the fused Trainer's tools and contracts (train/trainer.hpp): Adam,
+// the EMA of the weights, atomic checkpoints with bitwise resume, a progress line, and a NaN or
+// infinite loss or gradient reported as non_finite_loss naming the first bad step, the weights, the
+// EMA, Adam's state and step() left as before it.
+//
+// One step: draw the minibatch (one kernel), one batched forward of the network, the loss and its
+// output adjoint (one kernel), one batched backward into the gradient, the loss bookkeeping (one work
+// item, fixed order), Adam and the EMA (skipped on the device once a step failed). The products are the
+// BLAS' (Kokkos Kernels), so a run is bitwise reproducible with the same BLAS and thread count (the
+// kernels of scorekit's own are bitwise the same for any thread count; a threaded BLAS may sum a
+// product in another order with another thread count).
+// scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
+#pragma once
+
+#include <scorekit/core/batch_model.hpp>
+#include <scorekit/core/error.hpp>
+#include <scorekit/core/kokkos.hpp>
+#include <scorekit/nn/adam.hpp>
+#include <scorekit/nn/checkpoint.hpp>
+#include <scorekit/nn/ema.hpp>
+#include <scorekit/nn/init.hpp>
+#include <scorekit/objective/batch_denoising.hpp>
+#include <scorekit/score/image_score.hpp>
+#include <scorekit/train/trainer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace scorekit {
+namespace train {
+
+namespace detail {
+
+/// The loss bookkeeping of one batched step, one work item: the per-sample losses added in sample order
+/// into the step's mean loss (window(0)) and per level into the logging window (window(1 + 2 l) the
+/// loss sum, window(2 + 2 l) the count). A NaN or infinite loss records `key`; once the flag is set
+/// the kernel does nothing.
+template <class Mem>
+struct BatchLossWindow {
+  Kokkos::View<const double*, Mem> loss;
+  Kokkos::View<const int*, Mem> level;
+  Kokkos::View<double*, Mem> window;
+  Kokkos::View<std::int64_t, Mem> failure;
+  std::int64_t key;
+  KOKKOS_INLINE_FUNCTION void operator()(const int) const {
+    if (failure() != INT64_MAX) return;
+    const int n = int(loss.extent(0));
+    double sum = 0;
+    for (int i = 0; i < n; ++i) sum += loss(i);
+    if (!(sum - sum == 0)) {
+      Kokkos::atomic_fetch_min(failure.data(), key);
+      window(0) = sum / n;
+      return;
+    }
+    window(0) = sum / n;
+    for (int i = 0; i < n; ++i) {
+      window(1 + 2 * level(i)) += loss(i);
+      window(2 + 2 * level(i)) += 1;
+    }
+  }
+};
+
+}  // namespace detail
+
+template <class Real, class Exec, class Draw>
+class BatchTrainer {
+ public:
+  using memory_space = typename Exec::memory_space;
+  using vector_type = Kokkos::View<Real*, memory_space>;
+  using data_type = ConstBatchView<Real, memory_space>;
+  using network_type = nn::image::Network<Real, Exec>;
+  using model_type = ImageScoreModel<Real, Exec>;
+
+  /// Weights of `net` initialised by `init` from init_seed; the model's noise range is the draw's.
+  BatchTrainer(std::shared_ptr<network_type> net, ImageScoreSettings image, Draw draw, TrainSettings settings,
+               std::uint64_t init_seed = 0, nn::Init init = nn::Init::he_uniform)
+      : draw_(draw),
+        settings_(settings),
+        params_("scorekit::BatchTrainer::params", std::size_t(checked(net)->n_params())),
+        grad_("scorekit::BatchTrainer::gradient", std::size_t(net->n_params())),
+        adam_(net->n_params(), settings.adam),
+        model_(nullptr) {
+    constexpr const char* where = "scorekit::BatchTrainer";
+    if (settings.batch_size < 1)
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": batch_size must be at least 1, got ", settings.batch_size));
+    if (!(settings.ema_rate >= 0 && settings.ema_rate < 1))
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": ema_rate must be in [0, 1), got ", settings.ema_rate));
+    if (settings.log_every < 0 || settings.check_every < 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": log_every and check_every must be >= 0"));
+    image.sigma_min = draw.sigma_min();
+    image.sigma_max = draw.sigma_max();
+    const auto segments = net->segments();
+    nn::initialize(params_, segments.data(), int(segments.size()), init, init_seed);
+    model_ = std::make_unique<model_type>(net, params_, image);
+    ema_ = std::make_unique<nn::Ema<Real, Exec>>(params_, Real(settings.ema_rate));
+    batch_ = objective::DenoisingBatch<Real, memory_space>(settings.batch_size, model_->dim());
+    out_ = BatchView<Real, memory_space>("scorekit::BatchTrainer::out", std::size_t(settings.batch_size),
+                                         std::size_t(model_->dim()));
+    window_ = Kokkos::View<double*, memory_space>("scorekit::BatchTrainer::loss_window",
+                                                  std::size_t(1 + 2 * draw.n_levels()));
+    failure_ = Kokkos::View<std::int64_t, memory_space>("scorekit::BatchTrainer::failure");
+    Kokkos::deep_copy(failure_, no_failure);
+  }
+
+  /// Trains for n_steps minibatches of `data` (n x D, D = h w c of the images). Throws as Trainer::train.
+  TrainReport train(const data_type& data, long n_steps) {
+    constexpr const char* where = "scorekit::BatchTrainer::train";
+    require_dimension(std::int64_t(data.extent(1)), model_->dim(), "the data's columns (h w c)", where);
+    if (data.extent(0) == 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": the dataset is empty"));
+    if (n_steps < 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": n_steps must be >= 0, got ", n_steps));
+    if (n_steps > 0 && n_steps > max_steps - step_)
+      throw invalid_argument(scorekit::detail::concat(
+          where, ": ", step_, " + ", n_steps, " steps exceed the limit of ", max_steps, " steps of a run"));
+    ScopedRegion region(where);
+    const int levels = draw_.n_levels();
+    TrainReport report;
+    const auto start = std::chrono::steady_clock::now();
+    auto window_start = start;
+    long window_steps = 0;
+    Kokkos::deep_copy(Exec(), window_, 0.0);
+    try {
+      for (long s = 0; s < n_steps; ++s) {
+        one_step(data);
+        ++report.steps;
+        ++window_steps;
+        const bool last = s + 1 == n_steps;
+        const bool log = settings_.log_every > 0 && step_ % settings_.log_every == 0;
+        if (log || last) {
+          check();
+          const auto window = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), window_);
+          report.final_loss = window(0);
+          report.levels.assign(std::size_t(levels), LevelLoss{});
+          for (int l = 0; l < levels; ++l) {
+            const double sum = window(1 + 2 * l), count = window(2 + 2 * l);
+            report.levels[std::size_t(l)] = LevelLoss{count > 0 ? sum / count : 0.0, count};
+          }
+          const auto now = std::chrono::steady_clock::now();
+          const double elapsed = std::chrono::duration<double>(now - start).count();
+          if (settings_.log_every > 0 && settings_.log)
+            log_line(report.levels, window_steps / std::chrono::duration<double>(now - window_start).count(),
+                     elapsed / double(s + 1) * double(n_steps - s - 1));
+          if (!last) {
+            Kokkos::deep_copy(Exec(), window_, 0.0);
+            window_start = now;
+            window_steps = 0;
+          }
+        } else if (settings_.check_every > 0 && step_ % settings_.check_every == 0) {
+          check();
+        }
+      }
+    } catch (...) {
+      take_failure();
+      throw;
+    }
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
+
+  const vector_type& parameters() const { return params_; }
+  Kokkos::View<const Real*, memory_space> ema_parameters() const { return ema_->shadow(); }
+  /// The model on the current weights (a copy: set_parameters(ema_parameters()) on it to sample with
+  /// the EMA; it shares the network's buffers, so use one model at a time).
+  const model_type& model() const { return *model_; }
+  long step() const { return step_; }
+  const TrainSettings& settings() const { return settings_; }
+
+  std::string signature() const {
+    return scorekit::detail::concat("image network (", model_->network().n_params(), " parameters, ",
+                                    model_->network().n_nodes(), " nodes) | ", draw_.name(), " | ",
+                                    sizeof(Real) == 4 ? "float" : "double");
+  }
+
+  /// As Trainer::save: weights, EMA, Adam's state and the step, atomically.
+  void save(const std::string& path) const {
+    std::int64_t failure = no_failure;
+    Kokkos::deep_copy(failure, failure_);
+    if (failure != no_failure)
+      throw error(scorekit::detail::concat("scorekit::BatchTrainer::save: step ", failure >> 32,
+                                           " failed and was not yet reported; nothing was written to '", path,
+                                           "'"));
+    nn::Checkpoint cp;
+    cp.set_signature(signature());
+    cp.set_step(std::uint64_t(step_));
+    cp.set_metadata("seed", std::to_string(settings_.seed));
+    cp.set_metadata("batch_size", std::to_string(settings_.batch_size));
+    cp.add("params", params_);
+    cp.add("ema", ema_->shadow());
+    cp.add("adam_m", adam_.moment1());
+    cp.add("adam_v", adam_.moment2());
+    const std::uint64_t adam_steps = std::uint64_t(adam_.steps());
+    cp.add("adam_steps", &adam_steps, 1);
+    nn::save_checkpoint(path, cp);
+  }
+
+  /// As Trainer::load: the same signature, seed and batch size, or invalid_argument.
+  void load(const std::string& path) {
+    const nn::Checkpoint cp = nn::load_checkpoint(path);
+    cp.require_signature(signature());
+    for (const auto& kv : {std::make_pair(std::string("seed"), std::to_string(settings_.seed)),
+                           std::make_pair(std::string("batch_size"), std::to_string(settings_.batch_size))})
+      if (cp.metadata(kv.first) != kv.second)
+        throw invalid_argument(scorekit::detail::concat(
+            "BatchTrainer::load: '", path, "' was written with ", kv.first, " = ", cp.metadata(kv.first),
+            ", this trainer has ", kv.second, "; resuming would not continue the same run"));
+    const std::size_t n = params_.extent(0);
+    vector_type params("params", n), ema("ema", n), m("m", n), v("v", n);
+    cp.get_into("params", params);
+    cp.get_into("ema", ema);
+    cp.get_into("adam_m", m);
+    cp.get_into("adam_v", v);
+    const auto adam_steps = cp.template get<std::uint64_t>("adam_steps", 1);
+    Kokkos::deep_copy(params_, params);
+    ema_->set_shadow(ema);
+    adam_.set_state(std::int64_t(adam_steps[0]), m, v);
+    step_ = long(cp.step());
+  }
+
+ private:
+  static constexpr std::int64_t no_failure = INT64_MAX;
+  static constexpr long max_steps = 2147483647L;
+  static std::int64_t loss_key(long step) { return std::int64_t(step) << 32; }
+  static std::int64_t gradient_key(long step) { return (std::int64_t(step) << 32) | (std::int64_t(1) << 31); }
+
+  static const std::shared_ptr<network_type>& checked(const std::shared_ptr<network_type>& net) {
+    if (!net) throw invalid_argument("scorekit::BatchTrainer: the network is null");
+    return net;
+  }
+
+  void one_step(const data_type& data) {
+    const Exec exec;
+    objective::draw_denoising_batch(exec, draw_, data, settings_.seed, std::uint32_t(step_), batch_);
+    model_->score(exec, batch_.y, batch_.sigma, out_);
+    objective::denoising_loss(exec, out_, batch_);
+    Kokkos::deep_copy(exec, grad_, Real(0));
+    model_->backward(exec, batch_.dout, grad_);
+    const detail::BatchLossWindow<memory_space> loss{batch_.loss, batch_.level, window_, failure_,
+                                                     loss_key(step_)};
+    if constexpr (runs_on_host_v<memory_space>) {
+      exec.fence();
+      loss(0);
+    } else {
+      Kokkos::parallel_for("scorekit::BatchTrainer::loss", Kokkos::RangePolicy<Exec>(exec, 0, 1), loss);
+    }
+    const Kokkos::View<const Real**, Kokkos::LayoutRight, memory_space> chunks(grad_.data(), 1,
+                                                                               grad_.extent(0));
+    adam_.step_unless(failure_, gradient_key(step_), params_, chunks, Real(1));
+    ema_->update_unless(failure_, params_);
+    ++step_;
+  }
+
+  void check() {
+    if (auto failure = take_failure()) throw *failure;
+  }
+
+  std::unique_ptr<non_finite_loss> take_failure() {
+    std::int64_t key = no_failure;
+    Kokkos::deep_copy(key, failure_);
+    if (key == no_failure) return nullptr;
+    const long bad_step = long(key >> 32);
+    const bool gradient = ((key >> 31) & 1) != 0;
+    const std::int64_t parameter = gradient ? (key & ((std::int64_t(1) << 31) - 1)) : -1;
+    std::string what;
+    if (gradient) {
+      Real value = 0;
+      Kokkos::deep_copy(value, Kokkos::subview(adam_.last_gradient(), std::size_t(parameter)));
+      what = scorekit::detail::concat("the gradient of parameter ", parameter, " is ", value, " at step ",
+                                      bad_step);
+    } else {
+      double loss = 0;
+      Kokkos::deep_copy(loss, Kokkos::subview(window_, 0));
+      what = scorekit::detail::concat("the loss of step ", bad_step, " is ", loss);
+    }
+    adam_.rewind(adam_.steps() - (step_ - bad_step));
+    step_ = bad_step;
+    Kokkos::deep_copy(failure_, no_failure);
+    return std::make_unique<non_finite_loss>(
+        scorekit::detail::concat(
+            "scorekit::BatchTrainer: ", what,
+            "; the weights are those before that step (lower the learning rate, or check the "
+            "data for NaN/inf)"),
+        bad_step, parameter);
+  }
+
+  void log_line(const std::vector<LevelLoss>& levels, double steps_per_second, double eta_seconds) const {
+    double sum = 0, count = 0;
+    for (const auto& l : levels) {
+      sum += l.mean * l.count;
+      count += l.count;
+    }
+    char head[200];
+    std::snprintf(head, sizeof(head), "step %8ld  loss %10.5g  %9.2f steps/s  ETA %8.0f s", step_,
+                  sum / count, steps_per_second, eta_seconds);
+    std::string line(head);
+    if (levels.size() > 1) {
+      line += "  per level:";
+      for (const auto& l : levels) {
+        char item[32];
+        std::snprintf(item, sizeof(item), " %.3g", l.mean);
+        line += item;
+      }
+    }
+    *settings_.log << line << '\n' << std::flush;
+  }
+
+  Draw draw_;
+  TrainSettings settings_;
+  vector_type params_, grad_;
+  nn::Adam<Real, Exec> adam_;
+  std::unique_ptr<model_type> model_;
+  std::unique_ptr<nn::Ema<Real, Exec>> ema_;
+  objective::DenoisingBatch<Real, memory_space> batch_;
+  BatchView<Real, memory_space> out_;
+  Kokkos::View<double*, memory_space> window_;
+  Kokkos::View<std::int64_t, memory_space> failure_;
+  long step_ = 0;
+};
+
+}  // namespace train
+}  // namespace scorekit

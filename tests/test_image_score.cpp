@@ -1,0 +1,320 @@
+// The image score network on the batched path: the U-Net builder (shape, parameter count, gradients
+// against finite differences), ImageScoreModel's errors, batched denoising score matching against its
+// closed-form floor at an exact score (multi-sigma ladder, continuous-time VE and VP with likelihood
+// weighting), and BatchTrainer: bitwise resume from a checkpoint, a NaN-free step reported, bad data
+// named.
+// scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
+#include "backends.hpp"
+#include "image_support.hpp"
+
+#include <scorekit/core/error.hpp>
+#include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/nn/image/unet.hpp>
+#include <scorekit/objective/batch_denoising.hpp>
+#include <scorekit/schedule/linear_beta.hpp>
+#include <scorekit/score/batched.hpp>
+#include <scorekit/score/image_score.hpp>
+#include <scorekit/score/perturbed_mixture.hpp>
+#include <scorekit/sde/variance_exploding.hpp>
+#include <scorekit/sde/variance_preserving.hpp>
+#include <scorekit/testing/image_layer_checks.hpp>
+#include <scorekit/train/batch_trainer.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using scorekit_test::Backends;
+using namespace scorekit::nn::image;
+
+UNetSettings tiny_unet() {
+  UNetSettings s;
+  s.in_channels = 1;
+  s.channels = {4, 8};
+  s.groups = 2;
+  s.embedding = 4;
+  return s;
+}
+
+/// The parameter count of unet(), written from its description (not from the code).
+int unet_parameters(const UNetSettings& s) {
+  const int F = s.embedding;
+  int n = F * F + F;  // the embedding's dense layer
+  auto block = [&](int ci, int co) { return 9 * ci * co + (F * co + co) + 2 * co; };
+  int c = s.in_channels;
+  for (int co : s.channels) {
+    n += block(c, co);
+    c = co;
+  }
+  for (std::size_t i = s.channels.size() - 1; i >= 1; --i) {
+    n += block(c, s.channels[i - 1]);
+    c = 2 * s.channels[i - 1];
+  }
+  return n + 9 * c * s.in_channels + s.in_channels;
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("unet: shapes, parameter count, gradients against finite differences", "[image]",
+                        Backends) {
+  using Exec = TestType;
+  auto net = std::make_shared<Network<double, Exec>>(unet<double, Exec>(tiny_unet()));
+  CHECK(net->n_params() == unet_parameters(tiny_unet()));
+  UNetSettings big;
+  const auto big_net = unet<float, Exec>(big);
+  CHECK(big_net.n_params() == unet_parameters(big));
+  CHECK(big_net.output_shape({2, 28, 28, 1}) == ImageShape{2, 28, 28, 1});
+  // 10 x 10 goes down to 5 x 5 and 3 x 3, and back up to 6 x 6: the skip connection does not fit.
+  CHECK_THROWS_WITH(big_net.output_shape({2, 10, 10, 1}),
+                    Catch::Contains("(concat): concatenates 2 x 6 x 6 x 64 and 2 x 5 x 5 x 64"));
+  scorekit_test::NetworkAsLayer<Exec> layer{net, scorekit_test::random_features<Exec>(2, 4, 3)};
+  scorekit::testing::ImageLayerCheckOptions o;
+  o.max_entries = 120;
+  const auto r = scorekit::testing::check_image_layer(Exec(), layer, ImageShape{2, 4, 4, 1}, o);
+  INFO(r.n_checked << " checks, worst ratio " << r.worst_ratio << " at " << r.worst);
+  CHECK(r.passed);
+}
+
+TEST_CASE("ImageScoreModel: bad networks, batches and noise levels are named errors", "[image]") {
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  using Catch::Contains;
+  auto net = std::make_shared<Network<double, Exec>>(unet<double, Exec>(tiny_unet()));
+  Kokkos::View<double*, Mem> p("p", std::size_t(net->n_params()));
+  scorekit::ImageScoreSettings s;
+  s.height = s.width = 4;
+  s.channels = 1;
+  s.sigma_min = 0.1;
+  s.sigma_max = 10;
+  s.fourier_features = 4;
+  const scorekit::ImageScoreModel<double, Exec> model(net, p, s);
+  CHECK(model.dim() == 16);
+  auto bad = s;
+  bad.fourier_features = 6;
+  CHECK_THROWS_WITH((scorekit::ImageScoreModel<double, Exec>(net, p, bad)),
+                    Contains("the network's features input takes 4"));
+  bad = s;
+  bad.channels = 2;
+  CHECK_THROWS_WITH((scorekit::ImageScoreModel<double, Exec>(net, p, bad)),
+                    Contains("the input has 2 channels"));
+  bad = s;
+  bad.sigma_min = 0;
+  CHECK_THROWS_WITH((scorekit::ImageScoreModel<double, Exec>(net, p, bad)),
+                    Contains("0 < sigma_min <= sigma_max"));
+  CHECK_THROWS_WITH((scorekit::ImageScoreModel<double, Exec>(net, Kokkos::View<double*, Mem>("q", 3), s)),
+                    Contains("3 parameters given"));
+
+  scorekit::BatchView<double, Mem> x("x", 3, 16), out("out", 3, 16), wrong("w", 3, 15);
+  Kokkos::View<double*, Mem> sigma("sigma", 3);
+  Kokkos::deep_copy(sigma, 1.0);
+  model.score(Exec(), x, sigma, out);
+  sigma(1) = 10.5;
+  CHECK_THROWS_WITH(model.score(Exec(), x, sigma, out),
+                    Contains("sample 1 has noise level 10.5, outside the range the network was trained on"));
+  sigma(1) = 1;
+  x(2, 5) = std::nan("");
+  CHECK_THROWS_WITH(model.score(Exec(), x, sigma, out),
+                    Contains("sample 2 of the batch has a NaN or infinite entry"));
+  CHECK_THROWS_WITH(model.score(Exec(), x, sigma, wrong),
+                    Contains("the output is 3 x 15 but the batch is 3 x 16"));
+}
+
+namespace {
+
+/// Data from N(0, diag(lambda)) (D = 16: 4 x 4 x 1 images), the exact noise-conditional score of it as a
+/// batch model, and the DSM floor at that score: for one sample with noise level sigma and weight w,
+///   E loss = w / 2 (D / sigma^2 - sum_i 1 / (lambda_i + sigma^2)),
+/// averaged over the draw of sigma (a sum over the ladder, or Simpson's rule over t).
+template <class Exec>
+struct GaussianFixture {
+  using Mem = typename Exec::memory_space;
+  static constexpr int D = 16;
+  std::vector<double> lambda;
+  scorekit::BatchView<double, Mem> data;
+  int n_data;
+  GaussianFixture(int n) : data("data", std::size_t(n), D), n_data(n) {
+    for (int i = 0; i < D; ++i) lambda.push_back(0.25 + 0.2 * i);
+    auto h = Kokkos::create_mirror_view(data);
+    std::mt19937_64 gen(17);
+    std::normal_distribution<double> z;
+    for (int r = 0; r < n; ++r)
+      for (int i = 0; i < D; ++i) h(r, i) = std::sqrt(lambda[std::size_t(i)]) * z(gen);
+    Kokkos::deep_copy(data, h);
+  }
+  auto model() const {
+    Eigen::MatrixXd mu = Eigen::MatrixXd::Zero(1, D), var(1, D);
+    for (int i = 0; i < D; ++i) var(0, i) = lambda[std::size_t(i)];
+    const auto mixture = scorekit::GaussianMixture<double, Mem>::diagonal(Eigen::VectorXd::Ones(1), mu, var);
+    return scorekit::batched(scorekit::PerturbedMixtureScore<double, Mem>(mixture));
+  }
+  double expected_loss(double sigma, double weight) const {
+    double trace = 0;
+    for (double l : lambda) trace += 1 / (l + sigma * sigma);
+    return weight / 2 * (D / (sigma * sigma) - trace);
+  }
+  /// Simpson's rule over t in [eps, T] of expected_loss at the draw's sigma and weight.
+  template <class Draw>
+  double continuous_floor(const Draw& draw) const {
+    const int m = 20000;
+    double sum = 0;
+    for (int k = 0; k <= m; ++k) {
+      const double u = double(k) / m;
+      const auto r = draw(u);
+      const double f = expected_loss(r.sigma, r.weight);
+      sum += (k == 0 || k == m ? 1 : k % 2 == 1 ? 4 : 2) * f;
+    }
+    return sum / (3.0 * m);
+  }
+  /// The mean of `losses` must be within 4.5 standard errors of `floor` (the standard error inflated by
+  /// sqrt(1 + B / n_data) for rows drawn twice from the finite dataset).
+  void require_floor(const std::vector<double>& losses, double floor, const std::string& what) const {
+    double mean = 0, sq = 0;
+    for (double l : losses) mean += l;
+    mean /= double(losses.size());
+    for (double l : losses) sq += (l - mean) * (l - mean);
+    const double se = std::sqrt(sq / double(losses.size() - 1) / double(losses.size())) *
+                      std::sqrt(1 + double(losses.size()) / n_data);
+    INFO(what << ": mean loss " << mean << ", floor " << floor << ", standard error " << se
+              << ", z = " << (mean - floor) / se);
+    CHECK(std::fabs(mean - floor) <= 4.5 * se);
+  }
+};
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("batched DSM at the exact score equals its closed-form floor", "[image]", Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const GaussianFixture<Exec> fx(100000);
+  const auto model = fx.model();
+  const int batch = 8000;
+  SECTION("multi-sigma ladder, lambda = sigma^2") {
+    const std::vector<double> sigmas = {0.05, 0.2, 1, 5};
+    const scorekit::objective::SigmaLadder<double, Mem> draw(sigmas);
+    const auto losses = scorekit::objective::evaluate_denoising(
+        Exec(), model, draw, scorekit::ConstBatchView<double, Mem>(fx.data), 3, 0, batch);
+    double floor = 0;
+    for (double s : sigmas) floor += fx.expected_loss(s, s * s) / double(sigmas.size());
+    fx.require_floor(losses, floor, "ladder");
+  }
+  SECTION("continuous-time VE, lambda = s(t)^2") {
+    const scorekit::VarianceExplodingSDE<double> sde(0.01, 20);
+    const scorekit::objective::ContinuousTime<scorekit::VarianceExplodingSDE<double>> draw(sde, 1e-5);
+    const auto losses = scorekit::objective::evaluate_denoising(
+        Exec(), model, draw, scorekit::ConstBatchView<double, Mem>(fx.data), 4, 7, batch);
+    fx.require_floor(losses, fx.continuous_floor(draw), "VE");
+  }
+  SECTION("continuous-time VP, likelihood weighting") {
+    const scorekit::VariancePreservingSDE<double, scorekit::LinearBeta<double>> sde(
+        scorekit::LinearBeta<double>{});
+    const scorekit::objective::ContinuousTime<decltype(sde)> draw(sde, 1e-3, true);
+    const auto losses = scorekit::objective::evaluate_denoising(
+        Exec(), model, draw, scorekit::ConstBatchView<double, Mem>(fx.data), 5, 2, batch);
+    fx.require_floor(losses, fx.continuous_floor(draw), "VP, likelihood weighting");
+  }
+}
+
+namespace {
+
+template <class Exec>
+auto tiny_trainer(std::uint64_t seed) {
+  using Draw = scorekit::objective::SigmaLadder<float, typename Exec::memory_space>;
+  auto net = std::make_shared<Network<float, Exec>>(unet<float, Exec>(tiny_unet()));
+  scorekit::ImageScoreSettings image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.fourier_features = 4;
+  scorekit::train::TrainSettings t;
+  t.batch_size = 8;
+  t.seed = seed;
+  t.ema_rate = 0.9;
+  t.log = nullptr;
+  return std::make_unique<scorekit::train::BatchTrainer<float, Exec, Draw>>(net, image, Draw({0.1, 0.5, 2.0}),
+                                                                            t, 11);
+}
+
+template <class View>
+std::vector<float> host_copy(const View& v) {
+  const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<float>(h.data(), h.data() + h.extent(0));
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("BatchTrainer: resuming from a checkpoint continues the run bitwise", "[image]",
+                        Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  scorekit::BatchView<float, Mem> data("data", 40, 16);
+  {
+    auto h = Kokkos::create_mirror_view(data);
+    std::mt19937_64 gen(5);
+    std::normal_distribution<float> z;
+    for (int r = 0; r < 40; ++r)
+      for (int i = 0; i < 16; ++i) h(r, i) = z(gen);
+    Kokkos::deep_copy(data, h);
+  }
+  const scorekit::ConstBatchView<float, Mem> cdata = data;
+  auto whole = tiny_trainer<Exec>(3);
+  const auto first = whole->train(cdata, 6);
+  CHECK(first.steps == 6);
+  CHECK(std::isfinite(first.final_loss));
+  CHECK(first.levels.size() == 3);
+
+  const std::string path =
+      "batch_trainer_resume_" + std::to_string(std::hash<std::string>()(typeid(Exec).name())) + ".ckpt";
+  auto a = tiny_trainer<Exec>(3);
+  a->train(cdata, 3);
+  a->save(path);
+  auto b = tiny_trainer<Exec>(3);
+  b->load(path);
+  CHECK(b->step() == 3);
+  b->train(cdata, 3);
+  std::remove(path.c_str());
+  CHECK(host_copy(b->parameters()) == host_copy(whole->parameters()));
+  CHECK(host_copy(b->ema_parameters()) == host_copy(whole->ema_parameters()));
+  // And the weights moved: the run is not a no-op.
+  CHECK(host_copy(tiny_trainer<Exec>(3)->parameters()) != host_copy(whole->parameters()));
+
+  auto other_seed = tiny_trainer<Exec>(4);
+  a->save(path);
+  CHECK_THROWS_WITH(other_seed->load(path), Catch::Contains("seed = 3, this trainer has 4"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("BatchTrainer: a NaN loss and NaN data are reported, the weights kept", "[image]") {
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  scorekit::BatchView<float, Mem> data("data", 10, 16);
+  auto t = tiny_trainer<Exec>(1);
+  const float nan = std::nanf("");
+  // A NaN weight makes the first step's loss NaN.
+  Kokkos::deep_copy(Kokkos::subview(t->parameters(), 20), nan);
+  const auto before = host_copy(t->parameters());
+  try {
+    t->train(data, 3);
+    FAIL("no exception");
+  } catch (const scorekit::train::non_finite_loss& e) {
+    CHECK(e.step() == 0);
+    CHECK(e.parameter() == -1);
+    CHECK_THAT(e.what(), Catch::Contains("the loss of step 0 is") && Catch::Contains("nan"));
+  }
+  CHECK(t->step() == 0);
+  const auto after = host_copy(t->parameters());
+  for (std::size_t i = 0; i < before.size(); ++i)
+    CHECK((after[i] == before[i] || (i == 20 && std::isnan(after[i]))));
+
+  auto u = tiny_trainer<Exec>(1);
+  Kokkos::deep_copy(data, nan);
+  CHECK_THROWS_WITH(u->train(data, 1), Catch::Contains("sample 0 of the batch has a NaN or infinite entry"));
+  CHECK_THROWS_WITH(u->train(scorekit::BatchView<float, Mem>("d", 10, 15), 1),
+                    Catch::Contains("the data's columns"));
+}
