@@ -40,13 +40,12 @@ class Activation {
     detail::require_parameters(params, 0, where, "the parameters");
     detail::require_tensor(x, in, where, "the input");
     detail::require_tensor(y, in, where, "the output");
-    const std::int64_t c = in.c;
-    const X x_ = x;
-    const Y y_ = y;
+    const auto* const xp = x.data();
+    auto* const yp = y.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Activation::forward",
         Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.size()),
-        KOKKOS_LAMBDA(const std::int64_t e) { y_(e / c, e % c) = F::value(x_(e / c, e % c)); });
+        KOKKOS_LAMBDA(const std::int64_t e) { yp[e] = F::value(xp[e]); });
   }
 
   template <class Exec, class P, class X, class DY, class G, class DX, class Work>
@@ -61,17 +60,16 @@ class Activation {
     detail::require_tensor(dy, in, where, "the output adjoint");
     if (dx.extent(0) == 0) return;
     detail::require_tensor(dx, in, where, "the input adjoint");
-    const std::int64_t c = in.c;
-    const X x_ = x;
-    const DY dy_ = dy;
-    const DX dx_ = dx;
+    const auto* const xp = x.data();
+    const auto* const dyp = dy.data();
+    Real* const dxp = dx.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Activation::backward",
         Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.size()),
         KOKKOS_LAMBDA(const std::int64_t e) {
           Real d1, d2;
-          F::derivatives(Real(x_(e / c, e % c)), d1, d2);
-          dx_(e / c, e % c) = d1 * dy_(e / c, e % c);
+          F::derivatives(Real(xp[e]), d1, d2);
+          dxp[e] = d1 * dyp[e];
         });
   }
 };

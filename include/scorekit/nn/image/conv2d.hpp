@@ -92,6 +92,12 @@ class Conv2d {
   }
 
   int patch_size() const { return k_ * k_ * c_in_; }
+  /// Multiply-adds of one forward on a batch of shape `in` (the products; the bias adds not counted):
+  /// (k k c_in) c_out per output pixel. The input adjoint and the weight gradient take as many each.
+  double multiply_adds(const ImageShape& in) const {
+    const ImageShape out = output_shape(in);
+    return double(out.rows()) * double(patch_size()) * double(c_out_);
+  }
   int n_params() const { return patch_size() * c_out_ + (o_.bias ? c_out_ : 0); }
 
   std::vector<Segment> segments(int offset) const {
@@ -216,57 +222,68 @@ class Conv2d {
   }
 
   /// cols(m, r) for the output pixels m of images [s0, s1): the input at the pixel patch offset r reads.
+  /// One work item per (output pixel, kernel offset): it copies the c_in contiguous channels of one input
+  /// pixel (or zeros), so the index arithmetic is paid once per c_in scalars and the copy vectorises.
   template <class Exec, class X, class Cols>
   void im2col(const Exec& exec, const X& x, const ImageShape& in, const ImageShape& out, int s0, int s1,
               const Cols& cols) const {
+    using Real = typename Cols::non_const_value_type;
     const int k = k_, ci_n = c_in_, stride = o_.stride, pad = o_.padding, dil = o_.dilation;
-    const int h = in.h, w = in.w, ho = out.h, wo = out.w, patch = patch_size();
-    const X x_ = x;
-    const Cols cols_ = cols;
+    const int h = in.h, w = in.w, ho = out.h, wo = out.w, kk = k_ * k_;
+    const std::int64_t ld = std::int64_t(cols.extent(1));
+    const auto* const xp = x.data();
+    Real* const cp = cols.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Conv2d::im2col",
         Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
-                                                                   std::int64_t(s1 - s0) * ho * wo * patch),
+                                                                   std::int64_t(s1 - s0) * ho * wo * kk),
         KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t m = e / patch;
-          const int r = int(e % patch);
-          const int ci = r % ci_n, kk = r / ci_n, kx = kk % k, ky = kk / k;
-          const int ox = int(m % wo), oy = int((m / wo) % ho);
-          const std::int64_t img = s0 + m / (std::int64_t(wo) * ho);
+          const std::int64_t m = e / kk;
+          const int q = int(e - m * kk), kx = q % k, ky = q / k;
+          const std::int64_t pix = m % (std::int64_t(ho) * wo);
+          const int ox = int(pix % wo), oy = int(pix / wo);
+          const std::int64_t img = s0 + m / (std::int64_t(ho) * wo);
           const int iy = oy * stride - pad + ky * dil, ix = ox * stride - pad + kx * dil;
-          using Real = typename Cols::non_const_value_type;
-          cols_(m, r) = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x_((img * h + iy) * w + ix, ci) : Real(0);
+          Real* dst = cp + m * ld + std::int64_t(q) * ci_n;
+          if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+            const auto* src = xp + ((img * h + iy) * w + ix) * ci_n;
+            for (int c = 0; c < ci_n; ++c) dst[c] = src[c];
+          } else {
+            for (int c = 0; c < ci_n; ++c) dst[c] = Real(0);
+          }
         });
   }
 
-  /// dx for images [s0, s1): each input pixel sums the patch adjoints that read it.
+  /// dx for images [s0, s1): each input pixel sums the patch adjoints that read it. One work item per
+  /// input pixel, the c_in channels a vector loop, the kernel offsets in a fixed order.
   template <class Exec, class Cols, class DX>
   void col2im(const Exec& exec, const Cols& dcols, const ImageShape& in, const ImageShape& out, int s0,
               int s1, const DX& dx) const {
+    using Real = typename DX::non_const_value_type;
     const int k = k_, ci_n = c_in_, stride = o_.stride, pad = o_.padding, dil = o_.dilation;
     const int h = in.h, w = in.w, ho = out.h, wo = out.w;
-    const Cols d_ = dcols;
-    const DX dx_ = dx;
+    const std::int64_t ld = std::int64_t(dcols.extent(1));
+    const auto* const dp = dcols.data();
+    Real* const xp = dx.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Conv2d::col2im",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
-                                                                   std::int64_t(s1 - s0) * h * w * ci_n),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const int ci = int(e % ci_n);
-          const std::int64_t p = e / ci_n;
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(s1 - s0) * h * w),
+        KOKKOS_LAMBDA(const std::int64_t p) {
           const int ix = int(p % w), iy = int((p / w) % h);
           const std::int64_t local = p / (std::int64_t(w) * h);
-          typename DX::non_const_value_type sum = 0;
+          Real* dst = xp + ((s0 + local) * h * w + std::int64_t(iy) * w + ix) * ci_n;
+          for (int c = 0; c < ci_n; ++c) dst[c] = Real(0);
           for (int ky = 0; ky < k; ++ky) {
             const int ty = iy + pad - ky * dil;
             if (ty < 0 || ty % stride != 0 || ty / stride >= ho) continue;
             for (int kx = 0; kx < k; ++kx) {
               const int tx = ix + pad - kx * dil;
               if (tx < 0 || tx % stride != 0 || tx / stride >= wo) continue;
-              sum += d_((local * ho + ty / stride) * wo + tx / stride, (ky * k + kx) * ci_n + ci);
+              const auto* src = dp + ((local * ho + ty / stride) * wo + tx / stride) * ld +
+                                std::int64_t(ky * k + kx) * ci_n;
+              for (int c = 0; c < ci_n; ++c) dst[c] += src[c];
             }
           }
-          dx_((s0 + local) * h * w + iy * w + ix, ci) = sum;
         });
   }
 

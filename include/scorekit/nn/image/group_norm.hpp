@@ -65,10 +65,12 @@ class GroupNorm {
             Segment{ParameterKind::bias, offset + c_, c_, c_, c_}};
   }
 
-  /// Mean and inverse standard deviation per (image, group), and in backward two sums per (image, group).
+  /// Mean and inverse standard deviation per (image, group); in backward also two sums per (image,
+  /// group) and the per-image partial parameter gradients (2 c per image).
   std::size_t workspace_size(const ImageShape& in) const {
     output_shape(in);
-    return std::size_t(4) * std::size_t(in.n) * std::size_t(groups_);
+    return std::size_t(in.n) *
+           (std::size_t(4) * std::size_t(groups_) + (affine_ ? std::size_t(2) * std::size_t(c_) : 0));
   }
 
   template <class Exec, class P, class X, class Y, class Work>
@@ -86,17 +88,23 @@ class GroupNorm {
     const Real* p = params.data();
     const Real* mean = work.data();
     const Real* rstd = work.data() + std::int64_t(in.n) * G;
-    const X x_ = x;
-    const Y y_ = y;
+    const auto* const xp = x.data();
+    Real* const yp = y.data();
+    // One work item per pixel; its channels group by group.
     Kokkos::parallel_for(
         "scorekit::nn::image::GroupNorm::normalise",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.size()),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t row = e / c;
-          const int ch = int(e % c);
-          const std::int64_t ng = (row / hw) * G + ch / cg;
-          const Real xhat = (x_(row, ch) - mean[ng]) * rstd[ng];
-          y_(row, ch) = affine ? xhat * p[ch] + p[c + ch] : xhat;
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.rows()),
+        KOKKOS_LAMBDA(const std::int64_t row) {
+          const std::int64_t ng0 = (row / hw) * G;
+          const auto* xr = xp + row * c;
+          Real* yr = yp + row * c;
+          for (int g = 0; g < G; ++g) {
+            const Real m = mean[ng0 + g], r = rstd[ng0 + g];
+            for (int j = g * cg; j < (g + 1) * cg; ++j) {
+              const Real xhat = (xr[j] - m) * r;
+              yr[j] = affine ? xhat * p[j] + p[c + j] : xhat;
+            }
+          }
         });
   }
 
@@ -112,62 +120,78 @@ class GroupNorm {
     if (want_dx) detail::require_tensor(dx, in, where, "the input adjoint");
     ScopedRegion region("scorekit::nn::image::GroupNorm::backward");
     statistics(exec, x, in, work);
-    const int c = c_, cg = c_ / groups_, G = groups_;
-    const std::int64_t hw = std::int64_t(in.h) * in.w, rows = in.rows();
+    const int c = c_, cg = c_ / groups_, G = groups_, n = in.n;
+    const std::int64_t hw = std::int64_t(in.h) * in.w;
     const bool affine = affine_;
     const Real* p = params.data();
-    const std::int64_t ngroups = std::int64_t(in.n) * G;
+    const std::int64_t ngroups = std::int64_t(n) * G;
     const Real* mean = work.data();
     const Real* rstd = work.data() + ngroups;
-    Real* sum_g = work.data() + 2 * ngroups;   // sum of dy gamma over the group
-    Real* sum_gx = work.data() + 3 * ngroups;  // sum of dy gamma xhat over the group
-    const X x_ = x;
-    const DY dy_ = dy;
-    if (affine) {
-      Real* g = grad.data();
-      Kokkos::parallel_for(
-          "scorekit::nn::image::GroupNorm::parameter_gradient", Kokkos::RangePolicy<Exec>(exec, 0, c),
-          KOKKOS_LAMBDA(const int ch) {
-            Real dgamma = 0, dbeta = 0;
-            for (std::int64_t row = 0; row < rows; ++row) {
-              const std::int64_t ng = (row / hw) * G + ch / cg;
-              dgamma += dy_(row, ch) * (x_(row, ch) - mean[ng]) * rstd[ng];
-              dbeta += dy_(row, ch);
-            }
-            g[ch] += dgamma;
-            g[c + ch] += dbeta;
-          });
-    }
-    if (!want_dx) return;
+    Real* sum_g = work.data() + 2 * ngroups;    // sum of dy gamma over the group
+    Real* sum_gx = work.data() + 3 * ngroups;   // sum of dy gamma xhat over the group
+    Real* partial = work.data() + 4 * ngroups;  // per image: sum dy xhat (c), sum dy (c)
+    const auto* const xp = x.data();
+    const auto* const dyp = dy.data();
+    // Per (image, group): the two sums of the input adjoint, and (when affine) the image's partial
+    // parameter gradient of the group's channels; the pixels in order, the channels a vector loop.
     Kokkos::parallel_for(
         "scorekit::nn::image::GroupNorm::group_sums",
         Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, ngroups),
         KOKKOS_LAMBDA(const std::int64_t ng) {
           const std::int64_t img = ng / G;
           const int c0 = int(ng % G) * cg;
+          const Real m = mean[ng], r = rstd[ng];
+          Real* pg = partial + img * 2 * c;
+          if (affine)
+            for (int j = c0; j < c0 + cg; ++j) pg[j] = pg[c + j] = Real(0);
           Real a = 0, b = 0;
-          for (std::int64_t q = 0; q < hw; ++q)
-            for (int j = 0; j < cg; ++j) {
-              const std::int64_t row = img * hw + q;
-              const Real d = dy_(row, c0 + j) * (affine ? p[c0 + j] : Real(1));
+          for (std::int64_t q = 0; q < hw; ++q) {
+            const auto* xr = xp + (img * hw + q) * c;
+            const auto* dr = dyp + (img * hw + q) * c;
+            for (int j = c0; j < c0 + cg; ++j) {
+              const Real xhat = (xr[j] - m) * r;
+              const Real d = dr[j] * (affine ? p[j] : Real(1));
               a += d;
-              b += d * (x_(row, c0 + j) - mean[ng]) * rstd[ng];
+              b += d * xhat;
+              if (affine) {
+                pg[j] += dr[j] * xhat;
+                pg[c + j] += dr[j];
+              }
             }
+          }
           sum_g[ng] = a;
           sum_gx[ng] = b;
         });
+    if (affine) {
+      Real* g = grad.data();
+      Kokkos::parallel_for(
+          "scorekit::nn::image::GroupNorm::parameter_gradient", Kokkos::RangePolicy<Exec>(exec, 0, 2 * c),
+          KOKKOS_LAMBDA(const int k) {
+            Real sum = 0;
+            for (int img = 0; img < n; ++img) sum += partial[std::int64_t(img) * 2 * c + k];
+            g[k] += sum;
+          });
+    }
+    if (!want_dx) return;
     const Real inv_m = Real(1) / Real(hw * cg);
-    const DX dx_ = dx;
+    Real* const dxp = dx.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::GroupNorm::input_adjoint",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.size()),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t row = e / c;
-          const int ch = int(e % c);
-          const std::int64_t ng = (row / hw) * G + ch / cg;
-          const Real xhat = (x_(row, ch) - mean[ng]) * rstd[ng];
-          const Real d = dy_(row, ch) * (affine ? p[ch] : Real(1));
-          dx_(row, ch) = rstd[ng] * (d - inv_m * sum_g[ng] - xhat * inv_m * sum_gx[ng]);
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, in.rows()),
+        KOKKOS_LAMBDA(const std::int64_t row) {
+          const std::int64_t ng0 = (row / hw) * G;
+          const auto* xr = xp + row * c;
+          const auto* dr = dyp + row * c;
+          Real* out = dxp + row * c;
+          for (int g = 0; g < G; ++g) {
+            const Real m = mean[ng0 + g], r = rstd[ng0 + g];
+            const Real mg = inv_m * sum_g[ng0 + g], mgx = inv_m * sum_gx[ng0 + g];
+            for (int j = g * cg; j < (g + 1) * cg; ++j) {
+              const Real xhat = (xr[j] - m) * r;
+              const Real d = dr[j] * (affine ? p[j] : Real(1));
+              out[j] = r * (d - mg - xhat * mgx);
+            }
+          }
         });
   }
 
@@ -175,12 +199,12 @@ class GroupNorm {
   template <class Exec, class X, class Work>
   void statistics(const Exec& exec, const X& x, const ImageShape& in, const Work& work) const {
     using Real = typename Work::non_const_value_type;
-    const int cg = c_ / groups_, G = groups_;
+    const int c = c_, cg = c_ / groups_, G = groups_;
     const std::int64_t hw = std::int64_t(in.h) * in.w, ngroups = std::int64_t(in.n) * G;
     const Real eps = Real(eps_), inv_m = Real(1) / Real(hw * cg);
     Real* mean = work.data();
     Real* rstd = work.data() + ngroups;
-    const X x_ = x;
+    const auto* const xp = x.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::GroupNorm::statistics",
         Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, ngroups),
@@ -188,15 +212,19 @@ class GroupNorm {
           const std::int64_t img = ng / G;
           const int c0 = int(ng % G) * cg;
           Real s = 0;
-          for (std::int64_t q = 0; q < hw; ++q)
-            for (int j = 0; j < cg; ++j) s += x_(img * hw + q, c0 + j);
+          for (std::int64_t q = 0; q < hw; ++q) {
+            const auto* xr = xp + (img * hw + q) * c + c0;
+            for (int j = 0; j < cg; ++j) s += xr[j];
+          }
           const Real mu = s * inv_m;
           Real v = 0;
-          for (std::int64_t q = 0; q < hw; ++q)
+          for (std::int64_t q = 0; q < hw; ++q) {
+            const auto* xr = xp + (img * hw + q) * c + c0;
             for (int j = 0; j < cg; ++j) {
-              const Real d = x_(img * hw + q, c0 + j) - mu;
+              const Real d = xr[j] - mu;
               v += d * d;
             }
+          }
           mean[ng] = mu;
           rstd[ng] = Real(1) / math::sqrt(v * inv_m + eps);
         });

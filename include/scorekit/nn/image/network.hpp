@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -134,6 +135,16 @@ class Network {
       s += "\n";
     }
     return s;
+  }
+
+  /// Multiply-adds of one forward on a batch of shape `in`, summed over the layers that count theirs (a
+  /// member multiply_adds(in), as Conv2d has): the figure GFLOP/s are read against.
+  double multiply_adds(const ImageShape& in) const {
+    const std::vector<ImageShape> shapes = propagate(in);
+    double sum = 0;
+    for (const Node& n : nodes_)
+      if (n.kind == Kind::layer) sum += n.op->multiply_adds(shapes[std::size_t(n.a)]);
+    return sum;
   }
 
   /// The output shape for an input of shape `in` (and features of the batch's size); throws
@@ -291,6 +302,12 @@ class Network {
  private:
   enum class Kind { image_input, features_input, layer, sum, concat, add_features };
 
+  template <class L, class = void>
+  struct counts_multiply_adds : std::false_type {};
+  template <class L>
+  struct counts_multiply_adds<L, std::void_t<decltype(std::declval<const L&>().multiply_adds(ImageShape{}))>>
+      : std::true_type {};
+
   /// The layer interface, type-erased so that architectures are built at run time.
   struct LayerBase {
     virtual ~LayerBase() = default;
@@ -299,6 +316,7 @@ class Network {
     virtual int n_params() const = 0;
     virtual std::vector<Segment> segments(int offset) const = 0;
     virtual std::size_t workspace_size(const ImageShape& in) const = 0;
+    virtual double multiply_adds(const ImageShape& in) const = 0;
     virtual void forward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
                          const tensor_type&, const vector_type&) const = 0;
     virtual void backward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
@@ -313,6 +331,12 @@ class Network {
     int n_params() const override { return layer.n_params(); }
     std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
     std::size_t workspace_size(const ImageShape& in) const override { return layer.workspace_size(in); }
+    double multiply_adds(const ImageShape& in) const override {
+      if constexpr (counts_multiply_adds<Layer>::value)
+        return layer.multiply_adds(in);
+      else
+        return 0;
+    }
     void forward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
                  const ImageShape& in, const tensor_type& y, const vector_type& work) const override {
       layer.forward(exec, p, x, in, y, work);
@@ -473,37 +497,42 @@ class Network {
 
   /// a += b, elementwise.
   static void add_into(const Exec& exec, const tensor_type& a, const const_tensor_type& b) {
-    const std::int64_t c = std::int64_t(a.extent(1));
-    const tensor_type a_ = a;
-    const const_tensor_type b_ = b;
+    Real* const ap = a.data();
+    const Real* const bp = b.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Network::add_adjoint",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(a.extent(0)) * c),
-        KOKKOS_LAMBDA(const std::int64_t e) { a_(e / c, e % c) += b_(e / c, e % c); });
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(a.size())),
+        KOKKOS_LAMBDA(const std::int64_t e) { ap[e] += bp[e]; });
   }
 
-  /// The forward of sum, concat and add_features.
+  /// The forward of sum, concat and add_features: one work item per row (pixel), its channels a vector
+  /// loop.
   static void combine(const Exec& exec, const const_tensor_type& a, const const_tensor_type& b,
                       const ImageShape& sa, const ImageShape& sb, const tensor_type& y, Kind kind) {
     const int ca = sa.c, cb = sb.c, cy = int(y.extent(1));
     const std::int64_t hw = std::int64_t(sa.h) * sa.w;
     const int mode = kind == Kind::sum ? 0 : kind == Kind::concat ? 1 : 2;
-    const const_tensor_type a_ = a, b_ = b;
-    const tensor_type y_ = y;
+    const Real* const ap = a.data();
+    const Real* const bp = b.data();
+    Real* const yp = y.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Network::combine",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(y.extent(0)) * cy),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t row = e / cy;
-          const int ch = int(e % cy);
-          if (mode == 0)
-            y_(row, ch) = a_(row, ch) + b_(row, ch);
-          else if (mode == 1)
-            y_(row, ch) = ch < ca ? a_(row, ch) : b_(row, ch - ca);
-          else
-            y_(row, ch) = a_(row, ch) + b_(row / hw, ch);
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(y.extent(0))),
+        KOKKOS_LAMBDA(const std::int64_t row) {
+          Real* out = yp + row * cy;
+          const Real* x = ap + row * ca;
+          if (mode == 0) {
+            const Real* z = bp + row * cb;
+            for (int j = 0; j < cy; ++j) out[j] = x[j] + z[j];
+          } else if (mode == 1) {
+            const Real* z = bp + row * cb;
+            for (int j = 0; j < ca; ++j) out[j] = x[j];
+            for (int j = 0; j < cb; ++j) out[ca + j] = z[j];
+          } else {
+            const Real* z = bp + (row / hw) * cb;
+            for (int j = 0; j < cy; ++j) out[j] = x[j] + z[j];
+          }
         });
-    (void)cb;
   }
 
   /// The adjoint of concat or add_features for one side: side 0 (a) or 1 (b).
@@ -513,33 +542,27 @@ class Network {
     const int ca = sa.c, cd = int(d.extent(1)), ct = int(target.extent(1));
     const std::int64_t hw = std::int64_t(sa.h) * sa.w;
     const int mode = (n.kind == Kind::concat ? 0 : 2) + side;
-    const const_tensor_type d_ = d;
-    const tensor_type t_ = target;
+    const Real* const dp = d.data();
+    Real* const tp = target.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Network::split_adjoint",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
-                                                                   std::int64_t(target.extent(0)) * ct),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t row = e / ct;
-          const int ch = int(e % ct);
-          switch (mode) {
-            case 0:  // concat, a: the first ca channels
-              t_(row, ch) = d_(row, ch);
-              break;
-            case 1:  // concat, b: the rest
-              t_(row, ch) = d_(row, ca + ch);
-              break;
-            case 2:  // add_features, the image
-              t_(row, ch) = d_(row, ch);
-              break;
-            default: {  // add_features, the features: row is the sample; sum over its pixels in order
-              Real s = 0;
-              for (std::int64_t q = 0; q < hw; ++q) s += d_(row * hw + q, ch);
-              t_(row, ch) = s;
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(target.extent(0))),
+        KOKKOS_LAMBDA(const std::int64_t row) {
+          Real* out = tp + row * ct;
+          if (mode == 0 || mode == 2) {  // concat's first ca channels, or add_features' image: a copy
+            const Real* from = dp + row * cd;
+            for (int j = 0; j < ct; ++j) out[j] = from[j];
+          } else if (mode == 1) {  // concat, b: the channels after ca
+            const Real* from = dp + row * cd + ca;
+            for (int j = 0; j < ct; ++j) out[j] = from[j];
+          } else {  // add_features, the features: row is the sample; the sum over its pixels in order
+            for (int j = 0; j < ct; ++j) out[j] = Real(0);
+            for (std::int64_t q = 0; q < hw; ++q) {
+              const Real* from = dp + (row * hw + q) * cd;
+              for (int j = 0; j < ct; ++j) out[j] += from[j];
             }
           }
         });
-    (void)cd;
   }
 
  private:

@@ -85,34 +85,39 @@ class Resample {
     using Real = typename D::non_const_value_type;
     const int f = f_, c = fine.c;
     const int fh = fine.h, fw = fine.w, ch = coarse.h, cw = coarse.w;
-    const S src_ = src;
-    const D dst_ = dst;
+    const auto* const sp = src.data();
+    Real* const dp = dst.data();
     if constexpr (Copy) {
+      // One work item per fine pixel: its c channels from the covering coarse pixel.
       const Real s = scaled ? Real(1) / Real(f * f) : Real(1);
       Kokkos::parallel_for(
           "scorekit::nn::image::Resample::copy",
-          Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, fine.size()),
-          KOKKOS_LAMBDA(const std::int64_t e) {
-            const int ci = int(e % c);
-            const std::int64_t p = e / c;
+          Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, fine.rows()),
+          KOKKOS_LAMBDA(const std::int64_t p) {
             const int x = int(p % fw), y = int((p / fw) % fh);
             const std::int64_t img = p / (std::int64_t(fw) * fh);
-            dst_(p, ci) = s * src_((img * ch + y / f) * cw + x / f, ci);
+            const auto* from = sp + ((img * ch + y / f) * cw + x / f) * c;
+            Real* to = dp + p * c;
+            for (int j = 0; j < c; ++j) to[j] = s * from[j];
           });
     } else {
+      // One work item per coarse pixel: the (mean of the) f x f fine pixels of its block, channel by
+      // channel as a vector loop, the block in a fixed order.
       const Real s = Down ? Real(1) / Real(f * f) : Real(1);
       Kokkos::parallel_for(
           "scorekit::nn::image::Resample::block_sum",
-          Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, coarse.size()),
-          KOKKOS_LAMBDA(const std::int64_t e) {
-            const int ci = int(e % c);
-            const std::int64_t p = e / c;
+          Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, coarse.rows()),
+          KOKKOS_LAMBDA(const std::int64_t p) {
             const int x = int(p % cw), y = int((p / cw) % ch);
             const std::int64_t img = p / (std::int64_t(cw) * ch);
-            Real sum = 0;
+            Real* to = dp + p * c;
+            for (int j = 0; j < c; ++j) to[j] = Real(0);
             for (int dy = 0; dy < f; ++dy)
-              for (int dx = 0; dx < f; ++dx) sum += src_((img * fh + y * f + dy) * fw + x * f + dx, ci);
-            dst_(p, ci) = s * sum;
+              for (int dx = 0; dx < f; ++dx) {
+                const auto* from = sp + ((img * fh + y * f + dy) * fw + x * f + dx) * c;
+                for (int j = 0; j < c; ++j) to[j] += from[j];
+              }
+            for (int j = 0; j < c; ++j) to[j] *= s;
           });
     }
   }

@@ -3,6 +3,8 @@
 // of image i). One layout for every layer: a 1 x 1 convolution or a dense layer is then one matrix
 // product with no copy, a k x k convolution one product after gathering patches (im2col), and the
 // channels of a pixel are contiguous, so per-pixel epilogues (bias, normalisation, activation) stream.
+// Kernels address a tensor through its data pointer (row r, channel j at r c + j): rows must be contiguous,
+// which the shape checks require.
 //
 // The runtime layer concept (every member host-called; the layers launch their own kernels on `exec`):
 //   std::string name() const;
