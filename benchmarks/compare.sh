@@ -8,7 +8,10 @@
 #   5. bench_train and torch_train.py (float32 training steps/s of the seed paper's toy nets) and their table
 #      against the fp32 FMA peak,
 #   6. bench_reverse_sde and torch_reverse_sde.py (VE predictor-corrector and probability-flow Heun, float64)
-#      and their table, with a check that both compute the same probability-flow samples.
+#      and their table, with a check that both compute the same probability-flow samples,
+#   7. bench_image and torch_image.py (the score_sde-tutorial U-Net on 28 x 28 float32 images: a training
+#      step at batch 128, a score evaluation of 256, each convolution alone) and their table against the
+#      fp32 FMA peak.
 # PyTorch's figure is the faster of eager and torch.compile, best of its timed runs (after a warm-up);
 # scorekit's is Google Benchmark's mean over its iterations: the comparison leans towards PyTorch.
 # Everything is left in build/bench/compare/ (raw JSON and text).
@@ -19,7 +22,7 @@
 # default PyPI wheel on Linux is one), and prints the same tables without the peak share (fma_peak measures
 # the CPU; no GPU peak is measured). Results go to build/bench-cuda/compare/.
 #
-#   benchmarks/compare.sh [--particles-scale F] [--repeats R] [--only sampling|training|reverse]
+#   benchmarks/compare.sh [--particles-scale F] [--repeats R] [--only sampling|training|reverse|image]
 #                         [--device cpu|cuda]
 #   (F < 1 for a quick check)
 #   Kokkos_ROOT=/path/to/kokkos-cuda benchmarks/compare.sh --device cuda
@@ -42,8 +45,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$only" in
-  ""|sampling|training|reverse) ;;
-  *) echo "compare.sh: --only takes sampling, training or reverse, got $only" >&2; exit 2 ;;
+  ""|sampling|training|reverse|image) ;;
+  *) echo "compare.sh: --only takes sampling, training, reverse or image, got $only" >&2; exit 2 ;;
 esac
 # Whether a section runs: all of them without --only, else the one named.
 run_section() { [ -z "$only" ] || [ "$only" = "$1" ]; }
@@ -133,8 +136,18 @@ echo "== PyTorch reverse-SDE sampling ($device)" >&2
 "$python" benchmarks/torch_reverse_sde.py --device "$device" --particles-scale "$scale" --repeats "$repeats" \
   --json "$out/torch_reverse.json" 2>&1 | grep -v '^RESULT_JSON' | tee "$out/torch_reverse.txt"
 fi
+if run_section image && [ -x "$bin/bench_image" ]; then
+echo "== scorekit image networks (Kokkos::$backend)" >&2
+"$bin/bench_image" --benchmark_filter="/$backend" --benchmark_min_time=3 \
+  --benchmark_out="$out/scorekit_image.json" --benchmark_out_format=json | tee "$out/scorekit_image.txt"
+
+echo "== PyTorch image networks ($device)" >&2
+"$python" benchmarks/torch_image.py --repeats "$repeats" --json "$out/torch_image.json" 2>&1 \
+  | grep -v '^RESULT_JSON' | tee "$out/torch_image.txt"
+fi
 cat /proc/loadavg >"$out/loadavg_after.txt"
 
 if run_section sampling; then "$python" benchmarks/compare_tables.py sampling "$out" "$backend"; fi
 if run_section training; then "$python" benchmarks/compare_tables.py training "$out" "$backend"; fi
 if run_section reverse; then "$python" benchmarks/compare_tables.py reverse "$out" "$backend"; fi
+if run_section image && [ -f "$out/scorekit_image.json" ]; then "$python" benchmarks/compare_tables.py image "$out" "$backend"; fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The tables benchmarks/compare.sh prints from its raw results:
-    compare_tables.py sampling|training|reverse DIR [BACKEND]
+    compare_tables.py sampling|training|reverse|image DIR [BACKEND]
 BACKEND is the Kokkos backend whose scorekit rows are compared (the last part of the benchmark names before
 /manual_time): OpenMP (default; PyTorch ran on the CPU) or Cuda / HIP (PyTorch ran on the GPU). On a GPU
 backend there is no measured peak to compare with (fma_peak measures the CPU), so the share column is "-"."""
@@ -195,6 +195,42 @@ def training(out, backend="OpenMP"):
     print("GFLOP/s counts the dense layers only (see bench_train.cpp and torch_train.py).")
 
 
+def image(out, backend="OpenMP"):
+    sk = json.load(open(f"{out}/scorekit_image.json"))
+    pt = json.load(open(f"{out}/torch_image.json"))
+    fp32_peak, threads = cpu_peak(out, "fp32", backend)
+    meta = pt["meta"]
+    print()
+    print(f"Image networks (U-Net, 28 x 28, float32): scorekit {scorekit_where(sk['context'], backend)}; PyTorch "
+          f"{meta['torch']}, {meta['threads']} threads (oneDNN {meta['mkldnn']}); {peak_text('fp32', fp32_peak, threads)}")
+    hdr = f"{'workload':20s} | {'scorekit /s':>11s} | {'PyTorch /s':>10s} | {'PyTorch variant':>22s} | {'ratio':>6s} | " \
+          f"{'scorekit GFLOP/s':>16s} | {'% fp32 peak':>11s}"
+    print(hdr)
+    print("-" * len(hdr))
+    rate_key = {"unet_train_b128": "steps_per_s", "unet_score_b256": "evaluations_per_s"}
+    for b in sk["benchmarks"]:
+        name = b["name"].split("/")
+        if b.get("run_type", "iteration") != "iteration" or backend not in name:
+            continue
+        w = name[0]
+        gf = b["GFLOP/s"]
+        if w in rate_key:
+            r = pt["results"].get(w, {})
+            peer = r.get("peer")
+            peer_rate = r["variants"][peer]["best_per_s"] if peer else None
+            mine = b[rate_key[w]]
+            ratio = f"{mine / peer_rate:6.2f}" if peer_rate else "     -"
+            print(f"{w:20s} | {mine:11.3f} | {peer_rate if peer_rate else float('nan'):10.3f} | {peer or '-':>22s} | "
+                  f"{ratio} | {gf:16.1f} | {share(gf, fp32_peak)}")
+        else:  # one convolution alone: forward, weight gradient, input adjoint
+            print(f"{w:20s} | {1000.0 / b['real_time'] if b['time_unit'] == 'ms' else float('nan'):11.2f} | "
+                  f"{'':>10s} | {'':>22s} | {'':>6s} | {gf:16.1f} | {share(gf, fp32_peak)}")
+    print()
+    print("ratio = scorekit / PyTorch (steps or evaluations per second; > 1: scorekit is faster), PyTorch the fastest")
+    print("of eager and torch.compile, NCHW and channels_last; conv_* rows: one convolution of the U-Net at batch 128")
+    print("(forward, weight gradient, input adjoint) per second. GFLOP/s count the convolutions only (bench_image.cpp).")
+
+
 if __name__ == "__main__":
-    {"sampling": sampling, "training": training, "reverse": reverse}[sys.argv[1]](
+    {"sampling": sampling, "training": training, "reverse": reverse, "image": image}[sys.argv[1]](
         sys.argv[2], *(sys.argv[3:4] or ["OpenMP"]))

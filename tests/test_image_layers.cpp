@@ -327,7 +327,10 @@ TEST_CASE("image layers: bad shapes and arguments are named errors", "[image]") 
                     Contains("the output is 127 x 4") && Contains("needs 128 x 4"));
   CHECK_THROWS_WITH(c.forward(Kokkos::DefaultHostExecutionSpace(), short_p, x, in, y, w),
                     Contains("the parameters: 111 scalars given, the layer has 112 parameters"));
-  CHECK_THROWS_WITH(c.forward(Kokkos::DefaultHostExecutionSpace(), p, x, in, y, short_w),
+  Kokkos::View<double*, Mem> short_fw("w", c.forward_workspace_size(in) - 1);
+  CHECK_THROWS_WITH(c.forward(Kokkos::DefaultHostExecutionSpace(), p, x, in, y, short_fw),
+                    Contains("the workspace holds"));
+  CHECK_THROWS_WITH(c.backward(Kokkos::DefaultHostExecutionSpace(), p, x, in, y, p, x, short_w),
                     Contains("the workspace holds"));
   CHECK_THROWS_WITH(c.backward(Kokkos::DefaultHostExecutionSpace(), p, x, in, y, short_p, x, w),
                     Contains("the gradient: 111 scalars given"));

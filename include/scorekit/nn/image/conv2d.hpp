@@ -39,7 +39,7 @@ struct Conv2dOptions {
   bool bias = true;
   /// The most scalars the patch matrix may take (the workspace is sized by it): images are processed
   /// in chunks of as many as fit (at least one).
-  std::int64_t max_patch_scalars = std::int64_t(1) << 23;
+  std::int64_t max_patch_scalars = std::int64_t(1) << 21;
 };
 
 class Conv2d {
@@ -122,7 +122,33 @@ class Conv2d {
   std::size_t workspace_size(const ImageShape& in) const {
     const ImageShape out = output_shape(in);
     const std::int64_t rows = std::int64_t(chunk(in)) * out.h * out.w;
-    return std::size_t((pointwise() ? 0 : 2 * rows * patch_size()) + rows);
+    if (!adjoint_is_convolution()) return std::size_t((pointwise() ? 0 : 2 * rows * patch_size()) + rows);
+    // The weight gradient's patches and ones; then, reusing the space, the flipped weights and the
+    // adjoint convolution's own workspace.
+    const std::size_t weight_phase = std::size_t(rows * patch_size() + rows);
+    const std::size_t adjoint_phase =
+        std::size_t(patch_size()) * std::size_t(c_out_) + adjoint_convolution().forward_workspace_size(out);
+    return std::max(weight_phase, adjoint_phase);
+  }
+
+  /// What forward() alone needs: one chunk's patch matrix.
+  std::size_t forward_workspace_size(const ImageShape& in) const {
+    const ImageShape out = output_shape(in);
+    return pointwise() ? 0 : std::size_t(std::int64_t(chunk(in)) * out.h * out.w * patch_size());
+  }
+
+  /// Whether the input adjoint is itself a convolution (stride 1, padding at most the kernel's reach):
+  /// of the output adjoint with the kernel flipped and its channels swapped, padding d (k - 1) - p.
+  /// backward() then computes it that way, a product with c_out k^2 columns of patches instead of one with
+  /// c_in k^2 columns scattered back (less memory traffic wherever c_out < c_in, as in a decoder).
+  bool adjoint_is_convolution() const {
+    return !pointwise() && o_.stride == 1 && o_.padding <= o_.dilation * (k_ - 1);
+  }
+  Conv2d adjoint_convolution() const {
+    Conv2dOptions o = o_;
+    o.padding = o_.dilation * (k_ - 1) - o_.padding;
+    o.bias = false;
+    return Conv2d(c_out_, c_in_, k_, o);
   }
 
   template <class Exec, class P, class X, class Y, class Work>
@@ -135,7 +161,7 @@ class Conv2d {
     detail::require_parameters(params, n_params(), where, "the parameters");
     detail::require_tensor(x, in, where, "the input");
     detail::require_tensor(y, out, where, "the output");
-    detail::require_workspace(work, workspace_size(in), where);
+    detail::require_workspace(work, forward_workspace_size(in), where);
     ScopedRegion region("scorekit::nn::image::Conv2d::forward");
 
     const auto W = detail::matrix<const Real, Mem>(params.data(), patch_size(), c_out_);
@@ -181,7 +207,8 @@ class Conv2d {
     const int per = chunk(in);
     const std::int64_t pix = std::int64_t(out.h) * out.w;
     const std::int64_t patch = pointwise() ? 0 : per * pix * std::int64_t(patch_size());
-    Real* const ones_at = work.data() + 2 * patch;
+    const bool adjoint_conv = adjoint_is_convolution();
+    Real* const ones_at = work.data() + (adjoint_conv ? 1 : 2) * patch;
     if (o_.bias)
       Kokkos::deep_copy(
           exec,
@@ -203,10 +230,34 @@ class Conv2d {
       const auto cols = detail::matrix<Real, Mem>(work.data(), rows, patch_size());
       im2col(exec, x, in, out, s0, s1, cols);
       blas::gemm(exec, "T", "N", Real(1), cols, dy_rows, Real(1), dW);
-      if (!want_dx) continue;
+      if (!want_dx || adjoint_conv) continue;
       const auto dcols = detail::matrix<Real, Mem>(work.data() + patch, rows, patch_size());
       blas::gemm(exec, "N", "T", Real(1), dy_rows, W, Real(0), dcols);
       col2im(exec, dcols, in, out, s0, s1, dx);
+    }
+    if (want_dx && adjoint_conv) {
+      // The flipped kernel: row (ky' k + kx') c_out + co, column ci holds W's row ((k-1-ky') k + k-1-kx')
+      // c_in + ci, column co.
+      const int k = k_, ci_n = c_in_, co_n = c_out_;
+      const std::int64_t n_w = std::int64_t(patch_size()) * c_out_;
+      Real* const flipped = work.data();
+      const Real* const w = params.data();
+      Kokkos::parallel_for(
+          "scorekit::nn::image::Conv2d::flip_kernel",
+          Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, n_w),
+          KOKKOS_LAMBDA(const std::int64_t e) {
+            const int ci = int(e % ci_n);
+            const std::int64_t r = e / ci_n;
+            const int co = int(r % co_n), q = int(r / co_n);
+            const int q_from = (k - 1 - q / k) * k + (k - 1 - q % k);
+            flipped[e] = w[(std::int64_t(q_from) * ci_n + ci) * co_n + co];
+          });
+      const Conv2d adjoint = adjoint_convolution();
+      const Kokkos::View<const Real*, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>> wf(flipped,
+                                                                                       std::size_t(n_w));
+      const Kokkos::View<Real*, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>> rest(
+          work.data() + n_w, work.extent(0) - std::size_t(n_w));
+      adjoint.forward(exec, wf, dy, out, dx, rest);
     }
   }
 
