@@ -9,6 +9,9 @@
 #   Kokkos_ROOT          the install prefix of a Kokkos built with -DKokkos_ENABLE_CUDA=ON (and the
 #                        architecture of your GPU, e.g. -DKokkos_ARCH_HOPPER90=ON); required. It is
 #                        built outside this repository, like any user's Kokkos.
+#   KokkosKernels_ROOT   (optional) a Kokkos Kernels built against that Kokkos (cuBLAS as its TPL): the
+#                        batched path's dense products (core/blas.hpp, nn/image/, BatchedMixtureScore)
+#                        and their tests and benchmarks are built only with it
 #   SCOREKIT_BUILD_DIR   the build folder (default build/cuda)
 #   SCOREKIT_JOBS        parallel compile jobs (default: nproc; nvcc needs about 2-3 GB per job)
 #   targets              build only these (e.g. scorekit_headers_self_contained, scorekit_tests);
@@ -41,6 +44,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
            sample_toy_densities custom_density annealing_weight_bias score_matching_toy reverse_sde_sweep
            user_kernel_step)
   benchmarks=(bench_annealed_langevin bench_elementary bench_train bench_reverse_sde)
+  if [ -n "${KokkosKernels_ROOT:-}" ]; then benchmarks+=(bench_image); fi
 fi
 
 gpu=0
@@ -53,7 +57,9 @@ log="$build/cuda-build.log"
 mkdir -p "$build"
 start=$(date +%s)
 echo "cuda-build: configuring $build against $kokkos" >&2
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKokkos_ROOT="$kokkos" \
+kernels_flag=()
+if [ -n "${KokkosKernels_ROOT:-}" ]; then kernels_flag=(-DKokkosKernels_ROOT="$KokkosKernels_ROOT"); fi
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKokkos_ROOT="$kokkos" "${kernels_flag[@]}" \
   -DCMAKE_CXX_COMPILER="$wrapper" -DSCOREKIT_WARNINGS_AS_ERRORS=ON \
   -DSCOREKIT_BUILD_TESTS=ON -DSCOREKIT_BUILD_EXAMPLES=ON -DSCOREKIT_BUILD_BENCHMARKS="$bench_flag" >"$log" 2>&1 ||
   { tail -n 40 "$log" >&2; exit 1; }
