@@ -57,15 +57,15 @@ class SigmaLadder {
     const auto h = Kokkos::create_mirror_view(sigmas_);
     for (std::size_t i = 0; i < sigmas.size(); ++i) h(i) = Real(sigmas[i]);
     Kokkos::deep_copy(sigmas_, h);
-    host_ = sigmas;
+    min_ = *std::min_element(sigmas.begin(), sigmas.end());
+    max_ = *std::max_element(sigmas.begin(), sigmas.end());
   }
   std::string name() const {
-    return scorekit::detail::concat("multi-sigma DSM (", host_.size(), " levels, lambda = sigma^", power_,
-                                    ")");
+    return scorekit::detail::concat("multi-sigma DSM (", n_levels(), " levels, lambda = sigma^", power_, ")");
   }
-  int n_levels() const { return int(host_.size()); }
-  double sigma_min() const { return *std::min_element(host_.begin(), host_.end()); }
-  double sigma_max() const { return *std::max_element(host_.begin(), host_.end()); }
+  int n_levels() const { return int(sigmas_.extent(0)); }
+  double sigma_min() const { return min_; }
+  double sigma_max() const { return max_; }
   KOKKOS_INLINE_FUNCTION NoiseDrawResult<Real> operator()(Real u) const {
     const int n = int(sigmas_.extent(0));
     int l = int(u * Real(n));
@@ -75,8 +75,9 @@ class SigmaLadder {
   }
 
  private:
+  // Copied into kernels: device-copyable members only (no std::vector).
   Kokkos::View<Real*, Mem> sigmas_;
-  std::vector<double> host_;
+  double min_ = 0, max_ = 0;
   double power_;
 };
 

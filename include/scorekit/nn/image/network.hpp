@@ -26,6 +26,7 @@
 #include <scorekit/nn/segment.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -209,7 +210,10 @@ class Network {
         case Kind::concat:
         case Kind::add_features:
           combine(exec, value(n.a), value(n.b), nodes_[std::size_t(n.a)].shape,
-                  nodes_[std::size_t(n.b)].shape, n.value, n.kind);
+                  nodes_[std::size_t(n.b)].shape, n.value,
+                  n.kind == Kind::sum      ? 0
+                  : n.kind == Kind::concat ? 1
+                                           : 2);
           break;
       }
     }
@@ -256,7 +260,7 @@ class Network {
           break;
         }
         case Kind::sum:
-          for (const int from : {n.a, n.b})
+          for (const int from : std::array<int, 2>{n.a, n.b})
             if (needed[std::size_t(from)]) {
               const tensor_type target = adjoint_target(from, written);
               Kokkos::deep_copy(exec, target, d);
@@ -269,7 +273,8 @@ class Network {
             const int from = side == 0 ? n.a : n.b;
             if (!needed[std::size_t(from)]) continue;
             const tensor_type target = adjoint_target(from, written);
-            split_adjoint(exec, d, n, side, target);
+            split_adjoint(exec, d, nodes_[std::size_t(n.a)].shape, (n.kind == Kind::concat ? 0 : 2) + side,
+                          target);
             finish_adjoint(exec, from, target, written);
           }
           break;
@@ -507,11 +512,12 @@ class Network {
 
   /// The forward of sum, concat and add_features: one work item per row (pixel), its channels a vector
   /// loop.
+  /// mode: 0 sum, 1 concat, 2 add_features. (Plain ints in these signatures: nvcc's generated launch
+  /// stubs name the parameter types, so they cannot be private types.)
   static void combine(const Exec& exec, const const_tensor_type& a, const const_tensor_type& b,
-                      const ImageShape& sa, const ImageShape& sb, const tensor_type& y, Kind kind) {
+                      const ImageShape& sa, const ImageShape& sb, const tensor_type& y, int mode) {
     const int ca = sa.c, cb = sb.c, cy = int(y.extent(1));
     const std::int64_t hw = std::int64_t(sa.h) * sa.w;
-    const int mode = kind == Kind::sum ? 0 : kind == Kind::concat ? 1 : 2;
     const Real* const ap = a.data();
     const Real* const bp = b.data();
     Real* const yp = y.data();
@@ -536,12 +542,11 @@ class Network {
   }
 
   /// The adjoint of concat or add_features for one side: side 0 (a) or 1 (b).
-  void split_adjoint(const Exec& exec, const const_tensor_type& d, const Node& n, int side,
-                     const tensor_type& target) const {
-    const ImageShape sa = nodes_[std::size_t(n.a)].shape;
+  /// mode: 0 concat's a, 1 concat's b, 2 add_features' image, 3 add_features' features; sa: a's shape.
+  static void split_adjoint(const Exec& exec, const const_tensor_type& d, const ImageShape& sa, int mode,
+                            const tensor_type& target) {
     const int ca = sa.c, cd = int(d.extent(1)), ct = int(target.extent(1));
     const std::int64_t hw = std::int64_t(sa.h) * sa.w;
-    const int mode = (n.kind == Kind::concat ? 0 : 2) + side;
     const Real* const dp = d.data();
     Real* const tp = target.data();
     Kokkos::parallel_for(
