@@ -250,7 +250,7 @@ class BatchedMixtureScore {
     return (it != m_levels.end() && *it == lo) ? int(it - m_levels.begin()) : -1;
   }
 
- private:
+  // Public only because nvcc rejects device lambdas in private members.
   // The one-GEMM score at tabulated level `level` for every sample (see the top of the file); y is N x KD
   // scratch.
   template <class ExecSpace>
@@ -298,6 +298,7 @@ class BatchedMixtureScore {
         });
   }
 
+ private:
   PerturbedMixtureScore<Real, MemorySpace> m_single;
   int m_dim, m_k;
   bool m_full;
