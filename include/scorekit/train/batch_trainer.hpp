@@ -147,8 +147,9 @@ class BatchTrainer {
           const auto now = std::chrono::steady_clock::now();
           const double elapsed = std::chrono::duration<double>(now - start).count();
           if (settings_.log_every > 0 && settings_.log)
-            log_line(report.levels, window_steps / std::chrono::duration<double>(now - window_start).count(),
-                     elapsed / double(s + 1) * double(n_steps - s - 1));
+            detail::log_progress(*settings_.log, step_, report.levels,
+                                 window_steps / std::chrono::duration<double>(now - window_start).count(), 2,
+                                 elapsed / double(s + 1) * double(n_steps - s - 1));
           if (!last) {
             Kokkos::deep_copy(Exec(), window_, 0.0);
             window_start = now;
@@ -193,12 +194,7 @@ class BatchTrainer {
     cp.set_step(std::uint64_t(step_));
     cp.set_metadata("seed", std::to_string(settings_.seed));
     cp.set_metadata("batch_size", std::to_string(settings_.batch_size));
-    cp.add("params", params_);
-    cp.add("ema", ema_->shadow());
-    cp.add("adam_m", adam_.moment1());
-    cp.add("adam_v", adam_.moment2());
-    const std::uint64_t adam_steps = std::uint64_t(adam_.steps());
-    cp.add("adam_steps", &adam_steps, 1);
+    detail::add_training_state(cp, params_, *ema_, adam_);
     nn::save_checkpoint(path, cp);
   }
 
@@ -212,24 +208,15 @@ class BatchTrainer {
         throw invalid_argument(scorekit::detail::concat(
             "BatchTrainer::load: '", path, "' was written with ", kv.first, " = ", cp.metadata(kv.first),
             ", this trainer has ", kv.second, "; resuming would not continue the same run"));
-    const std::size_t n = params_.extent(0);
-    vector_type params("params", n), ema("ema", n), m("m", n), v("v", n);
-    cp.get_into("params", params);
-    cp.get_into("ema", ema);
-    cp.get_into("adam_m", m);
-    cp.get_into("adam_v", v);
-    const auto adam_steps = cp.template get<std::uint64_t>("adam_steps", 1);
-    Kokkos::deep_copy(params_, params);
-    ema_->set_shadow(ema);
-    adam_.set_state(std::int64_t(adam_steps[0]), m, v);
+    detail::restore_training_state(cp, params_, *ema_, adam_);
     step_ = long(cp.step());
   }
 
  private:
-  static constexpr std::int64_t no_failure = INT64_MAX;
-  static constexpr long max_steps = 2147483647L;
-  static std::int64_t loss_key(long step) { return std::int64_t(step) << 32; }
-  static std::int64_t gradient_key(long step) { return (std::int64_t(step) << 32) | (std::int64_t(1) << 31); }
+  static constexpr std::int64_t no_failure = detail::FailureKeys::none;
+  static constexpr long max_steps = detail::FailureKeys::max_steps;
+  static std::int64_t loss_key(long step) { return detail::FailureKeys::loss(step); }
+  static std::int64_t gradient_key(long step) { return detail::FailureKeys::gradient(step); }
 
   static const std::shared_ptr<network_type>& checked(const std::shared_ptr<network_type>& net) {
     if (!net) throw invalid_argument("scorekit::BatchTrainer: the network is null");
@@ -263,53 +250,7 @@ class BatchTrainer {
   }
 
   std::unique_ptr<non_finite_loss> take_failure() {
-    std::int64_t key = no_failure;
-    Kokkos::deep_copy(key, failure_);
-    if (key == no_failure) return nullptr;
-    const long bad_step = long(key >> 32);
-    const bool gradient = ((key >> 31) & 1) != 0;
-    const std::int64_t parameter = gradient ? (key & ((std::int64_t(1) << 31) - 1)) : -1;
-    std::string what;
-    if (gradient) {
-      Real value = 0;
-      Kokkos::deep_copy(value, Kokkos::subview(adam_.last_gradient(), std::size_t(parameter)));
-      what = scorekit::detail::concat("the gradient of parameter ", parameter, " is ", value, " at step ",
-                                      bad_step);
-    } else {
-      double loss = 0;
-      Kokkos::deep_copy(loss, Kokkos::subview(window_, 0));
-      what = scorekit::detail::concat("the loss of step ", bad_step, " is ", loss);
-    }
-    adam_.rewind(adam_.steps() - (step_ - bad_step));
-    step_ = bad_step;
-    Kokkos::deep_copy(failure_, no_failure);
-    return std::make_unique<non_finite_loss>(
-        scorekit::detail::concat(
-            "scorekit::BatchTrainer: ", what,
-            "; the weights are those before that step (lower the learning rate, or check the "
-            "data for NaN/inf)"),
-        bad_step, parameter);
-  }
-
-  void log_line(const std::vector<LevelLoss>& levels, double steps_per_second, double eta_seconds) const {
-    double sum = 0, count = 0;
-    for (const auto& l : levels) {
-      sum += l.mean * l.count;
-      count += l.count;
-    }
-    char head[200];
-    std::snprintf(head, sizeof(head), "step %8ld  loss %10.5g  %9.2f steps/s  ETA %8.0f s", step_,
-                  sum / count, steps_per_second, eta_seconds);
-    std::string line(head);
-    if (levels.size() > 1) {
-      line += "  per level:";
-      for (const auto& l : levels) {
-        char item[32];
-        std::snprintf(item, sizeof(item), " %.3g", l.mean);
-        line += item;
-      }
-    }
-    *settings_.log << line << '\n' << std::flush;
+    return detail::take_failure("scorekit::BatchTrainer", failure_, adam_, window_, step_);
   }
 
   Draw draw_;

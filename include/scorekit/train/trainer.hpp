@@ -170,6 +170,111 @@ struct LossWindow {
   }
 };
 
+/// The failure flag's keys, shared by Trainer and BatchTrainer: the flag holds the smallest key recorded,
+/// step << 32 for a loss and step << 32 | 2^31 + the parameter index for a gradient (Adam adds the index),
+/// so the first bad step wins, at one step the loss before the gradient, and for the gradient the lowest
+/// bad index.
+struct FailureKeys {
+  static constexpr std::int64_t none = INT64_MAX;
+  static constexpr long max_steps = 2147483647L;  // 2^31 - 1: the step fills 31 bits of a key
+  static std::int64_t loss(long step) { return std::int64_t(step) << 32; }
+  static std::int64_t gradient(long step) { return (std::int64_t(step) << 32) | (std::int64_t(1) << 31); }
+};
+
+/// Reads a trainer's failure flag; when a step failed, sets `step`, Adam's step count (the device skipped
+/// every update from the failed step on) and the flag back, and returns the exception that names it (its
+/// message starts with `who`). window(0) holds the failed step's loss.
+template <class Real, class ExecSpace, class Mem>
+std::unique_ptr<non_finite_loss> take_failure(const char* who, const Kokkos::View<std::int64_t, Mem>& flag,
+                                              nn::Adam<Real, ExecSpace>& adam,
+                                              const Kokkos::View<double*, Mem>& window, long& step) {
+  std::int64_t key = FailureKeys::none;
+  Kokkos::deep_copy(key, flag);
+  if (key == FailureKeys::none) return nullptr;
+  const long bad_step = long(key >> 32);
+  const bool gradient = ((key >> 31) & 1) != 0;
+  const std::int64_t parameter = gradient ? (key & ((std::int64_t(1) << 31) - 1)) : -1;
+  std::string what;
+  if (gradient) {
+    // The gradient stayed that of the failed step (the gradient kernels skip once the flag is set), so
+    // Adam's last summed gradient is that step's.
+    Real value = 0;
+    Kokkos::deep_copy(value, Kokkos::subview(adam.last_gradient(), std::size_t(parameter)));
+    what = scorekit::detail::concat("the gradient of parameter ", parameter, " is ", value, " at step ",
+                                    bad_step);
+  } else {
+    double loss = 0;
+    Kokkos::deep_copy(loss, Kokkos::subview(window, 0));
+    what = scorekit::detail::concat("the loss of step ", bad_step, " is ", loss);
+  }
+  adam.rewind(adam.steps() - (step - bad_step));
+  step = bad_step;
+  Kokkos::deep_copy(flag, FailureKeys::none);
+  return std::make_unique<non_finite_loss>(
+      scorekit::detail::concat(
+          who, ": ", what,
+          "; the weights are those before that step (lower the learning rate, or check the data "
+          "for NaN/inf)"),
+      bad_step, parameter);
+}
+
+/// One progress line: step, mean loss over the window, steps/s (`digits` decimals), the estimated time
+/// left when eta_seconds >= 0, and the per-level means when there are several levels.
+inline void log_progress(std::ostream& out, long step, const std::vector<LevelLoss>& levels,
+                         double steps_per_second, int digits, double eta_seconds = -1) {
+  double sum = 0, count = 0;
+  for (const auto& l : levels) {
+    sum += l.mean * l.count;
+    count += l.count;
+  }
+  char head[200];
+  std::snprintf(head, sizeof(head), "step %8ld  loss %10.5g  %9.*f steps/s", step, sum / count, digits,
+                steps_per_second);
+  std::string line(head);
+  if (eta_seconds >= 0) {
+    char eta[40];
+    std::snprintf(eta, sizeof(eta), "  ETA %8.0f s", eta_seconds);
+    line += eta;
+  }
+  if (levels.size() > 1) {
+    line += "  per level:";
+    for (const auto& l : levels) {
+      char item[32];
+      std::snprintf(item, sizeof(item), " %.3g", l.mean);
+      line += item;
+    }
+  }
+  out << line << '\n' << std::flush;
+}
+
+/// The optimiser state both trainers checkpoint: weights, their EMA, Adam's moments and step count.
+template <class Real, class ExecSpace, class Mem>
+void add_training_state(nn::Checkpoint& cp, const Kokkos::View<Real*, Mem>& params,
+                        const nn::Ema<Real, ExecSpace>& ema, const nn::Adam<Real, ExecSpace>& adam) {
+  cp.add("params", params);
+  cp.add("ema", ema.shadow());
+  cp.add("adam_m", adam.moment1());
+  cp.add("adam_v", adam.moment2());
+  const std::uint64_t adam_steps = std::uint64_t(adam.steps());
+  cp.add("adam_steps", &adam_steps, 1);
+}
+
+/// Restores what add_training_state wrote (each array checked against the sizes here by get_into).
+template <class Real, class ExecSpace, class Mem>
+void restore_training_state(const nn::Checkpoint& cp, const Kokkos::View<Real*, Mem>& params,
+                            nn::Ema<Real, ExecSpace>& ema, nn::Adam<Real, ExecSpace>& adam) {
+  const std::size_t n = params.extent(0);
+  Kokkos::View<Real*, Mem> p("params", n), e("ema", n), m("m", n), v("v", n);
+  cp.get_into("params", p);
+  cp.get_into("ema", e);
+  cp.get_into("adam_m", m);
+  cp.get_into("adam_v", v);
+  const auto adam_steps = cp.template get<std::uint64_t>("adam_steps", 1);
+  Kokkos::deep_copy(params, p);
+  ema.set_shadow(e);
+  adam.set_state(std::int64_t(adam_steps[0]), m, v);
+}
+
 }  // namespace detail
 
 template <class Net, class Objective, class ExecSpace = Kokkos::DefaultExecutionSpace, class Real = float,
@@ -305,12 +410,7 @@ class Trainer {
     cp.set_metadata("seed", std::to_string(m_settings.seed));
     cp.set_metadata("batch_size", std::to_string(m_settings.batch_size));
     cp.set_metadata("gradient_chunks", std::to_string(m_chunks));
-    cp.add("params", m_params);
-    cp.add("ema", m_ema->shadow());
-    cp.add("adam_m", m_adam.moment1());
-    cp.add("adam_v", m_adam.moment2());
-    const std::uint64_t adam_steps = std::uint64_t(m_adam.steps());
-    cp.add("adam_steps", &adam_steps, 1);
+    detail::add_training_state(cp, m_params, *m_ema, m_adam);
     nn::save_checkpoint(path, cp);
   }
 
@@ -326,16 +426,7 @@ class Trainer {
         throw invalid_argument(scorekit::detail::concat(
             "Trainer::load: '", path, "' was written with ", kv.first, " = ", cp.metadata(kv.first),
             ", this trainer has ", kv.second, "; resuming would not continue the same run"));
-    vector_type params("params", Net::n_params), ema("ema", Net::n_params), m("m", Net::n_params),
-        v("v", Net::n_params);
-    cp.get_into("params", params);
-    cp.get_into("ema", ema);
-    cp.get_into("adam_m", m);
-    cp.get_into("adam_v", v);
-    const auto adam_steps = cp.template get<std::uint64_t>("adam_steps", 1);
-    Kokkos::deep_copy(m_params, params);
-    m_ema->set_shadow(ema);
-    m_adam.set_state(std::int64_t(adam_steps[0]), m, v);
+    detail::restore_training_state(cp, m_params, *m_ema, m_adam);
     m_step = long(cp.step());
   }
 
@@ -372,71 +463,24 @@ class Trainer {
     ++m_step;
   }
 
-  // The failure flag holds the smallest key recorded: step << 32, plus 2^31 + the parameter index for a
-  // gradient (Adam adds the index), so the first bad step wins, at one step the loss before the
-  // gradient, and for the gradient the lowest bad index.
-  static constexpr std::int64_t no_failure = INT64_MAX;
-  static constexpr long max_steps = 2147483647L;  // 2^31 - 1: the step fills 31 bits of a key
-  static std::int64_t loss_key(long step) { return std::int64_t(step) << 32; }
-  static std::int64_t gradient_key(long step) { return (std::int64_t(step) << 32) | (std::int64_t(1) << 31); }
+  // The failure flag's keys (detail::FailureKeys).
+  static constexpr std::int64_t no_failure = detail::FailureKeys::none;
+  static constexpr long max_steps = detail::FailureKeys::max_steps;
+  static std::int64_t loss_key(long step) { return detail::FailureKeys::loss(step); }
+  static std::int64_t gradient_key(long step) { return detail::FailureKeys::gradient(step); }
 
   /// A sync point: waits for the launched steps and throws non_finite_loss when one of them failed.
   void check() {
     if (auto failure = take_failure()) throw *failure;
   }
 
-  /// Reads the flag; when a step failed, sets step(), Adam's step count (the device skipped every update
-  /// from the failed step on) and the flag back, and returns the exception that names it.
+  /// Reads the flag; when a step failed, rewinds step() and Adam and returns the exception naming it.
   std::unique_ptr<non_finite_loss> take_failure() {
-    std::int64_t key = no_failure;
-    Kokkos::deep_copy(key, m_failure);
-    if (key == no_failure) return nullptr;
-    const long bad_step = long(key >> 32);
-    const bool gradient = ((key >> 31) & 1) != 0;
-    const std::int64_t parameter = gradient ? (key & ((std::int64_t(1) << 31) - 1)) : -1;
-    std::string what;
-    if (gradient) {
-      // The gradient rows stayed those of the failed step (the gradient kernel skips once the flag is
-      // set), so Adam's last summed gradient is that step's.
-      Real value = 0;
-      Kokkos::deep_copy(value, Kokkos::subview(m_adam.last_gradient(), std::size_t(parameter)));
-      what = scorekit::detail::concat("the gradient of parameter ", parameter, " is ", value, " at step ",
-                                      bad_step);
-    } else {
-      double loss = 0;
-      Kokkos::deep_copy(loss, Kokkos::subview(m_window, 0));
-      what = scorekit::detail::concat("the loss of step ", bad_step, " is ", loss);
-    }
-    m_adam.rewind(m_adam.steps() - (m_step - bad_step));
-    m_step = bad_step;
-    Kokkos::deep_copy(m_failure, no_failure);
-    return std::make_unique<non_finite_loss>(
-        scorekit::detail::concat(
-            "scorekit::Trainer: ", what,
-            "; the weights are those before that step (lower the learning rate, or check the data "
-            "for NaN/inf)"),
-        bad_step, parameter);
+    return detail::take_failure("scorekit::Trainer", m_failure, m_adam, m_window, m_step);
   }
 
   void log_line(const std::vector<LevelLoss>& levels, double steps_per_second) const {
-    double sum = 0, count = 0;
-    for (const auto& l : levels) {
-      sum += l.mean * l.count;
-      count += l.count;
-    }
-    char head[160];
-    std::snprintf(head, sizeof(head), "step %8ld  loss %10.5g  %9.1f steps/s", m_step, sum / count,
-                  steps_per_second);
-    std::string line(head);
-    if (levels.size() > 1) {
-      line += "  per level:";
-      for (const auto& l : levels) {
-        char item[32];
-        std::snprintf(item, sizeof(item), " %.3g", l.mean);
-        line += item;
-      }
-    }
-    *m_settings.log << line << '\n' << std::flush;
+    detail::log_progress(*m_settings.log, m_step, levels, steps_per_second, 1);
   }
 
   Objective m_objective;
