@@ -16,6 +16,17 @@
 // invalid_argument for shapes that do not match (detail::check_batch_shapes says it the same way for
 // every model).
 //
+// Optionally, the products the divergence estimators need (likelihood/log_likelihood.hpp runs on the
+// batched path with either):
+//   template <class ExecSpace>
+//   void jvp(const ExecSpace& exec, x, sigma, const ConstBatchView<value_type, memory_space>& v,
+//            const BatchView<value_type, memory_space>& s, const BatchView<value_type, memory_space>& out)
+//       const;   // s(n, :) = the score, out(n, :) = J_n v(n, :), J_n = d s / d x at sample n
+//   void vjp(same arguments) const;   // s(n, :) = the score, out(n, :) = J_n^T v(n, :)
+// A network has the vector-Jacobian product for the cost of a backward pass (ImageScoreModel); batched()
+// gives the Jacobian-vector product of a per-particle model that has one. The trace estimators read the
+// product only through v^T (J v) or its diagonal entries, which J^T gives alike, so either serves them.
+//
 // The samplers and integrators take a batch model wherever they take a per-particle one: annealed_langevin
 // and integrate (through reverse_sde / probability_flow) then run batch-synchronously, one batched score
 // call a model evaluation, with the same step definitions and the same noise, CounterRng(seed, particle,
@@ -86,6 +97,33 @@ void check_batch_shapes(const X& x, const S& sigma, const O& out, int dim, const
 
 }  // namespace detail
 
+namespace detail {
+template <class T, class = void>
+struct has_batch_jvp : std::false_type {};
+template <class T>
+struct has_batch_jvp<
+    T, std::void_t<decltype(std::declval<const T&>().jvp(
+           std::declval<const typename T::memory_space::execution_space&>(),
+           std::declval<const ConstBatchView<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const NoiseLevels<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const ConstBatchView<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const BatchView<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const BatchView<typename T::value_type, typename T::memory_space>&>()))>>
+    : std::true_type {};
+template <class T, class = void>
+struct has_batch_vjp : std::false_type {};
+template <class T>
+struct has_batch_vjp<
+    T, std::void_t<decltype(std::declval<const T&>().vjp(
+           std::declval<const typename T::memory_space::execution_space&>(),
+           std::declval<const ConstBatchView<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const NoiseLevels<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const ConstBatchView<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const BatchView<typename T::value_type, typename T::memory_space>&>(),
+           std::declval<const BatchView<typename T::value_type, typename T::memory_space>&>()))>>
+    : std::true_type {};
+}  // namespace detail
+
 /// True when T is a BatchScoreModel (see above).
 template <class T>
 constexpr bool is_batch_score_model_v = detail::is_batch_score_model<T>::value;
@@ -94,5 +132,11 @@ constexpr bool is_batch_score_model_v = detail::is_batch_score_model<T>::value;
 /// samplers and integrators take the batched path (batched(model), score/batched.hpp, is one).
 template <class T>
 constexpr bool is_batch_only_v = is_batch_score_model_v<T> && !is_noise_conditional_score_v<T>;
+
+/// True when a batch model has jvp(exec, x, sigma, v, s, out), resp. vjp(...) (see above).
+template <class T>
+constexpr bool has_batch_jvp_v = detail::has_batch_jvp<T>::value;
+template <class T>
+constexpr bool has_batch_vjp_v = detail::has_batch_vjp<T>::value;
 
 }  // namespace scorekit

@@ -55,6 +55,21 @@ template <class T>
 struct has_divergence_2<T, std::void_t<decltype(real_t<T>(std::declval<const T&>().divergence(
                                std::declval<cptr<T>>(), std::declval<ptr<T>>())))>> : std::true_type {};
 
+// jvp(x, sigma, v, s, jv) / jvp(x, sigma, v, s, jv, work)
+template <class T, class = void>
+struct has_nc_jvp_5 : std::false_type {};
+template <class T>
+struct has_nc_jvp_5<T, std::void_t<decltype(std::declval<const T&>().jvp(
+                           std::declval<cptr<T>>(), std::declval<real_t<T>>(), std::declval<cptr<T>>(),
+                           std::declval<ptr<T>>(), std::declval<ptr<T>>()))>> : std::true_type {};
+template <class T, class = void>
+struct has_nc_jvp_6 : std::false_type {};
+template <class T>
+struct has_nc_jvp_6<T, std::void_t<decltype(std::declval<const T&>().jvp(
+                           std::declval<cptr<T>>(), std::declval<real_t<T>>(), std::declval<cptr<T>>(),
+                           std::declval<ptr<T>>(), std::declval<ptr<T>>(), std::declval<ptr<T>>()))>>
+    : std::true_type {};
+
 }  // namespace detail
 
 /// What a model offers a divergence estimator, as compile-time booleans.
@@ -72,6 +87,26 @@ struct divergence_model_traits {
   /// divergence(x), or a Density's laplacian(x): the exact trace without Jacobian-vector products.
   static constexpr bool has_analytic_divergence = has_divergence || has_laplacian;
 };
+
+// The noise-conditional form, jvp(x, sigma, v, s, jv[, work]): s = s_sigma(x), jv = (d s_sigma / dx) v
+// (likelihood/flow_divergence.hpp, and batched(model) in score/batched.hpp).
+
+/// True when a noise-conditional model has jvp(x, sigma, v, s, jv[, work]).
+template <class T>
+constexpr bool has_noise_conditional_jvp_v =
+    policy_traits<T>::has_workspace ? detail::has_nc_jvp_6<T>::value : detail::has_nc_jvp_5<T>::value;
+
+/// s = s_sigma(x) and jv = (d s_sigma / dx) v through the model's noise-conditional jvp.
+template <class Model, class Real>
+KOKKOS_INLINE_FUNCTION void noise_conditional_jvp(const Model& model, const Real* x, Real sigma,
+                                                  const Real* v, Real* s, Real* jv, Real* work) {
+  if constexpr (policy_traits<Model>::has_workspace && detail::has_nc_jvp_6<Model>::value)
+    model.jvp(x, sigma, v, s, jv, work);
+  else if constexpr (!policy_traits<Model>::has_workspace && detail::has_nc_jvp_5<Model>::value)
+    ((void)work, model.jvp(x, sigma, v, s, jv));
+  else
+    ((void)model, (void)x, (void)sigma, (void)v, (void)s, (void)jv, (void)work);
+}
 
 namespace detail {
 

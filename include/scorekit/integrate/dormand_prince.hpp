@@ -444,45 +444,71 @@ struct SystemRhs {
   }
 };
 
-/// solve_ode for a system around a batch model (core/batch_model.hpp): every particle keeps its own step
-/// sequence as in the fused kernel, and the particles advance in rounds of one attempted step each (6
-/// evaluations; a particle whose solve has ended makes none), every evaluation one batched score call at
-/// each particle's own time, replayed through ReplayModel (integrate/batch_replay.hpp) so that the steps
-/// are dormand_prince_start and dormand_prince_attempt themselves. A pass before the last works on a copy
-/// of the particle's state and solver state; the stage values it leaves in the scratch are recomputed by
-/// the last pass. One count of the unfinished particles is read on the host a round.
-template <class ExecSpace, class System, class View>
-OdeResult<typename System::value_type, typename View::memory_space> solve_ode_batched(
-    const ExecSpace& exec, const System& system, const View& x, double t0, double t1,
-    const DormandPrinceSettings& settings, const char* where) {
-  using Real = typename System::value_type;
-  using Mem = typename View::memory_space;
+/// The batched path's Dormand-Prince solve: every row i of y (N x m) is its own adaptive ODE, whose
+/// right-hand side makes model evaluations through a ReplayModel (integrate/batch_replay.hpp):
+/// `with_rhs(replay, i, work_i, f)` builds the right-hand side around `replay` (work_i: rhs_workspace values
+/// of particle i), calls f(rhs) and returns the evaluations the replay made. Every particle keeps its own
+/// step sequence as in the fused kernel, and the particles advance in rounds of one attempted step each (6
+/// right-hand sides; a particle whose solve has ended makes none), every evaluation one batched call at
+/// each particle's own point (`ask(k, answers, answers_jv)`: a score when kinds[k % c] is 0, a product
+/// otherwise), so that the steps are dormand_prince_start and dormand_prince_attempt themselves. A
+/// probe runs one right-hand side first to learn c, its evaluations, and their kinds (the same for every
+/// particle and every call; a recording pass checks it). A pass before the last works on a copy of the
+/// particle's state and solver state; the stage values it leaves in the scratch are recomputed by the last
+/// pass. One count of the unfinished particles is read on the host a round. Returns the statistics (and
+/// throws as solve_ode does); accounts holds each particle's.
+template <class ExecSpace, class Real, class Mem, class WithRhs, class Ask>
+OdeStatistics solve_replayed(const ExecSpace& exec, int d, const WithRhs& with_rhs, int rhs_workspace,
+                             const Ask& ask, const Kokkos::View<Real**, Kokkos::LayoutRight, Mem>& y,
+                             double t0, double t1, const DormandPrinceSettings& settings,
+                             OdeAccounts<Real, Mem>& accounts, const char* where) {
   using Replay = ReplayModel<Real, Mem>;
   using Policy = Kokkos::RangePolicy<ExecSpace>;
-  const auto& model = system.model();
-  const int d = model.dim();
-  const auto prototype = system.with_model(Replay(nullptr, 0, 0, d));
-  using Stepped = std::decay_t<decltype(prototype)>;
-  const std::int64_t n = check_particles(prototype, x, where);
-  require_finite_particles(exec, x, where);
-  const int ws = prototype.workspace_size();
-  const auto scratch = make_scratch<Real, Mem>(n, dormand_prince_scratch_size(d), where, "::scratch");
-  const auto work = make_scratch<Real, Mem>(n, ws, where, "::workspace");
-  const auto copy = make_scratch<Real, Mem>(n, d, where, "::copy");
+  const std::int64_t n = std::int64_t(y.extent(0));
+  const int m = int(y.extent(1));
+  const auto scratch = make_scratch<Real, Mem>(n, dormand_prince_scratch_size(m), where, "::scratch");
+  const auto work = make_scratch<Real, Mem>(n, rhs_workspace, where, "::workspace");
+  const auto copy = make_scratch<Real, Mem>(n, m, where, "::copy");
   const Kokkos::View<DormandPrinceState<Real>*, Mem> state(std::string(where) + "::state", std::size_t(n));
-  OdeAccounts<Real, Mem> accounts(n, where);
   NonFiniteFlag<Mem> bad(n);
   const auto control = dormand_prince_control<Real>(settings);
   const Real rt0 = Real(t0), rt1 = Real(t1);
-  constexpr int attempt_calls = 6;
-  const int start_calls = settings.first_step > 0 ? 1 : 2;
-  const ReplayBuffers<Real, Mem> buffers(attempt_calls, n, d, where);
-  std::vector<BatchView<Real, Mem>> answers;
-  for (int k = 0; k < attempt_calls; ++k)
-    answers.emplace_back(buffers.answers.data() + std::size_t(k) * std::size_t(n) * std::size_t(d), n, d);
-  auto ask = [&](int k) {
-    model.score(exec, ConstBatchView<Real, Mem>(buffers.query), NoiseLevels<Real, Mem>(buffers.query_sigma),
-                answers[std::size_t(k)]);
+
+  // The probe: one right-hand side of particle 0, counted, then again with its kinds noted.
+  ReplayBuffers<Real, Mem> probe_buffers(1, 1, d, where);
+  const auto probe = [&]() {
+    const ReplayBuffers<Real, Mem> b = probe_buffers;
+    Kokkos::parallel_for(
+        "scorekit::solve_ode::probe", Policy(exec, 0, 1), KOKKOS_LAMBDA(const std::int64_t) {
+          for (int j = 0; j < m; ++j) copy(0, j) = y(0, j);
+          const Replay replay(&b, 0, Replay::probe, d);
+          with_rhs(replay, std::int64_t(0), &work(0, 0),
+                   [&](const auto& rhs) { rhs(rt0, &copy(0, 0), &scratch(0, 0)); });
+        });
+    int c = 0;
+    Kokkos::deep_copy(exec, c, probe_buffers.probed);
+    exec.fence();
+    return c;
+  };
+  const int c = probe();
+  if (c < 1) throw std::logic_error(detail::concat(where, ": the right-hand side makes no model evaluation"));
+  probe_buffers.kinds = Kokkos::View<int*, Mem>(std::string(where) + "::kinds", std::size_t(c));
+  probe();
+  const auto h_kinds = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), probe_buffers.kinds);
+  bool products = false;
+  for (int k = 0; k < c; ++k) products = products || h_kinds(k) != 0;
+
+  const int attempt_calls = 6 * c;
+  const int start_calls = (settings.first_step > 0 ? 1 : 2) * c;
+  ReplayBuffers<Real, Mem> buffers(attempt_calls, n, d, where, products);
+  buffers.kinds = probe_buffers.kinds;
+  using Slab = Kokkos::View<Real**, Kokkos::LayoutRight, Mem>;
+  auto slab = [&](const Kokkos::View<Real***, Kokkos::LayoutRight, Mem>& v, int k) {
+    return v.extent(0) == 0 ? Slab()
+                            : Slab(v.data() + std::size_t(k) * std::size_t(n) * std::size_t(d), n, d);
+  };
+  auto ask_pass = [&](int k) {
+    ask(h_kinds(k % c), buffers, slab(buffers.answers, k), slab(buffers.answers_jv, k));
   };
 
   ScopedRegion region(where);
@@ -492,16 +518,18 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode_ba
     const bool last = pass == start_calls;
     Kokkos::parallel_for(
         "scorekit::solve_ode::start", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
-          const Stepped stepped = prototype.with_model(Replay(&buffers, i, pass, d));
-          const SystemRhs<Stepped> rhs{stepped, &work(i, 0)};
-          const auto s = dormand_prince_start(rhs, static_cast<const Real*>(&x(i, 0)), d, rt0, rt1, control,
-                                              &scratch(i, 0));
+          const Replay replay(&buffers, i, pass, d);
+          DormandPrinceState<Real> s;
+          const int made = with_rhs(replay, i, &work(i, 0), [&](const auto& rhs) {
+            s = dormand_prince_start(rhs, static_cast<const Real*>(&y(i, 0)), m, rt0, rt1, control,
+                                     &scratch(i, 0));
+          });
           if (!last) return;
-          if (stepped.model().calls() != start_calls) buffers.miscounted() = 1;
-          buffers.poisoned(i) = 0;
+          if (made != start_calls) buffers.miscounted() = 1;
+          buffers.clear_poisoned(i);
           state(i) = s;
         });
-    if (!last) ask(pass);
+    if (!last) ask_pass(pass);
   }
   // Rounds of one attempt each, until every particle's solve has ended.
   for (;;) {
@@ -510,22 +538,25 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode_ba
       Kokkos::parallel_for(
           "scorekit::solve_ode::attempt", Policy(exec, 0, n), KOKKOS_LAMBDA(const std::int64_t i) {
             if (state(i).done) return;
-            const Stepped stepped = prototype.with_model(Replay(&buffers, i, pass, d));
-            const SystemRhs<Stepped> rhs{stepped, &work(i, 0)};
+            const Replay replay(&buffers, i, pass, d);
+            DormandPrinceState<Real> s = state(i);
             if (!last) {
-              DormandPrinceState<Real> s = state(i);
-              Real* y = &copy(i, 0);
-              for (int j = 0; j < d; ++j) y[j] = x(i, j);
-              dormand_prince_attempt(rhs, y, d, control, &scratch(i, 0), s);
+              Real* yc = &copy(i, 0);
+              for (int j = 0; j < m; ++j) yc[j] = y(i, j);
+              with_rhs(replay, i, &work(i, 0), [&](const auto& rhs) {
+                dormand_prince_attempt(rhs, yc, m, control, &scratch(i, 0), s);
+              });
               return;
             }
-            DormandPrinceState<Real> s = state(i);
-            const bool attempted = dormand_prince_attempt(rhs, &x(i, 0), d, control, &scratch(i, 0), s);
-            if (stepped.model().calls() != (attempted ? attempt_calls : 0)) buffers.miscounted() = 1;
-            buffers.poisoned(i) = 0;
+            bool attempted = false;
+            const int made = with_rhs(replay, i, &work(i, 0), [&](const auto& rhs) {
+              attempted = dormand_prince_attempt(rhs, &y(i, 0), m, control, &scratch(i, 0), s);
+            });
+            if (made != (attempted ? attempt_calls : 0)) buffers.miscounted() = 1;
+            buffers.clear_poisoned(i);
             state(i) = s;
           });
-      if (!last) ask(pass);
+      if (!last) ask_pass(pass);
     }
     std::int64_t running = 0;
     Kokkos::parallel_reduce(
@@ -545,9 +576,56 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode_ba
   Kokkos::deep_copy(miscounted, buffers.miscounted);
   if (miscounted)
     throw std::logic_error(detail::concat(where, ": a Dormand-Prince step made other than its evaluations"));
+  OdeStatistics out = accounts.finish(bad, where, t0, t1, settings);
+  out.seconds = seconds;
+  return out;
+}
+
+/// with_rhs of solve_replayed for a DriftDiffusion system: its drift around the replay.
+template <class Prototype>
+struct SystemWithReplay {
+  Prototype prototype;  // the system around a ReplayModel
+  template <class Replay, class Real, class F>
+  KOKKOS_INLINE_FUNCTION int operator()(const Replay& replay, std::int64_t, Real* work, const F& f) const {
+    const auto stepped = prototype.with_model(replay);
+    f(SystemRhs<std::decay_t<decltype(stepped)>>{stepped, work});
+    return stepped.model().calls();
+  }
+};
+
+/// solve_ode for a system around a batch model (core/batch_model.hpp), through solve_replayed.
+template <class ExecSpace, class System, class View>
+OdeResult<typename System::value_type, typename View::memory_space> solve_ode_batched(
+    const ExecSpace& exec, const System& system, const View& x, double t0, double t1,
+    const DormandPrinceSettings& settings, const char* where) {
+  using Real = typename System::value_type;
+  using Mem = typename View::memory_space;
+  using Replay = ReplayModel<Real, Mem>;
+  const auto& model = system.model();
+  const int d = model.dim();
+  const auto prototype = system.with_model(Replay(nullptr, 0, 0, d));
+  const std::int64_t n = check_particles(prototype, x, where);
+  require_finite_particles(exec, x, where);
+  // The states as the solver's N x d matrix (x itself when it is one).
+  Kokkos::View<Real**, Kokkos::LayoutRight, Mem> y;
+  constexpr bool same_layout = std::is_same<typename View::array_layout, Kokkos::LayoutRight>::value;
+  if constexpr (same_layout)
+    y = x;
+  else {
+    y = make_scratch<Real, Mem>(n, d, where, "::states");
+    Kokkos::deep_copy(exec, y, x);
+  }
+  auto ask = [&](int, const ReplayBuffers<Real, Mem>& b, const BatchView<Real, Mem>& answer,
+                 const BatchView<Real, Mem>&) {
+    model.score(exec, ConstBatchView<Real, Mem>(b.query), NoiseLevels<Real, Mem>(b.query_sigma), answer);
+  };
+  OdeAccounts<Real, Mem> accounts(n, where);
   OdeResult<Real, Mem> result;
-  static_cast<OdeStatistics&>(result) = accounts.finish(bad, where, t0, t1, settings);
-  result.seconds = seconds;
+  static_cast<OdeStatistics&>(result) =
+      solve_replayed(exec, d, SystemWithReplay<std::decay_t<decltype(prototype)>>{prototype},
+                     prototype.workspace_size(), ask, y, t0, t1, settings, accounts, where);
+  if constexpr (!same_layout) Kokkos::deep_copy(exec, x, y);
+  exec.fence();
   result.samples = x;
   result.evaluations = accounts.evaluations;
   return result;

@@ -129,11 +129,6 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
     max_calls = calls[k] > max_calls ? calls[k] : max_calls;
   }
   Kokkos::deep_copy(times, h_times);
-  if (max_calls > 32)
-    throw invalid_argument(detail::concat(where,
-                                          ": the batched path replays at most 32 model evaluations a "
-                                          "step, but a step of this integrator makes ",
-                                          max_calls));
   const ReplayBuffers<Real, Mem> buffers(max_calls, n, d, where);
   // Each evaluation's answers, as the N x D batches the model writes (views of the buffers' slabs).
   std::vector<BatchView<Real, Mem>> answers;
@@ -172,7 +167,7 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
                             run.workspace(i), rng);
             if (!last) return;
             if (stepped.model().calls() != n_calls) buffers.miscounted() = 1;
-            buffers.poisoned(i) = 0;
+            buffers.clear_poisoned(i);
             if (!run.after_step(i, step, xi)) stopped(i) = 1;
           });
       if (!last)

@@ -32,21 +32,6 @@
 namespace scorekit {
 namespace detail {
 
-// jvp(x, sigma, v, s, jv) / jvp(x, sigma, v, s, jv, work)
-template <class T, class = void>
-struct has_nc_jvp_5 : std::false_type {};
-template <class T>
-struct has_nc_jvp_5<T, std::void_t<decltype(std::declval<const T&>().jvp(
-                           std::declval<cptr<T>>(), std::declval<real_t<T>>(), std::declval<cptr<T>>(),
-                           std::declval<ptr<T>>(), std::declval<ptr<T>>()))>> : std::true_type {};
-template <class T, class = void>
-struct has_nc_jvp_6 : std::false_type {};
-template <class T>
-struct has_nc_jvp_6<T, std::void_t<decltype(std::declval<const T&>().jvp(
-                           std::declval<cptr<T>>(), std::declval<real_t<T>>(), std::declval<cptr<T>>(),
-                           std::declval<ptr<T>>(), std::declval<ptr<T>>(), std::declval<ptr<T>>()))>>
-    : std::true_type {};
-
 // divergence(x, sigma) / divergence(x, sigma, work)
 template <class T, class = void>
 struct has_nc_divergence_2 : std::false_type {};
@@ -63,28 +48,11 @@ struct has_nc_divergence_3<T,
 
 }  // namespace detail
 
-/// True when a noise-conditional model has jvp(x, sigma, v, s, jv[, work]).
-template <class T>
-constexpr bool has_noise_conditional_jvp_v =
-    policy_traits<T>::has_workspace ? detail::has_nc_jvp_6<T>::value : detail::has_nc_jvp_5<T>::value;
-
 /// True when a noise-conditional model has divergence(x, sigma[, work]).
 template <class T>
 constexpr bool has_noise_conditional_divergence_v =
     policy_traits<T>::has_workspace ? detail::has_nc_divergence_3<T>::value
                                     : detail::has_nc_divergence_2<T>::value;
-
-/// s = s_sigma(x) and jv = (d s_sigma / dx) v through the model's noise-conditional jvp.
-template <class Model, class Real>
-KOKKOS_INLINE_FUNCTION void noise_conditional_jvp(const Model& model, const Real* x, Real sigma,
-                                                  const Real* v, Real* s, Real* jv, Real* work) {
-  if constexpr (policy_traits<Model>::has_workspace && detail::has_nc_jvp_6<Model>::value)
-    model.jvp(x, sigma, v, s, jv, work);
-  else if constexpr (!policy_traits<Model>::has_workspace && detail::has_nc_jvp_5<Model>::value)
-    ((void)work, model.jvp(x, sigma, v, s, jv));
-  else
-    ((void)model, (void)x, (void)sigma, (void)v, (void)s, (void)jv, (void)work);
-}
 
 /// The model's exact noise-conditional divergence.
 template <class Model, class Real>

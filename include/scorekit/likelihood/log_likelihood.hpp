@@ -23,6 +23,7 @@
 // in one kernel, each bitwise independent of the backend and the thread count.
 #pragma once
 
+#include <scorekit/core/batch_model.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/particle_checks.hpp>
@@ -31,6 +32,7 @@
 #include <scorekit/core/views.hpp>
 #include <scorekit/divergence/estimate_divergence.hpp>
 #include <scorekit/divergence/exact_trace.hpp>
+#include <scorekit/integrate/batch_replay.hpp>
 #include <scorekit/integrate/dormand_prince.hpp>
 #include <scorekit/likelihood/flow_divergence.hpp>
 #include <scorekit/sde/sde_common.hpp>
@@ -102,61 +104,36 @@ struct LikelihoodRhs {
   }
 };
 
-}  // namespace detail
+/// with_rhs of solve_replayed (integrate/dormand_prince.hpp) for the likelihood: LikelihoodRhs around the
+/// replay of a batch model.
+template <class SDE, class Estimator>
+struct LikelihoodWithReplay {
+  SDE sde;
+  Estimator estimator;
+  int d;
+  int estimator_ws;
+  std::uint64_t seed;
+  template <class Replay, class Real, class F>
+  KOKKOS_INLINE_FUNCTION int operator()(const Replay& replay, std::int64_t i, Real* work, const F& f) const {
+    const Replay model = replay;
+    f(LikelihoodRhs<SDE, Replay, Estimator>{sde, model, estimator, d, estimator_ws, seed, std::uint64_t(i),
+                                            work});
+    return model.calls();
+  }
+};
 
-/// log p_eps(x_i) for every row of x (N x d, any layout, not modified) under the probability-flow ODE of
-/// `sde` with the noise-conditional score model `model`, with log p_T replaced by `prior` (any normalised
-/// density with log_prob(x[, work]) and dim(): IsotropicGaussianPrior{d, sde.prior_std()} in the overload
-/// without it). Throws invalid_argument for t_eps outside (0, T), bad ODE settings, x with the wrong
-/// number of columns (dimension_mismatch) or a NaN or infinite coordinate (naming the particle), and
-/// whatever solve_ode throws when the ODE fails (non_finite_error, max_steps).
+/// log_likelihood's kernel for a per-particle model: every point's whole solve in one work item.
 template <class ExecSpace, class SDE, class Model, class View, class Estimator, class Prior>
-LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> log_likelihood(
+LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> log_likelihood_fused(
     const ExecSpace& exec, const SDE& sde, const Model& model, const View& x,
-    const LikelihoodSettings<Estimator>& settings, const Prior& prior) {
+    const LikelihoodSettings<Estimator>& settings, const Prior& prior, const char* where) {
   using Real = typename Model::value_type;
   using Mem = typename ExecSpace::memory_space;
   using Flow = ProbabilityFlowAtTime<SDE, Model>;
-  assert_noising_sde<SDE>();
-  assert_noise_conditional_score<Model>();
-  static_assert(std::is_same<typename SDE::value_type, Real>::value,
-                "scorekit::log_likelihood: the SDE and the score model must have the same value_type");
-  static_assert(is_divergence_estimator_v<Estimator>,
-                "scorekit::log_likelihood: the estimator needs the members of divergence/exact_trace.hpp");
-  constexpr bool exact = std::is_same<Estimator, ExactTrace>::value;
-  static_assert(
-      !exact || has_noise_conditional_jvp_v<Model> || has_noise_conditional_divergence_v<Model>,
-      "scorekit::log_likelihood with ExactTrace needs a model with `divergence(x, sigma[, work])` or "
-      "`jvp(x, sigma, v, s, jv[, work])` (see likelihood/flow_divergence.hpp)");
-  static_assert(exact || !Estimator::uses_jvp || has_noise_conditional_jvp_v<Model>,
-                "scorekit::log_likelihood: this divergence estimator needs a model with `jvp(x, sigma, v, s, "
-                "jv[, work])` (see likelihood/flow_divergence.hpp)");
-  static_assert(
-      policy_traits<Prior>::has_log_prob,
-      "scorekit::log_likelihood: the prior needs `KOKKOS_INLINE_FUNCTION value_type log_prob(const "
-      "value_type* x) const` (with a trailing `value_type* work` when it declares workspace_size())");
-  static_assert(std::is_same<typename Prior::value_type, Real>::value,
-                "scorekit::log_likelihood: the prior must have the model's value_type");
-  detail::check_particle_view<ExecSpace, View>();
-  static_assert(std::is_same<typename View::non_const_value_type, Real>::value,
-                "scorekit::log_likelihood: the data's scalar type must be the model's value_type");
-
-  const char* where = "scorekit::log_likelihood";
   const double t_max = double(sde.t_max());
   const double t_eps = settings.t_eps;
-  if (!(t_eps > 0) || !(t_eps < t_max))
-    throw invalid_argument(
-        detail::concat(where, ": t_eps must lie strictly between 0 and T = ", t_max, ", got ", t_eps));
-  detail::check_dormand_prince_settings(settings.ode, where);
   const int d = model.dim();
-  require_dimension(std::int64_t(x.extent(1)), d, "each data point", where);
-  require_dimension(prior.dim(), d, "the prior", where);
   const std::int64_t n = std::int64_t(x.extent(0));
-  if (n == 0) throw invalid_argument(detail::concat(where, ": no data points"));
-  if (n >= (std::int64_t(1) << 32))
-    throw invalid_argument(detail::concat(where, ": at most 2^32 - 1 data points, got ", n));
-  detail::require_finite_particles(exec, x, where);
-
   const Estimator estimator = settings.estimator;
   const int m = d + 1;
   const int estimator_ws = estimator.workspace_size(d);
@@ -206,6 +183,136 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
   result.seconds = seconds;
   result.evaluations = accounts.evaluations;
   return result;
+}
+
+/// log_likelihood for a batch model (core/batch_model.hpp): the same right-hand side, LikelihoodRhs, each
+/// point its own adaptive solve, replayed through solve_replayed (integrate/dormand_prince.hpp) so that
+/// every model evaluation of a round is one batched call: the score, or the product the estimator asks for
+/// (the model's jvp, else its vjp, which serves every trace estimator alike: core/batch_model.hpp).
+template <class ExecSpace, class SDE, class Model, class View, class Estimator, class Prior>
+LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> log_likelihood_batched(
+    const ExecSpace& exec, const SDE& sde, const Model& model, const View& x,
+    const LikelihoodSettings<Estimator>& settings, const Prior& prior, const char* where) {
+  using Real = typename Model::value_type;
+  using Mem = typename ExecSpace::memory_space;
+  using Replay = ReplayModel<Real, Mem>;
+  const int d = model.dim();
+  const int m = d + 1;
+  const std::int64_t n = std::int64_t(x.extent(0));
+  const Estimator estimator = settings.estimator;
+  const int estimator_ws = estimator.workspace_size(d);
+  const ProbabilityFlowAtTime<SDE, Replay> sizing(sde, Replay(nullptr, 0, 0, d), d, Real(settings.t_eps));
+  const int rhs_ws = estimator_ws + sizing.workspace_size();
+  const int prior_ws = workspace_size(prior);
+  // The augmented states (x, delta), a row each.
+  const auto y = make_scratch<Real, Mem>(n, m, where, "::states");
+  Kokkos::parallel_for(
+      "scorekit::log_likelihood::start", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+      KOKKOS_LAMBDA(const std::int64_t i) {
+        for (int j = 0; j < d; ++j) y(i, j) = x(i, j);
+        y(i, d) = 0;
+      });
+  auto ask = [&](int kind, const ReplayBuffers<Real, Mem>& b, const BatchView<Real, Mem>& s,
+                 const BatchView<Real, Mem>& jv) {
+    const ConstBatchView<Real, Mem> q(b.query);
+    const NoiseLevels<Real, Mem> sigma(b.query_sigma);
+    if (kind == 0) {
+      model.score(exec, q, sigma, s);
+    } else if constexpr (has_batch_jvp_v<Model>) {
+      model.jvp(exec, q, sigma, ConstBatchView<Real, Mem>(b.query_v), s, jv);
+    } else if constexpr (has_batch_vjp_v<Model>) {
+      model.vjp(exec, q, sigma, ConstBatchView<Real, Mem>(b.query_v), s, jv);
+    }
+  };
+  const LikelihoodWithReplay<SDE, Estimator> with_rhs{sde, estimator, d, estimator_ws, settings.seed};
+  OdeAccounts<Real, Mem> accounts(n, where);
+  LikelihoodResult<Real, Mem> result;
+  static_cast<OdeStatistics&>(result) = solve_replayed(exec, d, with_rhs, rhs_ws, ask, y, settings.t_eps,
+                                                       double(sde.t_max()), settings.ode, accounts, where);
+  result.log_p = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::log_p", n);
+  result.prior_log_p = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::prior_log_p", n);
+  result.delta = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::delta", n);
+  result.latent = ParticleView<Real, Mem>("scorekit::log_likelihood::latent", n, d);
+  result.evaluations = accounts.evaluations;
+  const auto work = make_scratch<Real, Mem>(n, prior_ws, where, "::prior_workspace");
+  const auto log_p = result.log_p, prior_log_p = result.prior_log_p, delta = result.delta;
+  const auto latent = result.latent;
+  Kokkos::parallel_for(
+      "scorekit::log_likelihood::finish", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+      KOKKOS_LAMBDA(const std::int64_t i) {
+        for (int j = 0; j < d; ++j) latent(i, j) = y(i, j);
+        const Real lp = log_prob(prior, static_cast<const Real*>(&y(i, 0)), &work(i, 0));
+        prior_log_p(i) = lp;
+        delta(i) = y(i, d);
+        log_p(i) = lp + y(i, d);
+      });
+  exec.fence();
+  return result;
+}
+
+}  // namespace detail
+
+/// log p_eps(x_i) for every row of x (N x d, any layout, not modified) under the probability-flow ODE of
+/// `sde` with the noise-conditional score model `model`, with log p_T replaced by `prior` (any normalised
+/// density with log_prob(x[, work]) and dim(): IsotropicGaussianPrior{d, sde.prior_std()} in the overload
+/// without it). Throws invalid_argument for t_eps outside (0, T), bad ODE settings, x with the wrong
+/// number of columns (dimension_mismatch) or a NaN or infinite coordinate (naming the particle), and
+/// whatever solve_ode throws when the ODE fails (non_finite_error, max_steps). A batch model
+/// (core/batch_model.hpp) runs on the batched path: every model evaluation of a round of steps is one
+/// batched call, with the same steps and probes as the fused kernel.
+template <class ExecSpace, class SDE, class Model, class View, class Estimator, class Prior>
+LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> log_likelihood(
+    const ExecSpace& exec, const SDE& sde, const Model& model, const View& x,
+    const LikelihoodSettings<Estimator>& settings, const Prior& prior) {
+  using Real = typename Model::value_type;
+  assert_noising_sde<SDE>();
+  constexpr bool batch = is_batch_only_v<Model>;
+  if constexpr (!batch) assert_noise_conditional_score<Model>();
+  static_assert(std::is_same<typename SDE::value_type, Real>::value,
+                "scorekit::log_likelihood: the SDE and the score model must have the same value_type");
+  static_assert(is_divergence_estimator_v<Estimator>,
+                "scorekit::log_likelihood: the estimator needs the members of divergence/exact_trace.hpp");
+  constexpr bool exact = std::is_same<Estimator, ExactTrace>::value;
+  constexpr bool batch_products = has_batch_jvp_v<Model> || has_batch_vjp_v<Model>;
+  static_assert(!batch || batch_products || !(exact || Estimator::uses_jvp),
+                "scorekit::log_likelihood: this divergence estimator needs a batch model with `jvp(exec, x, "
+                "sigma, v, s, out)` or `vjp(exec, x, sigma, v, s, out)` (see core/batch_model.hpp)");
+  static_assert(
+      batch || !exact || has_noise_conditional_jvp_v<Model> || has_noise_conditional_divergence_v<Model>,
+      "scorekit::log_likelihood with ExactTrace needs a model with `divergence(x, sigma[, work])` or "
+      "`jvp(x, sigma, v, s, jv[, work])` (see likelihood/flow_divergence.hpp)");
+  static_assert(batch || exact || !Estimator::uses_jvp || has_noise_conditional_jvp_v<Model>,
+                "scorekit::log_likelihood: this divergence estimator needs a model with `jvp(x, sigma, v, s, "
+                "jv[, work])` (see likelihood/flow_divergence.hpp)");
+  static_assert(
+      policy_traits<Prior>::has_log_prob,
+      "scorekit::log_likelihood: the prior needs `KOKKOS_INLINE_FUNCTION value_type log_prob(const "
+      "value_type* x) const` (with a trailing `value_type* work` when it declares workspace_size())");
+  static_assert(std::is_same<typename Prior::value_type, Real>::value,
+                "scorekit::log_likelihood: the prior must have the model's value_type");
+  detail::check_particle_view<ExecSpace, View>();
+  static_assert(std::is_same<typename View::non_const_value_type, Real>::value,
+                "scorekit::log_likelihood: the data's scalar type must be the model's value_type");
+
+  const char* where = "scorekit::log_likelihood";
+  const double t_max = double(sde.t_max());
+  const double t_eps = settings.t_eps;
+  if (!(t_eps > 0) || !(t_eps < t_max))
+    throw invalid_argument(
+        detail::concat(where, ": t_eps must lie strictly between 0 and T = ", t_max, ", got ", t_eps));
+  detail::check_dormand_prince_settings(settings.ode, where);
+  const int d = model.dim();
+  require_dimension(std::int64_t(x.extent(1)), d, "each data point", where);
+  require_dimension(prior.dim(), d, "the prior", where);
+  const std::int64_t n = std::int64_t(x.extent(0));
+  if (n == 0) throw invalid_argument(detail::concat(where, ": no data points"));
+  if (n >= (std::int64_t(1) << 32))
+    throw invalid_argument(detail::concat(where, ": at most 2^32 - 1 data points, got ", n));
+  detail::require_finite_particles(exec, x, where);
+  if constexpr (is_batch_only_v<Model>)
+    return detail::log_likelihood_batched(exec, sde, model, x, settings, prior, where);
+  else
+    return detail::log_likelihood_fused(exec, sde, model, x, settings, prior, where);
 }
 
 /// log_likelihood with the SDE's prior N(0, prior_std^2 I).

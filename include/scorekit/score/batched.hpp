@@ -8,6 +8,7 @@
 
 #include <scorekit/core/batch_model.hpp>
 #include <scorekit/core/traits.hpp>
+#include <scorekit/divergence/model_traits.hpp>
 
 #include <string>
 
@@ -40,11 +41,7 @@ class Batched {
       m_model.score(exec, x, sigma, out);
     } else {
       const std::int64_t n = std::int64_t(x.extent(0));
-      const int ws = workspace_size(m_model);
-      if (std::int64_t(m_work.extent(0)) < n || int(m_work.extent(1)) < (ws > 0 ? ws : 1))
-        m_work = Kokkos::View<value_type**, Kokkos::LayoutRight, MemorySpace>(
-            Kokkos::view_alloc(std::string("scorekit::Batched::workspace"), Kokkos::WithoutInitializing), n,
-            ws > 0 ? ws : 1);
+      reserve(n);
       const auto model = m_model;
       const auto work = m_work;
       Kokkos::parallel_for(
@@ -53,6 +50,51 @@ class Batched {
             noise_conditional_score(model, &x(i, 0), sigma(i), &out(i, 0), &work(i, 0));
           });
     }
+  }
+
+  /// s(n, :) = the score and out(n, :) = (d s / d x) v(n, :): the per-particle model's jvp(x, sigma, v, s,
+  /// jv[, work]) in one kernel, or a batch model's own jvp.
+  template <class ExecSpace, class M = Model,
+            std::enable_if_t<has_noise_conditional_jvp_v<M> || has_batch_jvp_v<M>, int> = 0>
+  void jvp(const ExecSpace& exec, const ConstBatchView<value_type, MemorySpace>& x,
+           const NoiseLevels<value_type, MemorySpace>& sigma,
+           const ConstBatchView<value_type, MemorySpace>& v, const BatchView<value_type, MemorySpace>& s,
+           const BatchView<value_type, MemorySpace>& out) const {
+    const char* where = "scorekit::Batched::jvp";
+    detail::check_batch_shapes(x, sigma, out, m_dim, where);
+    detail::check_batch_shapes(v, sigma, s, m_dim, where);
+    if constexpr (has_batch_jvp_v<Model>) {
+      m_model.jvp(exec, x, sigma, v, s, out);
+    } else {
+      const std::int64_t n = std::int64_t(x.extent(0));
+      reserve(n);
+      const auto model = m_model;
+      const auto work = m_work;
+      Kokkos::parallel_for(
+          "scorekit::Batched::jvp", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+          KOKKOS_LAMBDA(const std::int64_t i) {
+            noise_conditional_jvp(model, &x(i, 0), sigma(i), &v(i, 0), &s(i, 0), &out(i, 0), &work(i, 0));
+          });
+    }
+  }
+
+  /// A batch model's own vjp (see core/batch_model.hpp).
+  template <class ExecSpace, class M = Model, std::enable_if_t<has_batch_vjp_v<M>, int> = 0>
+  void vjp(const ExecSpace& exec, const ConstBatchView<value_type, MemorySpace>& x,
+           const NoiseLevels<value_type, MemorySpace>& sigma,
+           const ConstBatchView<value_type, MemorySpace>& v, const BatchView<value_type, MemorySpace>& s,
+           const BatchView<value_type, MemorySpace>& out) const {
+    m_model.vjp(exec, x, sigma, v, s, out);
+  }
+
+  // Public only because nvcc rejects device lambdas in private members.
+  /// Grows the per-particle workspaces to n samples.
+  void reserve(std::int64_t n) const {
+    const int ws = workspace_size(m_model);
+    if (std::int64_t(m_work.extent(0)) < n || int(m_work.extent(1)) < (ws > 0 ? ws : 1))
+      m_work = Kokkos::View<value_type**, Kokkos::LayoutRight, MemorySpace>(
+          Kokkos::view_alloc(std::string("scorekit::Batched::workspace"), Kokkos::WithoutInitializing), n,
+          ws > 0 ? ws : 1);
   }
 
  private:

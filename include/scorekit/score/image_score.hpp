@@ -137,6 +137,38 @@ class ImageScoreModel {
     net_->backward(exec, params_, dy, grad);
   }
 
+  /// s = s(x, sigma) and out(n, :) = v(n, :)^T (d s / d x)(x(n, :), sigma(n)), the vector-Jacobian
+  /// product (core/batch_model.hpp): one forward and one backward of the network, whose parameter
+  /// gradient goes to a scratch view. Leaves the batch in place for backward() like score().
+  template <class E>
+  void vjp(const E& exec, const ConstBatchView<Real, memory_space>& x,
+           const NoiseLevels<Real, memory_space>& sigma, const ConstBatchView<Real, memory_space>& v,
+           const BatchView<Real, memory_space>& s, const BatchView<Real, memory_space>& out) const {
+    constexpr const char* where = "scorekit::ImageScoreModel::vjp";
+    detail::check_batch_shapes(x, sigma, out, dim(), where);
+    if (v.extent(0) != x.extent(0) || v.extent(1) != x.extent(1))
+      throw dimension_mismatch(scorekit::detail::concat(where, ": the direction is ", v.extent(0), " x ",
+                                                        v.extent(1), " but the batch is ", x.extent(0), " x ",
+                                                        x.extent(1)));
+    score(exec, x, sigma, s);
+    if (dy_.extent(0) != x.extent(0))
+      dy_ = BatchView<Real, memory_space>(
+          Kokkos::view_alloc(std::string("scorekit::ImageScoreModel::direction"),
+                             Kokkos::WithoutInitializing),
+          x.extent(0), x.extent(1));
+    if (grad_.extent(0) == 0)
+      grad_ = Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::scratch_gradient",
+                                                std::size_t(net_->n_params()));
+    Kokkos::deep_copy(exec, dy_, v);
+    Kokkos::deep_copy(exec, grad_, Real(0));
+    if (s_.divide_by_sigma) scale_rows(exec, dy_, sigma);
+    const std::int64_t rows = std::int64_t(x.extent(0)) * s_.height * s_.width;
+    const typename network_type::const_tensor_type dy(dy_.data(), std::size_t(rows),
+                                                      std::size_t(s_.channels));
+    const typename network_type::tensor_type dx(out.data(), std::size_t(rows), std::size_t(s_.channels));
+    net_->backward(exec, params_, dy, grad_, dx);
+  }
+
   // Public only because nvcc rejects device lambdas in private members.
 
   /// out(n, :) /= sigma(n).
@@ -215,6 +247,8 @@ class ImageScoreModel {
   Kokkos::View<Real*, memory_space> frequencies_;
   mutable nn::image::Tensor<Real, memory_space> features_;
   mutable NoiseLevels<Real, memory_space> sigma_;
+  mutable BatchView<Real, memory_space> dy_;        // vjp's scaled direction
+  mutable Kokkos::View<Real*, memory_space> grad_;  // vjp's discarded parameter gradient
 };
 
 }  // namespace scorekit
