@@ -1,9 +1,10 @@
 // A runtime-shaped network over NHWC image batches (tensor.hpp): a graph of runtime layers (Conv2d,
 // GroupNorm, Activation, AvgPool2d, Upsample2d, or a user's layer with the members tensor.hpp lists),
-// elementwise sums, channel concatenations and per-sample feature vectors added to every pixel (the way
-// a noise or time embedding enters each block of a U-Net), built at run time, so architectures are sized
-// by parameters (image_unet.hpp builds two). Its parameters are one flat view, each layer a segment of
-// it, so Adam, the EMA, initialize() and checkpoints serve it unchanged.
+// elementwise sums, channel concatenations, per-sample feature vectors added to every pixel (the way
+// a noise or time embedding enters each block of a U-Net) and conditioned layers, which read a node of
+// per-sample features besides their image (instance_norm_plus.hpp's CIN++), built at run time, so
+// architectures are sized by parameters (image_unet.hpp builds two). Its parameters are one flat view, each
+// layer a segment of it, so Adam, the EMA, initialize() and checkpoints serve it unchanged.
 //
 //   Network<float, Kokkos::OpenMP> net;
 //   const int x = net.image_input(1);                 // node ids, in the order nodes are added
@@ -84,12 +85,29 @@ class Network {
     n.kind = Kind::layer;
     n.a = from;
     n.op = std::make_unique<LayerModel<Layer>>(std::move(layer));
-    n.param_offset = n_params_;
-    const int np = n.op->n_params();
-    if (np < 0 || std::int64_t(n_params_) + np > 2147483647)
-      throw invalid_argument(where() + ": " + n.op->name() + ": the parameter count does not fit an int");
-    n_params_ += np;
-    return push(std::move(n));
+    return push_parameterised(std::move(n));
+  }
+
+  /// A conditioned layer (one that reads per-sample features besides its image: CIN++,
+  /// instance_norm_plus.hpp) applied to the value of node `image`, with the value of node `features` (n x 1
+  /// x 1 x layer.feature_size(): the features input, or a node computed from it) as its features. Its
+  /// backward gives the image's and the features' adjoints. The concept is the runtime layer's
+  /// (tensor.hpp) with a member `int feature_size() const` and the features in the calls:
+  ///   forward(exec, params, x, in, features, y, work);
+  ///   backward(exec, params, x, in, features, dy, grad, dx, dfeatures, work);   // dfeatures overwritten
+  template <class Layer>
+  int conditioned_layer(Layer layer, int image, int features) {
+    require_node(image, "conditioned_layer");
+    require_node(features, "conditioned_layer");
+    if (image == features)
+      throw invalid_argument(scorekit::detail::concat(where(), ": conditioned_layer(): node ", image,
+                                                      " cannot be both the image and the features"));
+    Node n;
+    n.kind = Kind::conditioned_layer;
+    n.a = image;
+    n.b = features;
+    n.op = std::make_unique<ConditionedModel<Layer>>(std::move(layer));
+    return push_parameterised(std::move(n));
   }
 
   /// a + b, elementwise (equal shapes).
@@ -119,7 +137,7 @@ class Network {
   std::vector<Segment> segments() const {
     std::vector<Segment> all;
     for (const Node& n : nodes_)
-      if (n.kind == Kind::layer)
+      if (n.op)
         for (const Segment& s : n.op->segments(n.param_offset)) all.push_back(s);
     return all;
   }
@@ -144,7 +162,7 @@ class Network {
     const std::vector<ImageShape> shapes = propagate(in);
     double sum = 0;
     for (const Node& n : nodes_)
-      if (n.kind == Kind::layer) sum += n.op->multiply_adds(shapes[std::size_t(n.a)]);
+      if (n.op) sum += n.op->multiply_adds(shapes[std::size_t(n.a)]);
     return sum;
   }
 
@@ -160,7 +178,7 @@ class Network {
   void prepare(const ImageShape& in) {
     if (in == prepared_) return;
     const std::vector<ImageShape> shapes = propagate(in);
-    std::size_t work = 0, largest = 0;
+    std::size_t work = 0, largest = 0, largest_features = 0;
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       Node& n = nodes_[i];
       n.shape = shapes[i];
@@ -170,14 +188,18 @@ class Network {
             Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::value"), r, c);
       n.adjoint = tensor_type(
           Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::adjoint"), r, c);
-      if (n.kind == Kind::layer) work = std::max(work, n.op->workspace_size(shapes[std::size_t(n.a)]));
+      if (n.op) work = std::max(work, n.op->workspace_size(shapes[std::size_t(n.a)]));
+      if (n.kind == Kind::conditioned_layer)
+        largest_features = std::max(largest_features, std::size_t(shapes[std::size_t(n.b)].size()));
       largest = std::max(largest, r * c);
     }
     work_ = vector_type(
         Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::workspace"),
         std::max<std::size_t>(work, 1));
-    scratch_ = vector_type(
-        Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::scratch"), largest);
+    scratch_ =
+        vector_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::scratch"),
+                    largest + largest_features);
+    scratch_features_ = largest;
     prepared_ = in;
   }
 
@@ -203,8 +225,9 @@ class Network {
         case Kind::features_input:
           break;
         case Kind::layer:
-          n.op->forward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape, n.value,
-                        work_);
+        case Kind::conditioned_layer:
+          n.op->forward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape,
+                        n.kind == Kind::layer ? const_tensor_type() : value(n.b), n.value, work_);
           break;
         case Kind::sum:
         case Kind::concat:
@@ -254,9 +277,22 @@ class Network {
         case Kind::layer: {
           const bool want = needed[std::size_t(n.a)] != 0;
           const tensor_type target = want ? adjoint_target(n.a, written) : tensor_type();
-          n.op->backward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape, d,
-                         layer_grad(grad, n), target, work_);
+          n.op->backward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape,
+                         const_tensor_type(), d, layer_grad(grad, n), target, tensor_type(), work_);
           if (want) finish_adjoint(exec, n.a, target, written);
+          break;
+        }
+        case Kind::conditioned_layer: {
+          // Both adjoints at once: the features' goes to the second part of the scratch when its node
+          // has one already.
+          const bool want = needed[std::size_t(n.a)] != 0, want_f = needed[std::size_t(n.b)] != 0;
+          const tensor_type target = want ? adjoint_target(n.a, written) : tensor_type();
+          const tensor_type target_f =
+              want_f ? adjoint_target(n.b, written, scratch_features_) : tensor_type();
+          n.op->backward(exec, layer_params(params, n), value(n.a), nodes_[std::size_t(n.a)].shape,
+                         value(n.b), d, layer_grad(grad, n), target, target_f, work_);
+          if (want) finish_adjoint(exec, n.a, target, written);
+          if (want_f) finish_adjoint(exec, n.b, target_f, written);
           break;
         }
         case Kind::sum:
@@ -305,7 +341,7 @@ class Network {
   }
 
  private:
-  enum class Kind { image_input, features_input, layer, sum, concat, add_features };
+  enum class Kind { image_input, features_input, layer, conditioned_layer, sum, concat, add_features };
 
   template <class L, class = void>
   struct counts_multiply_adds : std::false_type {};
@@ -313,25 +349,28 @@ class Network {
   struct counts_multiply_adds<L, std::void_t<decltype(std::declval<const L&>().multiply_adds(ImageShape{}))>>
       : std::true_type {};
 
-  /// The layer interface, type-erased so that architectures are built at run time.
+  /// The layer interface, type-erased so that architectures are built at run time; a plain layer ignores
+  /// the features (and has feature_size() 0).
   struct LayerBase {
     virtual ~LayerBase() = default;
     virtual std::string name() const = 0;
+    virtual int feature_size() const = 0;
     virtual ImageShape output_shape(const ImageShape& in) const = 0;
     virtual int n_params() const = 0;
     virtual std::vector<Segment> segments(int offset) const = 0;
     virtual std::size_t workspace_size(const ImageShape& in) const = 0;
     virtual double multiply_adds(const ImageShape& in) const = 0;
     virtual void forward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
-                         const tensor_type&, const vector_type&) const = 0;
+                         const const_tensor_type&, const tensor_type&, const vector_type&) const = 0;
     virtual void backward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
-                          const const_tensor_type&, const vector_type&, const tensor_type&,
-                          const vector_type&) const = 0;
+                          const const_tensor_type&, const const_tensor_type&, const vector_type&,
+                          const tensor_type&, const tensor_type&, const vector_type&) const = 0;
   };
   template <class Layer>
   struct LayerModel final : LayerBase {
     explicit LayerModel(Layer l) : layer(std::move(l)) {}
     std::string name() const override { return layer.name(); }
+    int feature_size() const override { return 0; }
     ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
     int n_params() const override { return layer.n_params(); }
     std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
@@ -343,13 +382,43 @@ class Network {
         return 0;
     }
     void forward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
-                 const ImageShape& in, const tensor_type& y, const vector_type& work) const override {
+                 const ImageShape& in, const const_tensor_type&, const tensor_type& y,
+                 const vector_type& work) const override {
       layer.forward(exec, p, x, in, y, work);
     }
     void backward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
-                  const ImageShape& in, const const_tensor_type& dy, const vector_type& grad,
-                  const tensor_type& dx, const vector_type& work) const override {
+                  const ImageShape& in, const const_tensor_type&, const const_tensor_type& dy,
+                  const vector_type& grad, const tensor_type& dx, const tensor_type&,
+                  const vector_type& work) const override {
       layer.backward(exec, p, x, in, dy, grad, dx, work);
+    }
+    Layer layer;
+  };
+  template <class Layer>
+  struct ConditionedModel final : LayerBase {
+    explicit ConditionedModel(Layer l) : layer(std::move(l)) {}
+    std::string name() const override { return layer.name(); }
+    int feature_size() const override { return layer.feature_size(); }
+    ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
+    int n_params() const override { return layer.n_params(); }
+    std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
+    std::size_t workspace_size(const ImageShape& in) const override { return layer.workspace_size(in); }
+    double multiply_adds(const ImageShape& in) const override {
+      if constexpr (counts_multiply_adds<Layer>::value)
+        return layer.multiply_adds(in);
+      else
+        return 0;
+    }
+    void forward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
+                 const ImageShape& in, const const_tensor_type& f, const tensor_type& y,
+                 const vector_type& work) const override {
+      layer.forward(exec, p, x, in, f, y, work);
+    }
+    void backward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
+                  const ImageShape& in, const const_tensor_type& f, const const_tensor_type& dy,
+                  const vector_type& grad, const tensor_type& dx, const tensor_type& df,
+                  const vector_type& work) const override {
+      layer.backward(exec, p, x, in, f, dy, grad, dx, df, work);
     }
     Layer layer;
   };
@@ -396,6 +465,16 @@ class Network {
     return int(nodes_.size()) - 1;
   }
 
+  /// push() for a node with a layer: its parameters take the next segment of the flat view.
+  int push_parameterised(Node n) {
+    n.param_offset = n_params_;
+    const int np = n.op->n_params();
+    if (np < 0 || std::int64_t(n_params_) + np > 2147483647)
+      throw invalid_argument(where() + ": " + n.op->name() + ": the parameter count does not fit an int");
+    n_params_ += np;
+    return push(std::move(n));
+  }
+
   int binary(Kind kind, int a, int b, const char* what) {
     require_node(a, what);
     require_node(b, what);
@@ -414,6 +493,8 @@ class Network {
         return scorekit::detail::concat("features input (", n.channels, ")");
       case Kind::layer:
         return n.op->name();
+      case Kind::conditioned_layer:
+        return n.op->name() + " (conditioned)";
       case Kind::sum:
         return "sum";
       case Kind::concat:
@@ -449,6 +530,20 @@ class Network {
             throw dimension_mismatch(at + ": " + e.what());
           }
           break;
+        case Kind::conditioned_layer: {
+          try {
+            s[i] = n.op->output_shape(s[std::size_t(n.a)]);
+          } catch (const dimension_mismatch& e) {
+            throw dimension_mismatch(at + ": " + e.what());
+          }
+          const ImageShape a = s[std::size_t(n.a)], b = s[std::size_t(n.b)];
+          if (b != ImageShape{a.n, 1, 1, n.op->feature_size()})
+            throw dimension_mismatch(
+                scorekit::detail::concat(at, ": its features (node ", n.b, ") are ", to_string(b),
+                                         " but the layer takes ", a.n, " x 1 x 1 x ", n.op->feature_size(),
+                                         " (the batch's size, 1 x 1 pixels, its feature_size())"));
+          break;
+        }
         case Kind::sum:
           if (s[std::size_t(n.a)] != s[std::size_t(n.b)])
             throw dimension_mismatch(at + ": adds " + to_string(s[std::size_t(n.a)]) + " and " +
@@ -486,10 +581,11 @@ class Network {
 
   /// Where the adjoint for node `id` is written: its own buffer the first time, else the scratch (then
   /// added by finish_adjoint).
-  tensor_type adjoint_target(int id, const std::vector<char>& written) const {
+  /// (`at`: where in the scratch, for the second adjoint of a conditioned layer.)
+  tensor_type adjoint_target(int id, const std::vector<char>& written, std::size_t at = 0) const {
     const Node& n = nodes_[std::size_t(id)];
     if (!written[std::size_t(id)]) return n.adjoint;
-    return tensor_type(scratch_.data(), n.adjoint.extent(0), n.adjoint.extent(1));
+    return tensor_type(scratch_.data() + at, n.adjoint.extent(0), n.adjoint.extent(1));
   }
   void finish_adjoint(const Exec& exec, int id, const tensor_type& target, std::vector<char>& written) const {
     const Node& n = nodes_[std::size_t(id)];
@@ -577,6 +673,7 @@ class Network {
   int output_ = -1;
   ImageShape prepared_{};
   vector_type work_, scratch_;
+  std::size_t scratch_features_ = 0;  ///< where a conditioned layer's features adjoint may go in scratch_
   const_tensor_type x_, f_;
 };
 
