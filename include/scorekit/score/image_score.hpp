@@ -1,13 +1,19 @@
 // A noise-conditional score network over images as a BatchScoreModel (core/batch_model.hpp): a runtime
 // Network (nn/image/network.hpp) evaluated on the whole batch, each sample a row of D = h w c scalars
 // (the NHWC image, so the batch is the network's input matrix with no copy). The noise level reaches
-// the network in the two ways of the literature, alone or together:
+// the network in the ways of the literature, alone or together:
+// - the one-hot of the index of sigma on a given ladder of levels (NCSN, Song and Ermon 2019: the level
+//   index selects per-level tables; with nn/image/refinenet.hpp's CIN++ fed by these features the tables
+//   are CIN++'s (gamma, beta, alpha)): level_sigmas; every sigma must be a level of the ladder to a
+//   relative 1e-5 (float rounding of the levels), else score() throws naming the sample and its sigma;
 // - Gaussian Fourier features of log sigma (score_sde: Tancik et al. 2020 features of the time or noise
 //   level, fed to the network's features input and from there through dense layers into every block):
 //   e_j = sin(2 pi w_j log sigma), e_{j + F/2} = cos(2 pi w_j log sigma), with fixed w_j = scale z_j,
 //   z_j ~ N(0, 1) from CounterRng(fourier_seed, j, 0, RngStream::init);
 // - the output divided by sigma (NCSNv2, "Improved techniques", technique 3: s(x, sigma) = net(x) /
 //   sigma, which makes the network's output of unit scale at every level).
+// NCSN is the level index alone (divide_by_sigma = false); NCSNv2 the output divided by sigma with no
+// features, or with the level index as well; score_sde the Fourier features, with or without the division.
 // Every call checks its batch on the device and reports on the host before the network runs: a NaN or
 // infinite input, or a noise level outside the range the network was trained on, [sigma_min,
 // sigma_max] (with a relative slack of 1e-5 for the rounding of a schedule's end points), throws and
@@ -24,20 +30,28 @@
 #include <scorekit/core/random.hpp>
 #include <scorekit/nn/image/network.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace scorekit {
 
 struct ImageScoreSettings {
   int height = 0, width = 0, channels = 0;
-  double sigma_min = 0, sigma_max = 0;  ///< the trained range of noise levels, 0 < sigma_min <= sigma_max
-  int fourier_features = 0;             ///< F (even; 0: none), the network's feature_size()
-  double fourier_scale = 16;            ///< the scale of the fixed frequencies w_j
+  /// The trained range of noise levels, 0 < sigma_min <= sigma_max. With level_sigmas, both 0 take the
+  /// ladder's range, and the check of each sigma is that it is a level of the ladder.
+  double sigma_min = 0, sigma_max = 0;
+  int fourier_features = 0;   ///< F (even; 0: none), the network's feature_size()
+  double fourier_scale = 16;  ///< the scale of the fixed frequencies w_j
   std::uint64_t fourier_seed = 0;
+  /// The ladder of noise levels (any order, distinct by more than a relative 2e-5) when the features are
+  /// the one-hot of sigma's index on it (NCSN): the network's feature_size() is then its length. Empty:
+  /// no level index. Not together with fourier_features.
+  std::vector<double> level_sigmas;
   bool divide_by_sigma = true;
 };
 
@@ -56,6 +70,28 @@ class ImageScoreModel {
       : net_(std::move(net)), params_(params), s_(settings) {
     const char* where = "scorekit::ImageScoreModel";
     if (!net_) throw invalid_argument(scorekit::detail::concat(where, ": the network is null"));
+    if (!s_.level_sigmas.empty()) {
+      if (s_.fourier_features != 0)
+        throw invalid_argument(scorekit::detail::concat(
+            where, ": both level_sigmas (", s_.level_sigmas.size(), " levels) and fourier_features (",
+            s_.fourier_features, ") are set; the features are one or the other"));
+      std::vector<double> sorted = s_.level_sigmas;
+      std::sort(sorted.begin(), sorted.end());
+      for (std::size_t l = 0; l < sorted.size(); ++l) {
+        if (!(sorted[l] > 0) || !std::isfinite(sorted[l]))
+          throw invalid_argument(scorekit::detail::concat(where, ": the ladder has the level ", sorted[l],
+                                                          "; every level must be finite and > 0"));
+        if (l > 0 && sorted[l] - sorted[l - 1] <= 2e-5 * sorted[l])
+          throw invalid_argument(scorekit::detail::concat(
+              where, ": the ladder's levels ", sorted[l - 1], " and ", sorted[l],
+              " are within a relative 2e-5 of each other, so a sigma cannot name one of them"));
+      }
+    }
+    if (!s_.level_sigmas.empty() && s_.sigma_min == 0 && s_.sigma_max == 0) {
+      // The ladder's range, when not given.
+      s_.sigma_min = *std::min_element(s_.level_sigmas.begin(), s_.level_sigmas.end());
+      s_.sigma_max = *std::max_element(s_.level_sigmas.begin(), s_.level_sigmas.end());
+    }
     if (s_.height <= 0 || s_.width <= 0 || s_.channels <= 0)
       throw invalid_argument(scorekit::detail::concat(where, ": the image shape ", s_.height, " x ", s_.width,
                                                       " x ", s_.channels, " must be positive"));
@@ -66,10 +102,13 @@ class ImageScoreModel {
     if (s_.fourier_features < 0 || s_.fourier_features % 2 != 0)
       throw invalid_argument(scorekit::detail::concat(where, ": fourier_features (", s_.fourier_features,
                                                       ") must be even and not negative"));
-    if (s_.fourier_features != net_->feature_size())
+    if (feature_size() != net_->feature_size())
       throw dimension_mismatch(scorekit::detail::concat(
-          where, ": ", s_.fourier_features, " Fourier features, but the network's features input takes ",
-          net_->feature_size()));
+          where, ": ",
+          s_.level_sigmas.empty()
+              ? scorekit::detail::concat(s_.fourier_features, " Fourier features")
+              : scorekit::detail::concat("the one-hot of ", s_.level_sigmas.size(), " levels"),
+          ", but the network's features input takes ", net_->feature_size()));
     const nn::image::ImageShape one{1, s_.height, s_.width, s_.channels};
     if (net_->output_shape(one) != one)
       throw dimension_mismatch(scorekit::detail::concat(where, ": the network maps ", to_string(one), " to ",
@@ -83,9 +122,18 @@ class ImageScoreModel {
       h(j) = Real(s_.fourier_scale *
                   CounterRng<double>(s_.fourier_seed, std::uint64_t(j), 0, RngStream::init).normal());
     Kokkos::deep_copy(frequencies_, h);
+    ladder_ =
+        Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::level_sigmas", s_.level_sigmas.size());
+    const auto hl = Kokkos::create_mirror_view(ladder_);
+    for (std::size_t l = 0; l < s_.level_sigmas.size(); ++l) hl(l) = Real(s_.level_sigmas[l]);
+    Kokkos::deep_copy(ladder_, hl);
   }
 
   KOKKOS_INLINE_FUNCTION int dim() const { return s_.height * s_.width * s_.channels; }
+  /// The features the network takes per sample: the levels of the ladder, or the Fourier features.
+  int feature_size() const {
+    return s_.level_sigmas.empty() ? s_.fourier_features : int(s_.level_sigmas.size());
+  }
   const ImageScoreSettings& settings() const { return s_; }
   network_type& network() const { return *net_; }
   params_type parameters() const { return params_; }
@@ -107,14 +155,14 @@ class ImageScoreModel {
     const int n = int(x.extent(0));
     const nn::image::ImageShape in{n, s_.height, s_.width, s_.channels};
     const std::int64_t rows = in.rows();
-    if (features_.extent(0) != std::size_t(n) && s_.fourier_features > 0)
+    if (features_.extent(0) != std::size_t(n) && feature_size() > 0)
       features_ = nn::image::Tensor<Real, memory_space>("scorekit::ImageScoreModel::features", std::size_t(n),
-                                                        std::size_t(s_.fourier_features));
+                                                        std::size_t(feature_size()));
     fill_features(exec, sigma);
     const typename network_type::const_tensor_type xt(x.data(), std::size_t(rows), std::size_t(s_.channels));
     const typename network_type::tensor_type yt(out.data(), std::size_t(rows), std::size_t(s_.channels));
     net_->forward(exec, params_, xt, in,
-                  s_.fourier_features > 0 ? features_ : typename network_type::const_tensor_type(), yt);
+                  feature_size() > 0 ? features_ : typename network_type::const_tensor_type(), yt);
     if (s_.divide_by_sigma) scale_rows(exec, out, sigma);
     sigma_ = sigma;
   }
@@ -183,7 +231,22 @@ class ImageScoreModel {
         KOKKOS_LAMBDA(const std::int64_t e) { o(e / d, e % d) /= s(e / d); });
   }
 
+  /// The features of every sample: the one-hot of its level index (check_batch has found every sigma on
+  /// the ladder), or its Fourier features.
   void fill_features(const Exec& exec, const NoiseLevels<Real, memory_space>& sigma) const {
+    if (!s_.level_sigmas.empty()) {
+      const auto f = features_;
+      const auto ladder = ladder_;
+      const NoiseLevels<Real, memory_space> s = sigma;
+      const int L = int(s_.level_sigmas.size());
+      Kokkos::parallel_for(
+          "scorekit::ImageScoreModel::level_index", Kokkos::RangePolicy<Exec>(exec, 0, int(sigma.extent(0))),
+          KOKKOS_LAMBDA(const int n) {
+            const int l = level_of(ladder, s(n));
+            for (int j = 0; j < L; ++j) f(n, j) = j == l ? Real(1) : Real(0);
+          });
+      return;
+    }
     const int half = s_.fourier_features / 2;
     if (half == 0) return;
     const auto f = features_;
@@ -202,14 +265,26 @@ class ImageScoreModel {
         });
   }
 
+  /// The index of the level of `ladder` within a relative 1e-5 of sigma, -1 when none.
+  KOKKOS_INLINE_FUNCTION static int level_of(const Kokkos::View<Real*, memory_space>& ladder, Real sigma) {
+    const int L = int(ladder.extent(0));
+    for (int l = 0; l < L; ++l) {
+      const Real d = sigma - ladder(l);
+      if ((d < 0 ? -d : d) <= Real(1e-5) * ladder(l)) return l;
+    }
+    return -1;
+  }
+
   /// The first sample with a NaN or infinite entry, and the first whose noise level is outside the
-  /// trained range (n when none), found on the device.
+  /// trained range or (with a ladder) not one of its levels (n when none), found on the device.
   void check_batch(const Exec& exec, const ConstBatchView<Real, memory_space>& x,
                    const NoiseLevels<Real, memory_space>& sigma, const char* where) const {
     const int n = int(x.extent(0)), d = int(x.extent(1));
     const Real lo = Real(s_.sigma_min * (1 - 1e-5)), hi = Real(s_.sigma_max * (1 + 1e-5));
     const ConstBatchView<Real, memory_space> x_ = x;
     const NoiseLevels<Real, memory_space> s = sigma;
+    const auto ladder = ladder_;
+    const bool on_ladder = !s_.level_sigmas.empty();
     int bad_x = n, bad_sigma = n;
     Kokkos::parallel_reduce(
         "scorekit::ImageScoreModel::check_batch", Kokkos::RangePolicy<Exec>(exec, 0, n),
@@ -217,7 +292,8 @@ class ImageScoreModel {
           Real acc = 0;
           for (int j = 0; j < d; ++j) acc += x_(i, j) - x_(i, j);  // NaN exactly when an entry is not finite
           if (!(acc == Real(0)) && i < first_x) first_x = i;
-          if (!(s(i) >= lo && s(i) <= hi) && i < first_sigma) first_sigma = i;
+          const bool off = on_ladder ? level_of(ladder, s(i)) < 0 : !(s(i) >= lo && s(i) <= hi);
+          if (off && i < first_sigma) first_sigma = i;
         },
         Kokkos::Min<int>(bad_x), Kokkos::Min<int>(bad_sigma));
     if (bad_x < n)
@@ -226,6 +302,13 @@ class ImageScoreModel {
     if (bad_sigma < n) {
       Real value = 0;
       Kokkos::deep_copy(value, Kokkos::subview(sigma, std::size_t(bad_sigma)));
+      if (on_ladder)
+        throw invalid_argument(scorekit::detail::concat(
+            where, ": sample ", bad_sigma, " has noise level ", value,
+            ", which is not a level of the ladder (", s_.level_sigmas.size(), " levels in [",
+            *std::min_element(s_.level_sigmas.begin(), s_.level_sigmas.end()), ", ",
+            *std::max_element(s_.level_sigmas.begin(), s_.level_sigmas.end()),
+            "]) to a relative 1e-5; the network is conditioned on the level index"));
       throw invalid_argument(scorekit::detail::concat(
           where, ": sample ", bad_sigma, " has noise level ", value,
           ", outside the range the network was trained on, [", s_.sigma_min, ", ", s_.sigma_max, "]"));
@@ -245,6 +328,7 @@ class ImageScoreModel {
   params_type params_;
   ImageScoreSettings s_;
   Kokkos::View<Real*, memory_space> frequencies_;
+  Kokkos::View<Real*, memory_space> ladder_;  ///< level_sigmas on the device
   mutable nn::image::Tensor<Real, memory_space> features_;
   mutable NoiseLevels<Real, memory_space> sigma_;
   mutable BatchView<Real, memory_space> dy_;        // vjp's scaled direction
