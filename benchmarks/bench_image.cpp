@@ -4,6 +4,11 @@
 //   unet_train_b128   one BatchTrainer step at batch 128: minibatch, continuous-time VE DSM (sigma 0.01
 //                     -> 25), forward, backward, Adam, EMA
 //   unet_score_b256   one score evaluation of a batch of 256 (ImageScoreModel::score)
+//   refinenet_train_b128, refinenet_score_b256
+//                     the same for NCSN's RefineNet reduced (nn/image/refinenet.hpp, defaults: levels
+//                     32/64/64/64, one residual block per level, CIN++ of the noise level's index) on
+//                     NCSN's ladder of 10 levels from 1 to 0.01 (lambda = sigma^2, the output not divided:
+//                     NCSN); the score at sigma = 1
 //   conv_<layer>      each convolution of the U-Net alone at batch 128: forward, weight gradient and
 //                     input adjoint (im2col + the BLAS' GEMMs), the share of the fp32 FMA peak the
 //                     convolutions reach
@@ -15,6 +20,7 @@
 #include "benchmark_context.hpp"
 
 #include <scorekit/nn/image/conv2d.hpp>
+#include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/objective/batch_denoising.hpp>
 #include <scorekit/score/image_score.hpp>
@@ -24,6 +30,7 @@
 #include <benchmark/benchmark.h>
 #include <Kokkos_Core.hpp>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +62,92 @@ ImageScoreSettings image_settings() {
   s.sigma_min = 0.01;
   s.sigma_max = 25;
   return s;
+}
+
+/// NCSN's ladder: 10 levels geometric from 1 to 0.01.
+std::vector<double> ncsn_ladder() {
+  std::vector<double> s(10);
+  for (int l = 0; l < 10; ++l) s[std::size_t(l)] = std::pow(0.01, l / 9.0);
+  return s;
+}
+
+ImageScoreSettings refinenet_image_settings() {
+  ImageScoreSettings s;
+  s.height = s.width = side;
+  s.channels = 1;
+  s.level_sigmas = ncsn_ladder();
+  s.divide_by_sigma = false;
+  return s;
+}
+
+template <class Exec>
+void refinenet_train(benchmark::State& state, int batch) {
+  using Draw = objective::SigmaLadder<float, typename Exec::memory_space>;
+  auto net = std::make_shared<Network<float, Exec>>(refinenet_lite<float, Exec>(RefineNetSettings()));
+  const double mads = net->multiply_adds({batch, side, side, 1});
+  const double first = Conv2d(1, 32, 3).multiply_adds({batch, side, side, 1});
+  train::TrainSettings t;
+  t.batch_size = batch;
+  t.seed = 1;
+  t.log = nullptr;
+  t.adam.learning_rate = 1e-4;
+  train::BatchTrainer<float, Exec, Draw> trainer(net, refinenet_image_settings(), Draw(ncsn_ladder(), 2), t,
+                                                 1);
+  const auto x = images<Exec>(2048);
+  const ConstBatchView<float, typename Exec::memory_space> data = x;
+  trainer.train(data, 1);  // warm-up
+  long steps = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    Exec().fence();
+    Kokkos::Timer timer;
+    steps += trainer.train(data, 1).steps;
+    Exec().fence();
+    const double s = timer.seconds();
+    seconds += s;
+    state.SetIterationTime(s);
+  }
+  const double rate = double(steps) / seconds;
+  state.counters["steps_per_s"] = benchmark::Counter(rate);
+  state.counters["images_per_s"] = benchmark::Counter(rate * batch);
+  state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * (3 * mads - first) * 1e-9);
+  state.counters["FLOP_per_step"] = benchmark::Counter(2 * (3 * mads - first));
+  state.counters["parameters"] = benchmark::Counter(net->n_params());
+  state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
+}
+
+template <class Exec>
+void refinenet_score(benchmark::State& state, int batch) {
+  using Mem = typename Exec::memory_space;
+  auto net = std::make_shared<Network<float, Exec>>(refinenet_lite<float, Exec>(RefineNetSettings()));
+  Kokkos::View<float*, Mem> p("params", std::size_t(net->n_params()));
+  const auto segments = net->segments();
+  nn::initialize(Exec(), p, segments.data(), int(segments.size()), nn::Init::he_uniform, 1);
+  const ImageScoreModel<float, Exec> model(net, p, refinenet_image_settings());
+  const auto x = images<Exec>(batch);
+  BatchView<float, Mem> out("out", std::size_t(batch), std::size_t(side * side));
+  Kokkos::View<float*, Mem> sigma("sigma", std::size_t(batch));
+  Kokkos::deep_copy(sigma, 1.0f);
+  const double mads = net->multiply_adds({batch, side, side, 1});
+  model.score(Exec(), x, sigma, out);  // warm-up (allocates the network's buffers)
+  long calls = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    Exec().fence();
+    Kokkos::Timer timer;
+    model.score(Exec(), x, sigma, out);
+    Exec().fence();
+    const double s = timer.seconds();
+    ++calls;
+    seconds += s;
+    state.SetIterationTime(s);
+  }
+  const double rate = double(calls) / seconds;
+  state.counters["evaluations_per_s"] = benchmark::Counter(rate);
+  state.counters["images_per_s"] = benchmark::Counter(rate * batch);
+  state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * mads * 1e-9);
+  state.counters["parameters"] = benchmark::Counter(net->n_params());
+  state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
 }
 
 template <class Exec>
@@ -173,6 +266,14 @@ void register_workloads(const std::string& backend) {
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark(("unet_score_b256/" + backend).c_str(),
                                [](benchmark::State& s) { unet_score<Exec>(s, 256); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("refinenet_train_b128/" + backend).c_str(),
+                               [](benchmark::State& s) { refinenet_train<Exec>(s, 128); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("refinenet_score_b256/" + backend).c_str(),
+                               [](benchmark::State& s) { refinenet_score<Exec>(s, 256); })
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
   struct Layer {

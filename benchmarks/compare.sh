@@ -9,9 +9,10 @@
 #      against the fp32 FMA peak,
 #   6. bench_reverse_sde and torch_reverse_sde.py (VE predictor-corrector and probability-flow Heun, float64)
 #      and their table, with a check that both compute the same probability-flow samples,
-#   7. bench_image and torch_image.py (the score_sde-tutorial U-Net on 28 x 28 float32 images: a training
-#      step at batch 128, a score evaluation of 256, each convolution alone) and their table against the
-#      fp32 FMA peak.
+#   7. bench_image and torch_image.py (the score_sde-tutorial U-Net and NCSN's RefineNet reduced on 28 x 28
+#      float32 images: a training step at batch 128, a score evaluation of 256, each U-Net convolution
+#      alone) and their table against the fp32 FMA peak, checking both sides run networks of the same
+#      parameter count and FLOP.
 # PyTorch's figure is the faster of eager and torch.compile, best of its timed runs (after a warm-up);
 # scorekit's is Google Benchmark's mean over its iterations: the comparison leans towards PyTorch.
 # Everything is left in build/bench/compare/ (raw JSON and text).

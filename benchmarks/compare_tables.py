@@ -201,13 +201,15 @@ def image(out, backend="OpenMP"):
     fp32_peak, threads = cpu_peak(out, "fp32", backend)
     meta = pt["meta"]
     print()
-    print(f"Image networks (U-Net, 28 x 28, float32): scorekit {scorekit_where(sk['context'], backend)}; PyTorch "
+    print(f"Image networks (U-Net, RefineNet-lite; 28 x 28, float32): scorekit {scorekit_where(sk['context'], backend)}; PyTorch "
           f"{meta['torch']}, {meta['threads']} threads (oneDNN {meta['mkldnn']}); {peak_text('fp32', fp32_peak, threads)}")
     hdr = f"{'workload':20s} | {'scorekit /s':>11s} | {'PyTorch /s':>10s} | {'PyTorch variant':>22s} | {'ratio':>6s} | " \
           f"{'scorekit GFLOP/s':>16s} | {'% fp32 peak':>11s}"
     print(hdr)
     print("-" * len(hdr))
-    rate_key = {"unet_train_b128": "steps_per_s", "unet_score_b256": "evaluations_per_s"}
+    rate_key = {"unet_train_b128": "steps_per_s", "unet_score_b256": "evaluations_per_s",
+                "refinenet_train_b128": "steps_per_s", "refinenet_score_b256": "evaluations_per_s"}
+    mismatches = []
     for b in sk["benchmarks"]:
         name = b["name"].split("/")
         if b.get("run_type", "iteration") != "iteration" or backend not in name:
@@ -219,6 +221,11 @@ def image(out, backend="OpenMP"):
             peer = r.get("peer")
             peer_rate = r["variants"][peer]["best_per_s"] if peer else None
             mine = b[rate_key[w]]
+            # The same network on both sides: the parameter counts (where both report one) and the FLOP.
+            if "parameters" in b and "parameters" in r and int(round(b["parameters"])) != r["parameters"]:
+                mismatches.append(f"{w}: scorekit has {int(round(b['parameters']))} parameters, PyTorch {r['parameters']}")
+            if "FLOP_per_step" in b and "flop" in r and abs(b["FLOP_per_step"] - r["flop"]) > 1e-4 * r["flop"]:
+                mismatches.append(f"{w}: scorekit counts {b['FLOP_per_step']:.6g} FLOP a step, PyTorch {r['flop']:.6g}")
             ratio = f"{mine / peer_rate:6.2f}" if peer_rate else "     -"
             print(f"{w:20s} | {mine:11.3f} | {peer_rate if peer_rate else float('nan'):10.3f} | {peer or '-':>22s} | "
                   f"{ratio} | {gf:16.1f} | {share(gf, fp32_peak)}")
@@ -229,6 +236,10 @@ def image(out, backend="OpenMP"):
     print("ratio = scorekit / PyTorch (steps or evaluations per second; > 1: scorekit is faster), PyTorch the fastest")
     print("of eager and torch.compile, NCHW and channels_last; conv_* rows: one convolution of the U-Net at batch 128")
     print("(forward, weight gradient, input adjoint) per second. GFLOP/s count the convolutions only (bench_image.cpp).")
+    for m in mismatches:
+        print("MISMATCH: " + m)
+    if mismatches:
+        sys.exit("compare_tables.py image: the two sides do not run the same network")
 
 
 if __name__ == "__main__":
