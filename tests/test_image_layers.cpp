@@ -37,8 +37,10 @@ void require_conformance(const Layer& layer, const ImageShape& in) {
 }
 
 Conv2d conv(int ci, int co, int k, int stride, int pad, int dil, bool bias = true,
-            std::int64_t max_patch = std::int64_t(1) << 23) {
+            std::int64_t max_patch = std::int64_t(1) << 23,
+            scorekit::nn::image::PaddingMode mode = scorekit::nn::image::PaddingMode::zeros) {
   Conv2dOptions o;
+  o.padding_mode = mode;
   o.stride = stride;
   o.padding = pad;
   o.dilation = dil;
@@ -155,6 +157,13 @@ TEMPLATE_LIST_TEST_CASE("image layers: gradients and adjoints match finite diffe
     require_conformance<Exec>(pointwise_dense(6, 4), ImageShape{5, 1, 1, 6});
     // Chunks of one image at a time (the patch matrix holds 64 x 27 scalars per image).
     require_conformance<Exec>(conv(3, 2, 3, 1, 1, 1, true, 64 * 27), ImageShape{3, 8, 8, 3});
+    // Circular padding: the input adjoint as a circular convolution (stride 1, same size), by col2im
+    // (stride 2; padding 1 with a 5-wide dilated span; a padding as wide as the image).
+    constexpr auto circ = scorekit::nn::image::PaddingMode::circular;
+    require_conformance<Exec>(conv(2, 3, 3, 1, 1, 1, true, 1 << 23, circ), ImageShape{2, 6, 5, 2});
+    require_conformance<Exec>(conv(2, 3, 3, 2, 1, 1, true, 1 << 23, circ), ImageShape{2, 7, 6, 2});
+    require_conformance<Exec>(conv(2, 2, 3, 1, 1, 2, false, 1 << 23, circ), ImageShape{2, 6, 6, 2});
+    require_conformance<Exec>(conv(1, 2, 3, 1, 3, 1, true, 1 << 23, circ), ImageShape{2, 3, 4, 1});
   }
   SECTION("GroupNorm") {
     require_conformance<Exec>(GroupNorm(2, 4), ImageShape{2, 4, 4, 4});
@@ -179,9 +188,14 @@ TEMPLATE_LIST_TEST_CASE("Conv2d equals the direct sum of PyTorch's definition", 
     ImageShape in;
   };
   const std::vector<Case> cases = {
-      {conv(3, 5, 3, 1, 1, 1), {3, 8, 8, 3}}, {conv(4, 2, 3, 2, 1, 1), {2, 9, 8, 4}},
-      {conv(2, 3, 3, 1, 2, 2), {2, 8, 8, 2}}, {conv(3, 4, 5, 3, 0, 1, false), {2, 14, 14, 3}},
-      {pointwise_dense(6, 7), {2, 3, 3, 6}},  {conv(3, 5, 3, 1, 1, 1, true, 100 * 27), {5, 8, 8, 3}}};
+      {conv(3, 5, 3, 1, 1, 1), {3, 8, 8, 3}},
+      {conv(4, 2, 3, 2, 1, 1), {2, 9, 8, 4}},
+      {conv(2, 3, 3, 1, 2, 2), {2, 8, 8, 2}},
+      {conv(3, 4, 5, 3, 0, 1, false), {2, 14, 14, 3}},
+      {pointwise_dense(6, 7), {2, 3, 3, 6}},
+      {conv(3, 5, 3, 1, 1, 1, true, 100 * 27), {5, 8, 8, 3}},
+      {conv(3, 4, 3, 1, 1, 1, true, 1 << 23, scorekit::nn::image::PaddingMode::circular), {2, 6, 5, 3}},
+      {conv(2, 3, 3, 2, 2, 2, false, 1 << 23, scorekit::nn::image::PaddingMode::circular), {2, 7, 8, 2}}};
   for (const Case& k : cases) {
     const Conv2d& L = k.layer;
     const ImageShape in = k.in, out = L.output_shape(in);
@@ -194,6 +208,7 @@ TEMPLATE_LIST_TEST_CASE("Conv2d equals the direct sum of PyTorch's definition", 
     L.forward(Exec(), params, x, in, y, work);
     const auto hy = to_host(y);
     const int kk = L.kernel(), s = L.options().stride, pad = L.options().padding, dil = L.options().dilation;
+    const bool circular = L.circular();  // PyTorch's "circular": the index taken modulo the extent
     const long double u = std::numeric_limits<Real>::epsilon() / 2.0L;
     const int terms = L.patch_size() + 1;
     double worst = 0;
@@ -206,7 +221,8 @@ TEMPLATE_LIST_TEST_CASE("Conv2d equals the direct sum of PyTorch's definition", 
             for (int ky = 0; ky < kk; ++ky)
               for (int kx = 0; kx < kk; ++kx)
                 for (int ci = 0; ci < in.c; ++ci) {
-                  const int iy = oy * s - pad + ky * dil, ix = ox * s - pad + kx * dil;
+                  int iy = oy * s - pad + ky * dil, ix = ox * s - pad + kx * dil;
+                  if (circular) iy = (iy % in.h + in.h) % in.h, ix = (ix % in.w + in.w) % in.w;
                   if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w) continue;
                   const long double t =
                       (long double)hx[std::size_t(((n * in.h + iy) * in.w + ix) * in.c + ci)] *
@@ -313,6 +329,9 @@ TEST_CASE("image layers: bad shapes and arguments are named errors", "[image]") 
                     Contains("smaller than the kernel's span 5"));
   CHECK_THROWS_AS(Conv2d(0, 4, 3), invalid_argument);
   CHECK_THROWS_WITH(conv(3, 4, 3, 0, 1, 1), Contains("stride (0)"));
+  CHECK_THROWS_WITH(conv(1, 1, 3, 1, 5, 1, true, 1 << 23, scorekit::nn::image::PaddingMode::circular)
+                        .output_shape({1, 4, 6, 1}),
+                    Contains("circular padding 5 is wider than the input, 4 x 6"));
   CHECK_THROWS_WITH(GroupNorm(4, 6), Contains("the groups must divide the channels"));
   CHECK_THROWS_WITH(GroupNorm(2, 6, 0.0), Contains("eps (0)"));
   CHECK_THROWS_WITH(AvgPool2d(2).output_shape({1, 5, 4, 1}), Contains("multiples of 2"));

@@ -1,6 +1,7 @@
 // A 2-D convolution over NHWC batches (tensor.hpp): c_in -> c_out channels, a k x k kernel with stride,
-// zero padding and dilation, and an optional bias, as PyTorch's nn.Conv2d (cross-correlation, no kernel
-// flip). The large products go through Kokkos Kernels (core/blas.hpp, the host BLAS or cuBLAS):
+// padding (zeros, or circular: the image wraps around, a torus) and dilation, and an optional bias, as
+// PyTorch's nn.Conv2d with padding_mode "zeros" or "circular" (cross-correlation, no kernel flip). The large
+// products go through Kokkos Kernels (core/blas.hpp, the host BLAS or cuBLAS):
 //   forward   Y = cols(X) W + 1 b^T             cols(X): one row per output pixel, its k k c_in patch
 //   backward  dW += cols(X)^T dY,  db += dY^T 1,  dX = scatter(dY W^T)
 // A pointwise convolution (k = 1, stride 1, no padding) is X W directly, with no patch matrix; a dense
@@ -32,9 +33,14 @@ namespace scorekit {
 namespace nn {
 namespace image {
 
+/// What the padding reads: zeros, or the pixels on the other side of the image (periodic images, where a
+/// stationary field's score is itself a circular convolution).
+enum class PaddingMode { zeros, circular };
+
 struct Conv2dOptions {
   int stride = 1;
   int padding = 0;
+  PaddingMode padding_mode = PaddingMode::zeros;
   int dilation = 1;
   bool bias = true;
   /// The most scalars the patch matrix may take (the workspace is sized by it): images are processed
@@ -69,9 +75,11 @@ class Conv2d {
 
   std::string name() const {
     return scorekit::detail::concat("Conv2d(", c_in_, " -> ", c_out_, ", ", k_, " x ", k_, ", stride ",
-                                    o_.stride, ", padding ", o_.padding, ", dilation ", o_.dilation,
-                                    o_.bias ? "" : ", no bias", ")");
+                                    o_.stride, ", padding ", o_.padding, circular() ? " circular" : "",
+                                    ", dilation ", o_.dilation, o_.bias ? "" : ", no bias", ")");
   }
+
+  bool circular() const { return o_.padding_mode == PaddingMode::circular; }
 
   /// Whether the convolution is X W with no patch matrix.
   bool pointwise() const { return k_ == 1 && o_.stride == 1 && o_.padding == 0; }
@@ -83,6 +91,10 @@ class Conv2d {
       throw dimension_mismatch(scorekit::detail::concat(where, ": the input has ", in.c, " channels (shape ",
                                                         to_string(in), "), the layer takes ", c_in_));
     const int span = o_.dilation * (k_ - 1) + 1;
+    if (circular() && (o_.padding > in.h || o_.padding > in.w))
+      throw dimension_mismatch(scorekit::detail::concat(where, ": circular padding ", o_.padding,
+                                                        " is wider than the input, ", in.h, " x ", in.w,
+                                                        " pixels (it may wrap around at most once)"));
     if (in.h + 2 * o_.padding < span || in.w + 2 * o_.padding < span)
       throw dimension_mismatch(scorekit::detail::concat(
           where, ": the input is ", in.h, " x ", in.w, " pixels, padded ", in.h + 2 * o_.padding, " x ",
@@ -137,12 +149,14 @@ class Conv2d {
     return pointwise() ? 0 : std::size_t(std::int64_t(chunk(in)) * out.h * out.w * patch_size());
   }
 
-  /// Whether the input adjoint is itself a convolution (stride 1, padding at most the kernel's reach):
-  /// of the output adjoint with the kernel flipped and its channels swapped, padding d (k - 1) - p.
+  /// Whether the input adjoint is itself a convolution (stride 1, padding at most the kernel's reach; with
+  /// circular padding, the output as large as the input): of the output adjoint with the kernel flipped
+  /// and its channels swapped, padding d (k - 1) - p of the same mode.
   /// backward() then computes it that way, a product with c_out k^2 columns of patches instead of one with
   /// c_in k^2 columns scattered back (less memory traffic wherever c_out < c_in, as in a decoder).
   bool adjoint_is_convolution() const {
-    return !pointwise() && o_.stride == 1 && o_.padding <= o_.dilation * (k_ - 1);
+    if (pointwise() || o_.stride != 1) return false;
+    return circular() ? 2 * o_.padding == o_.dilation * (k_ - 1) : o_.padding <= o_.dilation * (k_ - 1);
   }
   Conv2d adjoint_convolution() const {
     Conv2dOptions o = o_;
@@ -273,34 +287,41 @@ class Conv2d {
   }
 
   /// cols(m, r) for the output pixels m of images [s0, s1): the input at the pixel patch offset r reads.
-  /// One work item per (output pixel, kernel offset): it copies the c_in contiguous channels of one input
-  /// pixel (or zeros), so the index arithmetic is paid once per c_in scalars and the copy vectorises.
+  /// One work item per output pixel: it locates the pixel once (the divisions) and copies, kernel offset
+  /// by kernel offset, the c_in contiguous channels of one input pixel (or zeros), so the copy
+  /// vectorises for wide inputs and a single-channel input pays no division per scalar.
   template <class Exec, class X, class Cols>
   void im2col(const Exec& exec, const X& x, const ImageShape& in, const ImageShape& out, int s0, int s1,
               const Cols& cols) const {
     using Real = typename Cols::non_const_value_type;
     const int k = k_, ci_n = c_in_, stride = o_.stride, pad = o_.padding, dil = o_.dilation;
-    const int h = in.h, w = in.w, ho = out.h, wo = out.w, kk = k_ * k_;
+    const int h = in.h, w = in.w, ho = out.h, wo = out.w;
+    const bool wrap = circular();
     const std::int64_t ld = std::int64_t(cols.extent(1));
     const auto* const xp = x.data();
     Real* const cp = cols.data();
     Kokkos::parallel_for(
         "scorekit::nn::image::Conv2d::im2col",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
-                                                                   std::int64_t(s1 - s0) * ho * wo * kk),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t m = e / kk;
-          const int q = int(e - m * kk), kx = q % k, ky = q / k;
-          const std::int64_t pix = m % (std::int64_t(ho) * wo);
-          const int ox = int(pix % wo), oy = int(pix / wo);
-          const std::int64_t img = s0 + m / (std::int64_t(ho) * wo);
-          const int iy = oy * stride - pad + ky * dil, ix = ox * stride - pad + kx * dil;
-          Real* dst = cp + m * ld + std::int64_t(q) * ci_n;
-          if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
-            const auto* src = xp + ((img * h + iy) * w + ix) * ci_n;
-            for (int c = 0; c < ci_n; ++c) dst[c] = src[c];
-          } else {
-            for (int c = 0; c < ci_n; ++c) dst[c] = Real(0);
+        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, std::int64_t(s1 - s0) * ho * wo),
+        KOKKOS_LAMBDA(const std::int64_t m) {
+          const std::int64_t plane = std::int64_t(ho) * wo;
+          const std::int64_t img = s0 + m / plane;
+          const int pix = int(m % plane), ox = pix % wo, oy = pix / wo;
+          Real* dst = cp + m * ld;
+          for (int ky = 0; ky < k; ++ky) {
+            int iy = oy * stride - pad + ky * dil;
+            if (wrap) iy = iy < 0 ? iy + h : iy >= h ? iy - h : iy;  // -pad <= iy < h + pad, pad <= h
+            const bool row_in = iy >= 0 && iy < h;
+            for (int kx = 0; kx < k; ++kx, dst += ci_n) {
+              int ix = ox * stride - pad + kx * dil;
+              if (wrap) ix = ix < 0 ? ix + w : ix >= w ? ix - w : ix;
+              if (row_in && ix >= 0 && ix < w) {
+                const auto* src = xp + ((img * h + iy) * w + ix) * ci_n;
+                for (int c = 0; c < ci_n; ++c) dst[c] = src[c];
+              } else {
+                for (int c = 0; c < ci_n; ++c) dst[c] = Real(0);
+              }
+            }
           }
         });
   }
@@ -313,6 +334,7 @@ class Conv2d {
     using Real = typename DX::non_const_value_type;
     const int k = k_, ci_n = c_in_, stride = o_.stride, pad = o_.padding, dil = o_.dilation;
     const int h = in.h, w = in.w, ho = out.h, wo = out.w;
+    const int wraps = circular() ? 1 : 0;  // circular: the pixel is also read as iy -+ h, ix -+ w
     const std::int64_t ld = std::int64_t(dcols.extent(1));
     const auto* const dp = dcols.data();
     Real* const xp = dx.data();
@@ -324,17 +346,19 @@ class Conv2d {
           const std::int64_t local = p / (std::int64_t(w) * h);
           Real* dst = xp + ((s0 + local) * h * w + std::int64_t(iy) * w + ix) * ci_n;
           for (int c = 0; c < ci_n; ++c) dst[c] = Real(0);
-          for (int ky = 0; ky < k; ++ky) {
-            const int ty = iy + pad - ky * dil;
-            if (ty < 0 || ty % stride != 0 || ty / stride >= ho) continue;
-            for (int kx = 0; kx < k; ++kx) {
-              const int tx = ix + pad - kx * dil;
-              if (tx < 0 || tx % stride != 0 || tx / stride >= wo) continue;
-              const auto* src = dp + ((local * ho + ty / stride) * wo + tx / stride) * ld +
-                                std::int64_t(ky * k + kx) * ci_n;
-              for (int c = 0; c < ci_n; ++c) dst[c] += src[c];
+          for (int ky = 0; ky < k; ++ky)
+            for (int my = -wraps; my <= wraps; ++my) {
+              const int ty = iy + my * h + pad - ky * dil;
+              if (ty < 0 || ty % stride != 0 || ty / stride >= ho) continue;
+              for (int kx = 0; kx < k; ++kx)
+                for (int mx = -wraps; mx <= wraps; ++mx) {
+                  const int tx = ix + mx * w + pad - kx * dil;
+                  if (tx < 0 || tx % stride != 0 || tx / stride >= wo) continue;
+                  const auto* src = dp + ((local * ho + ty / stride) * wo + tx / stride) * ld +
+                                    std::int64_t(ky * k + kx) * ci_n;
+                  for (int c = 0; c < ci_n; ++c) dst[c] += src[c];
+                }
             }
-          }
         });
   }
 
