@@ -59,6 +59,8 @@
 #include <scorekit/nn/ema.hpp>
 #include <scorekit/nn/image/activation.hpp>
 #include <scorekit/nn/image/group_norm.hpp>
+#include <scorekit/nn/image/instance_norm_plus.hpp>
+#include <scorekit/nn/image/mean_filter.hpp>
 #include <scorekit/nn/image/network.hpp>
 #include <scorekit/nn/image/resample.hpp>
 #include <scorekit/nn/image/tensor.hpp>
@@ -89,6 +91,7 @@
 #ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
 #include <scorekit/core/blas.hpp>
 #include <scorekit/nn/image/conv2d.hpp>
+#include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/score/batched_mixture.hpp>
 #include <scorekit/score/image_score.hpp>
