@@ -14,7 +14,14 @@
 #include <scorekit/core/kokkos.hpp>
 
 #include <KokkosBlas3_gemm.hpp>
+#if defined(KOKKOSKERNELS_ENABLE_TPL_BLAS)
+#include <KokkosBlas_Host_tpl.hpp>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -73,6 +80,99 @@ bool overlap(const V& a, const W& b) {
   return a0 < b1 && b0 < a1;
 }
 
+/// A matrix as the host BLAS sees it: its first element and its two strides (in elements).
+template <class T>
+struct Strided {
+  T* p;
+  std::int64_t s0, s1;
+  std::int64_t rows, cols;
+};
+
+/// For op(X) (X^T when `transpose`) as a column-major BLAS argument: the transpose character and the
+/// leading dimension; false when X is neither column- nor row-major with a leading dimension the BLAS
+/// accepts.
+template <class T>
+bool blas_argument(const Strided<T>& x, bool transpose, char& trans, std::int64_t& ld) {
+  if (x.s0 == 1 && x.s1 >= std::max<std::int64_t>(1, x.rows)) {  // column-major
+    trans = transpose ? 'T' : 'N';
+    ld = x.s1;
+    return true;
+  }
+  if (x.s1 == 1 && x.s0 >= std::max<std::int64_t>(1, x.cols)) {  // row-major: column-major X^T
+    trans = transpose ? 'N' : 'T';
+    ld = x.s0;
+    return true;
+  }
+  return false;
+}
+
+/// Keeps the host BLAS on one thread while alive (for an OpenMP build of the BLAS, which runs
+/// omp_get_max_threads() threads outside a parallel region): the calling thread's OpenMP thread count
+/// set to one, and restored.
+struct SingleThreadedBlas {
+#if defined(_OPENMP)
+  int saved = omp_get_max_threads();
+  SingleThreadedBlas() { omp_set_num_threads(1); }
+  ~SingleThreadedBlas() { omp_set_num_threads(saved); }
+#endif
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+#if !defined(_OPENMP)
+  SingleThreadedBlas() = default;
+#endif
+};
+
+/// The tile of C one host BLAS call computes: a shape-only rule (never the thread count), up to 512
+/// rows, fewer for short products so that at least about 16 tiles share the work, and all the columns
+/// up to 512.
+inline std::int64_t tile_rows(std::int64_t m) {
+  const std::int64_t t = ((m + 15) / 16 + 31) / 32 * 32;
+  return std::min<std::int64_t>(512, std::max<std::int64_t>(32, t));
+}
+inline std::int64_t tile_cols(std::int64_t n) { return n <= 512 ? n : 256; }
+
+#if defined(KOKKOSKERNELS_ENABLE_TPL_BLAS)
+/// The host path of gemm: C cut into fixed tiles (tile_rows x tile_cols, from the shape alone), each
+/// one single-threaded call of the host BLAS through Kokkos Kernels' HostBlas, the tiles spread over
+/// `exec`'s threads. Every entry of C is then summed by the same call whatever the thread count (a
+/// threaded BLAS partitions C by its thread count, and its edge kernels round differently), so the
+/// product is the same bits on Serial and OpenMP with any number of threads. Returns false (nothing
+/// done) for a matrix the BLAS cannot take as it is stored.
+template <class Exec, class T>
+bool host_tiled_gemm(const Exec& exec, bool ta, bool tb, T alpha, const Strided<const T>& A,
+                     const Strided<const T>& B, T beta, const Strided<T>& C, std::int64_t m, std::int64_t n,
+                     std::int64_t k) {
+  const bool c_col = C.s0 == 1 && C.s1 >= std::max<std::int64_t>(1, m);
+  const bool c_row = !c_col && C.s1 == 1 && C.s0 >= std::max<std::int64_t>(1, n);
+  char ca = 'N', cb = 'N';
+  std::int64_t lda = 0, ldb = 0;
+  if (!(c_col || c_row) || !blas_argument(A, ta, ca, lda) || !blas_argument(B, tb, cb, ldb)) return false;
+  // Column-major C = op(A) op(B); row-major C is column-major C^T = op(B)^T op(A)^T.
+  const char cbt = cb == 'N' ? 'T' : 'N', cat = ca == 'N' ? 'T' : 'N';
+  const std::int64_t tm = tile_rows(m), tn = tile_cols(n);
+  const std::int64_t rows = (m + tm - 1) / tm, cols = (n + tn - 1) / tn;
+  const SingleThreadedBlas one_thread;
+  Kokkos::parallel_for("scorekit::blas::gemm(host tiles)",
+                       Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0, rows * cols),
+                       [=](const std::int64_t tile) {
+                         const std::int64_t i0 = (tile / cols) * tm, j0 = (tile % cols) * tn;
+                         const int mi = int(std::min(tm, m - i0)), nj = int(std::min(tn, n - j0));
+                         // op(A) rows i0.., op(B) columns j0.., C at (i0, j0).
+                         const T* a = A.p + i0 * (ta ? A.s1 : A.s0);
+                         const T* b = B.p + j0 * (tb ? B.s0 : B.s1);
+                         T* c = C.p + i0 * C.s0 + j0 * C.s1;
+                         if (c_col)
+                           KokkosBlas::Impl::HostBlas<T>::gemm(ca, cb, mi, nj, int(k), alpha, a, int(lda), b,
+                                                               int(ldb), beta, c, int(C.s1));
+                         else
+                           KokkosBlas::Impl::HostBlas<T>::gemm(cbt, cat, nj, mi, int(k), alpha, b, int(ldb),
+                                                               a, int(lda), beta, c, int(C.s0));
+                       });
+  exec.fence();
+  return true;
+}
+#endif
+
 }  // namespace detail
 
 /// C = alpha op(A) op(B) + beta C, with op(X) = X for "N" and X^T for "T" (or "C"), on the execution
@@ -93,10 +193,11 @@ bool overlap(const V& a, const W& b) {
 /// `Exec`'s default instance after. On return the product is complete and visible, on every backend.
 /// On host backends both fences cost nothing and the host BLAS' call blocks anyway.
 ///
-/// Threads. On host views the product goes to the host BLAS, which uses its own threads whatever
-/// `Exec` is (Kokkos::Serial included): setup.sh's OpenBLAS is the OpenMP build, which runs
-/// OMP_NUM_THREADS threads and only one when called from inside an OpenMP parallel region. It is not
-/// bitwise the same as a product summed in another order (another BLAS, another thread count).
+/// Threads. On host views of float or double (with a Kokkos Kernels built on a host BLAS) C is cut into
+/// tiles fixed by the shape, each one single-threaded call of the host BLAS, the tiles spread over
+/// `exec`'s threads (detail::host_tiled_gemm): the same bits on Serial and OpenMP, with any number of
+/// threads, for a given BLAS. (Not bitwise the same as another BLAS.) Elsewhere KokkosBlas::gemm runs
+/// (cuBLAS, rocBLAS, or Kokkos Kernels' own kernels).
 template <class Exec, class AView, class BView, class CView>
 void gemm(const Exec& exec, const char* transA, const char* transB, typename CView::const_value_type& alpha,
           const AView& A, const BView& B, typename CView::const_value_type& beta, const CView& C) {
@@ -162,6 +263,21 @@ void gemm(const Exec& exec, const char* transA, const char* transB, typename CVi
     exec.fence();
     return;
   }
+#if defined(KOKKOSKERNELS_ENABLE_TPL_BLAS)
+  if constexpr ((std::is_same<value_type, float>::value || std::is_same<value_type, double>::value) &&
+                std::is_same<typename Exec::memory_space, Kokkos::HostSpace>::value) {
+    using T = value_type;
+    const detail::Strided<const T> sa{A.data(), std::int64_t(A.stride(0)), std::int64_t(A.stride(1)),
+                                      std::int64_t(A.extent(0)), std::int64_t(A.extent(1))};
+    const detail::Strided<const T> sb{B.data(), std::int64_t(B.stride(0)), std::int64_t(B.stride(1)),
+                                      std::int64_t(B.extent(0)), std::int64_t(B.extent(1))};
+    const detail::Strided<T> sc{C.data(), std::int64_t(C.stride(0)), std::int64_t(C.stride(1)),
+                                std::int64_t(C.extent(0)), std::int64_t(C.extent(1))};
+    if (detail::host_tiled_gemm(exec, ta, tb, T(alpha), sa, sb, T(beta), sc, std::int64_t(m), std::int64_t(n),
+                                std::int64_t(k)))
+      return;
+  }
+#endif
   KokkosBlas::gemm(transA, transB, alpha, a, b, beta, c);
   Exec().fence();
 }
