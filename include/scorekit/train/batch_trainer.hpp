@@ -8,9 +8,9 @@
 // One step: draw the minibatch (one kernel), one batched forward of the network, the loss and its
 // output adjoint (one kernel), one batched backward into the gradient, the loss bookkeeping (one work
 // item, fixed order), Adam and the EMA (skipped on the device once a step failed). The products are the
-// BLAS' (Kokkos Kernels), so a run is bitwise reproducible with the same BLAS and thread count (the
-// kernels of scorekit's own are bitwise the same for any thread count; a threaded BLAS may sum a
-// product in another order with another thread count).
+// BLAS' (Kokkos Kernels), on host backends in tiles fixed by the shape, one single-threaded BLAS call
+// each (core/blas.hpp); scorekit's own kernels reduce in a fixed order. So a run is the same bits on
+// Serial and OpenMP with any thread count, for a given BLAS (tests/test_thread_counts.cpp).
 // scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
 #pragma once
 
