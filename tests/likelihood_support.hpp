@@ -15,6 +15,7 @@ namespace scorekit_test {
 template <class Model>
 struct JvpOnly {
   using value_type = typename Model::value_type;
+  using memory_space = typename Model::memory_space;
   Model inner;
   KOKKOS_INLINE_FUNCTION int dim() const { return inner.dim(); }
   KOKKOS_INLINE_FUNCTION int workspace_size() const { return inner.workspace_size(); }

@@ -476,7 +476,13 @@ OdeStatistics solve_replayed(const ExecSpace& exec, int d, const WithRhs& with_r
 
   // The probe: one right-hand side of particle 0, counted, then again with its kinds noted.
   ReplayBuffers<Real, Mem> probe_buffers(1, 1, d, where);
-  const auto probe = [&]() {
+  int c = 0;
+  for (int round = 0; round < 2; ++round) {  // (no lambda around it: nvcc needs a named enclosing function)
+    if (round == 1) {
+      if (c < 1)
+        throw std::logic_error(detail::concat(where, ": the right-hand side makes no model evaluation"));
+      probe_buffers.kinds = Kokkos::View<int*, Mem>(std::string(where) + "::kinds", std::size_t(c));
+    }
     const ReplayBuffers<Real, Mem> b = probe_buffers;
     Kokkos::parallel_for(
         "scorekit::solve_ode::probe", Policy(exec, 0, 1), KOKKOS_LAMBDA(const std::int64_t) {
@@ -485,15 +491,9 @@ OdeStatistics solve_replayed(const ExecSpace& exec, int d, const WithRhs& with_r
           with_rhs(replay, std::int64_t(0), &work(0, 0),
                    [&](const auto& rhs) { rhs(rt0, &copy(0, 0), &scratch(0, 0)); });
         });
-    int c = 0;
     Kokkos::deep_copy(exec, c, probe_buffers.probed);
     exec.fence();
-    return c;
-  };
-  const int c = probe();
-  if (c < 1) throw std::logic_error(detail::concat(where, ": the right-hand side makes no model evaluation"));
-  probe_buffers.kinds = Kokkos::View<int*, Mem>(std::string(where) + "::kinds", std::size_t(c));
-  probe();
+  }
   const auto h_kinds = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), probe_buffers.kinds);
   bool products = false;
   for (int k = 0; k < c; ++k) products = products || h_kinds(k) != 0;
@@ -593,6 +593,19 @@ struct SystemWithReplay {
   }
 };
 
+/// ask of solve_replayed for a system: every evaluation a score. A named type: nvcc takes no
+/// function-local type as a template argument of a function with device lambdas.
+template <class ExecSpace, class Model>
+struct ScoreAsk {
+  ExecSpace exec;
+  const Model& model;
+  template <class Real, class Mem>
+  void operator()(int, const ReplayBuffers<Real, Mem>& b, const BatchView<Real, Mem>& answer,
+                  const BatchView<Real, Mem>&) const {
+    model.score(exec, ConstBatchView<Real, Mem>(b.query), NoiseLevels<Real, Mem>(b.query_sigma), answer);
+  }
+};
+
 /// solve_ode for a system around a batch model (core/batch_model.hpp), through solve_replayed.
 template <class ExecSpace, class System, class View>
 OdeResult<typename System::value_type, typename View::memory_space> solve_ode_batched(
@@ -615,10 +628,7 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode_ba
     y = make_scratch<Real, Mem>(n, d, where, "::states");
     Kokkos::deep_copy(exec, y, x);
   }
-  auto ask = [&](int, const ReplayBuffers<Real, Mem>& b, const BatchView<Real, Mem>& answer,
-                 const BatchView<Real, Mem>&) {
-    model.score(exec, ConstBatchView<Real, Mem>(b.query), NoiseLevels<Real, Mem>(b.query_sigma), answer);
-  };
+  const ScoreAsk<ExecSpace, std::decay_t<decltype(model)>> ask{exec, model};
   OdeAccounts<Real, Mem> accounts(n, where);
   OdeResult<Real, Mem> result;
   static_cast<OdeStatistics&>(result) =

@@ -104,6 +104,28 @@ struct LikelihoodRhs {
   }
 };
 
+/// ask of solve_replayed for the likelihood: a score, or the product the estimator asks for (the model's
+/// jvp, else its vjp). A named type: nvcc takes no function-local type as a template argument of a
+/// function with device lambdas.
+template <class ExecSpace, class Model>
+struct LikelihoodAsk {
+  ExecSpace exec;
+  const Model& model;
+  template <class Real, class Mem>
+  void operator()(int kind, const ReplayBuffers<Real, Mem>& b, const BatchView<Real, Mem>& s,
+                  const BatchView<Real, Mem>& jv) const {
+    const ConstBatchView<Real, Mem> q(b.query);
+    const NoiseLevels<Real, Mem> sigma(b.query_sigma);
+    if (kind == 0) {
+      model.score(exec, q, sigma, s);
+    } else if constexpr (has_batch_jvp_v<Model>) {
+      model.jvp(exec, q, sigma, ConstBatchView<Real, Mem>(b.query_v), s, jv);
+    } else if constexpr (has_batch_vjp_v<Model>) {
+      model.vjp(exec, q, sigma, ConstBatchView<Real, Mem>(b.query_v), s, jv);
+    }
+  }
+};
+
 /// with_rhs of solve_replayed (integrate/dormand_prince.hpp) for the likelihood: LikelihoodRhs around the
 /// replay of a batch model.
 template <class SDE, class Estimator>
@@ -196,6 +218,9 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
   using Real = typename Model::value_type;
   using Mem = typename ExecSpace::memory_space;
   using Replay = ReplayModel<Real, Mem>;
+  static_assert(std::is_same<typename Model::memory_space, Mem>::value,
+                "scorekit::log_likelihood: the batch model's memory_space must be the execution space's "
+                "(batched(model) takes it from the model, or the default execution space's)");
   const int d = model.dim();
   const int m = d + 1;
   const std::int64_t n = std::int64_t(x.extent(0));
@@ -212,18 +237,7 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
         for (int j = 0; j < d; ++j) y(i, j) = x(i, j);
         y(i, d) = 0;
       });
-  auto ask = [&](int kind, const ReplayBuffers<Real, Mem>& b, const BatchView<Real, Mem>& s,
-                 const BatchView<Real, Mem>& jv) {
-    const ConstBatchView<Real, Mem> q(b.query);
-    const NoiseLevels<Real, Mem> sigma(b.query_sigma);
-    if (kind == 0) {
-      model.score(exec, q, sigma, s);
-    } else if constexpr (has_batch_jvp_v<Model>) {
-      model.jvp(exec, q, sigma, ConstBatchView<Real, Mem>(b.query_v), s, jv);
-    } else if constexpr (has_batch_vjp_v<Model>) {
-      model.vjp(exec, q, sigma, ConstBatchView<Real, Mem>(b.query_v), s, jv);
-    }
-  };
+  const LikelihoodAsk<ExecSpace, Model> ask{exec, model};
   const LikelihoodWithReplay<SDE, Estimator> with_rhs{sde, estimator, d, estimator_ws, settings.seed};
   OdeAccounts<Real, Mem> accounts(n, where);
   LikelihoodResult<Real, Mem> result;

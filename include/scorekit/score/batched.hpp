@@ -63,19 +63,10 @@ class Batched {
     const char* where = "scorekit::Batched::jvp";
     detail::check_batch_shapes(x, sigma, out, m_dim, where);
     detail::check_batch_shapes(v, sigma, s, m_dim, where);
-    if constexpr (has_batch_jvp_v<Model>) {
+    if constexpr (has_batch_jvp_v<Model>)
       m_model.jvp(exec, x, sigma, v, s, out);
-    } else {
-      const std::int64_t n = std::int64_t(x.extent(0));
-      reserve(n);
-      const auto model = m_model;
-      const auto work = m_work;
-      Kokkos::parallel_for(
-          "scorekit::Batched::jvp", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
-          KOKKOS_LAMBDA(const std::int64_t i) {
-            noise_conditional_jvp(model, &x(i, 0), sigma(i), &v(i, 0), &s(i, 0), &out(i, 0), &work(i, 0));
-          });
-    }
+    else
+      per_particle_jvp(exec, x, sigma, v, s, out);
   }
 
   /// A batch model's own vjp (see core/batch_model.hpp).
@@ -87,7 +78,27 @@ class Batched {
     m_model.vjp(exec, x, sigma, v, s, out);
   }
 
-  // Public only because nvcc rejects device lambdas in private members.
+  // Public only because nvcc rejects device lambdas in private members (and in members constrained by
+  // enable_if, whose launch stubs it cannot name).
+
+  /// jvp's kernel for a per-particle model: one work item a sample.
+  template <class ExecSpace>
+  void per_particle_jvp(const ExecSpace& exec, const ConstBatchView<value_type, MemorySpace>& x,
+                        const NoiseLevels<value_type, MemorySpace>& sigma,
+                        const ConstBatchView<value_type, MemorySpace>& v,
+                        const BatchView<value_type, MemorySpace>& s,
+                        const BatchView<value_type, MemorySpace>& out) const {
+    const std::int64_t n = std::int64_t(x.extent(0));
+    reserve(n);
+    const auto model = m_model;
+    const auto work = m_work;
+    Kokkos::parallel_for(
+        "scorekit::Batched::jvp", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
+        KOKKOS_LAMBDA(const std::int64_t i) {
+          noise_conditional_jvp(model, &x(i, 0), sigma(i), &v(i, 0), &s(i, 0), &out(i, 0), &work(i, 0));
+        });
+  }
+
   /// Grows the per-particle workspaces to n samples.
   void reserve(std::int64_t n) const {
     const int ws = workspace_size(m_model);
