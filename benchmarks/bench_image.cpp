@@ -80,10 +80,12 @@ ImageScoreSettings refinenet_image_settings() {
   return s;
 }
 
-template <class Exec>
-void refinenet_train(benchmark::State& state, int batch) {
-  using Draw = objective::SigmaLadder<float, typename Exec::memory_space>;
-  auto net = std::make_shared<Network<float, Exec>>(refinenet_lite<float, Exec>(RefineNetSettings()));
+/// Training steps of `net` on 2,048 images, `per_iteration` steps a timed iteration after `warm_up`.
+/// FLOP: three passes of the convolutions less the first layer's input adjoint.
+template <class Exec, class Draw>
+void train_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> net,
+                const ImageScoreSettings& image, const Draw& draw, int batch, long warm_up,
+                long per_iteration) {
   const double mads = net->multiply_adds({batch, side, side, 1});
   const double first = Conv2d(1, 32, 3).multiply_adds({batch, side, side, 1});
   train::TrainSettings t;
@@ -91,17 +93,16 @@ void refinenet_train(benchmark::State& state, int batch) {
   t.seed = 1;
   t.log = nullptr;
   t.adam.learning_rate = 1e-4;
-  train::BatchTrainer<float, Exec, Draw> trainer(net, refinenet_image_settings(), Draw(ncsn_ladder(), 2), t,
-                                                 1);
+  train::BatchTrainer<float, Exec, Draw> trainer(net, image, draw, t, 1);
   const auto x = images<Exec>(2048);
   const ConstBatchView<float, typename Exec::memory_space> data = x;
-  trainer.train(data, 1);  // warm-up
+  trainer.train(data, warm_up);
   long steps = 0;
   double seconds = 0;
   for (auto _ : state) {
     Exec().fence();
     Kokkos::Timer timer;
-    steps += trainer.train(data, 1).steps;
+    steps += trainer.train(data, per_iteration).steps;
     Exec().fence();
     const double s = timer.seconds();
     seconds += s;
@@ -116,14 +117,15 @@ void refinenet_train(benchmark::State& state, int batch) {
   state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
 }
 
+/// Score evaluations of `net` (He-uniform weights) on a batch at sigma = 1.
 template <class Exec>
-void refinenet_score(benchmark::State& state, int batch) {
+void score_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> net,
+                const ImageScoreSettings& image, int batch) {
   using Mem = typename Exec::memory_space;
-  auto net = std::make_shared<Network<float, Exec>>(refinenet_lite<float, Exec>(RefineNetSettings()));
   Kokkos::View<float*, Mem> p("params", std::size_t(net->n_params()));
   const auto segments = net->segments();
   nn::initialize(Exec(), p, segments.data(), int(segments.size()), nn::Init::he_uniform, 1);
-  const ImageScoreModel<float, Exec> model(net, p, refinenet_image_settings());
+  const ImageScoreModel<float, Exec> model(net, p, image);
   const auto x = images<Exec>(batch);
   BatchView<float, Mem> out("out", std::size_t(batch), std::size_t(side * side));
   Kokkos::View<float*, Mem> sigma("sigma", std::size_t(batch));
@@ -148,75 +150,34 @@ void refinenet_score(benchmark::State& state, int batch) {
   state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * mads * 1e-9);
   state.counters["parameters"] = benchmark::Counter(net->n_params());
   state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
+}
+
+template <class Exec>
+void refinenet_train(benchmark::State& state, int batch) {
+  using Draw = objective::SigmaLadder<float, typename Exec::memory_space>;
+  train_case<Exec>(state,
+                   std::make_shared<Network<float, Exec>>(refinenet_lite<float, Exec>(RefineNetSettings())),
+                   refinenet_image_settings(), Draw(ncsn_ladder(), 2), batch, 1, 1);
+}
+
+template <class Exec>
+void refinenet_score(benchmark::State& state, int batch) {
+  score_case<Exec>(state,
+                   std::make_shared<Network<float, Exec>>(refinenet_lite<float, Exec>(RefineNetSettings())),
+                   refinenet_image_settings(), batch);
 }
 
 template <class Exec>
 void unet_train(benchmark::State& state, int batch) {
   using Draw = objective::ContinuousTime<VarianceExplodingSDE<float>>;
-  auto net = std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings()));
-  const double mads = net->multiply_adds({batch, side, side, 1});
-  const double first = Conv2d(1, 32, 3).multiply_adds({batch, side, side, 1});
-  train::TrainSettings t;
-  t.batch_size = batch;
-  t.seed = 1;
-  t.log = nullptr;
-  t.adam.learning_rate = 1e-4;
-  train::BatchTrainer<float, Exec, Draw> trainer(net, image_settings(),
-                                                 Draw(VarianceExplodingSDE<float>(0.01f, 25.f)), t, 1);
-  const auto x = images<Exec>(2048);
-  const ConstBatchView<float, typename Exec::memory_space> data = x;
-  trainer.train(data, 2);  // warm-up
-  long steps = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    Exec().fence();
-    Kokkos::Timer timer;
-    steps += trainer.train(data, 3).steps;
-    Exec().fence();
-    const double s = timer.seconds();
-    seconds += s;
-    state.SetIterationTime(s);
-  }
-  const double rate = double(steps) / seconds;
-  state.counters["steps_per_s"] = benchmark::Counter(rate);
-  state.counters["images_per_s"] = benchmark::Counter(rate * batch);
-  state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * (3 * mads - first) * 1e-9);
-  state.counters["FLOP_per_step"] = benchmark::Counter(2 * (3 * mads - first));
-  state.counters["parameters"] = benchmark::Counter(net->n_params());
-  state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
+  train_case<Exec>(state, std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings())),
+                   image_settings(), Draw(VarianceExplodingSDE<float>(0.01f, 25.f)), batch, 2, 3);
 }
 
 template <class Exec>
 void unet_score(benchmark::State& state, int batch) {
-  using Mem = typename Exec::memory_space;
-  auto net = std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings()));
-  Kokkos::View<float*, Mem> p("params", std::size_t(net->n_params()));
-  const auto segments = net->segments();
-  nn::initialize(Exec(), p, segments.data(), int(segments.size()), nn::Init::he_uniform, 1);
-  const ImageScoreModel<float, Exec> model(net, p, image_settings());
-  const auto x = images<Exec>(batch);
-  BatchView<float, Mem> out("out", std::size_t(batch), std::size_t(side * side));
-  Kokkos::View<float*, Mem> sigma("sigma", std::size_t(batch));
-  Kokkos::deep_copy(sigma, 1.0f);
-  const double mads = net->multiply_adds({batch, side, side, 1});
-  model.score(Exec(), x, sigma, out);  // warm-up (allocates the network's buffers)
-  long calls = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    Exec().fence();
-    Kokkos::Timer timer;
-    model.score(Exec(), x, sigma, out);
-    Exec().fence();
-    const double s = timer.seconds();
-    ++calls;
-    seconds += s;
-    state.SetIterationTime(s);
-  }
-  const double rate = double(calls) / seconds;
-  state.counters["evaluations_per_s"] = benchmark::Counter(rate);
-  state.counters["images_per_s"] = benchmark::Counter(rate * batch);
-  state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * mads * 1e-9);
-  state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
+  score_case<Exec>(state, std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings())),
+                   image_settings(), batch);
 }
 
 /// One convolution of the U-Net at batch 128: forward, weight gradient and input adjoint.
