@@ -144,6 +144,37 @@ struct LikelihoodWithReplay {
   }
 };
 
+/// The per-point outputs of a run, and how a point's final augmented state y = (x(T), delta) fills them:
+/// one definition for the fused and the batched path.
+template <class Real, class Mem>
+struct LikelihoodOutputs {
+  Kokkos::View<Real*, Mem> log_p, prior_log_p, delta;
+  ParticleView<Real, Mem> latent;
+
+  LikelihoodOutputs(std::int64_t n, int d)
+      : log_p("scorekit::log_likelihood::log_p", n),
+        prior_log_p("scorekit::log_likelihood::prior_log_p", n),
+        delta("scorekit::log_likelihood::delta", n),
+        latent("scorekit::log_likelihood::latent", n, d) {}
+
+  template <class Prior>
+  KOKKOS_INLINE_FUNCTION void store(std::int64_t i, const Real* y, int d, const Prior& prior,
+                                    Real* work) const {
+    for (int j = 0; j < d; ++j) latent(i, j) = y[j];
+    const Real lp = log_prob(prior, y, work);
+    prior_log_p(i) = lp;
+    delta(i) = y[d];
+    log_p(i) = lp + y[d];
+  }
+
+  void into(LikelihoodResult<Real, Mem>& r) const {
+    r.log_p = log_p;
+    r.prior_log_p = prior_log_p;
+    r.delta = delta;
+    r.latent = latent;
+  }
+};
+
 /// log_likelihood's kernel for a per-particle model: every point's whole solve in one work item.
 template <class ExecSpace, class SDE, class Model, class View, class Estimator, class Prior>
 LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> log_likelihood_fused(
@@ -165,18 +196,12 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
   const int width = m + detail::dormand_prince_scratch_size(m) + work_size;
   auto scratch = detail::make_scratch<Real, Mem>(n, width, where, "::scratch");
 
-  LikelihoodResult<Real, Mem> result;
-  result.log_p = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::log_p", n);
-  result.prior_log_p = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::prior_log_p", n);
-  result.delta = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::delta", n);
-  result.latent = ParticleView<Real, Mem>("scorekit::log_likelihood::latent", n, d);
+  const LikelihoodOutputs<Real, Mem> outputs(n, d);
   detail::OdeAccounts<Real, Mem> accounts(n, where);
   NonFiniteFlag<Mem> bad(n);
   const auto control = detail::dormand_prince_control<Real>(settings.ode);
   const Real t0 = Real(t_eps), t1 = Real(t_max);
   const std::uint64_t seed = settings.seed;
-  const auto log_p = result.log_p, prior_log_p = result.prior_log_p, delta = result.delta;
-  const auto latent = result.latent;
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
@@ -193,14 +218,12 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
         const auto st = detail::dormand_prince_solve(rhs, y, m, t0, t1, control, ode_scratch);
         accounts.store(i, st);
         if (st.status == detail::OdeStatus::non_finite) bad.record(i, st.accepted + st.rejected);
-        for (int j = 0; j < d; ++j) latent(i, j) = y[j];
-        const Real lp = log_prob(prior, static_cast<const Real*>(y), work);
-        prior_log_p(i) = lp;
-        delta(i) = y[d];
-        log_p(i) = lp + y[d];
+        outputs.store(i, y, d, prior, work);
       });
   exec.fence();
   const double seconds = timer.seconds();
+  LikelihoodResult<Real, Mem> result;
+  outputs.into(result);
   static_cast<OdeStatistics&>(result) = accounts.finish(bad, where, t_eps, t_max, settings.ode);
   result.seconds = seconds;
   result.evaluations = accounts.evaluations;
@@ -243,23 +266,13 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
   LikelihoodResult<Real, Mem> result;
   static_cast<OdeStatistics&>(result) = solve_replayed(exec, d, with_rhs, rhs_ws, ask, y, settings.t_eps,
                                                        double(sde.t_max()), settings.ode, accounts, where);
-  result.log_p = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::log_p", n);
-  result.prior_log_p = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::prior_log_p", n);
-  result.delta = Kokkos::View<Real*, Mem>("scorekit::log_likelihood::delta", n);
-  result.latent = ParticleView<Real, Mem>("scorekit::log_likelihood::latent", n, d);
   result.evaluations = accounts.evaluations;
+  const LikelihoodOutputs<Real, Mem> outputs(n, d);
+  outputs.into(result);
   const auto work = make_scratch<Real, Mem>(n, prior_ws, where, "::prior_workspace");
-  const auto log_p = result.log_p, prior_log_p = result.prior_log_p, delta = result.delta;
-  const auto latent = result.latent;
   Kokkos::parallel_for(
       "scorekit::log_likelihood::finish", Kokkos::RangePolicy<ExecSpace>(exec, 0, n),
-      KOKKOS_LAMBDA(const std::int64_t i) {
-        for (int j = 0; j < d; ++j) latent(i, j) = y(i, j);
-        const Real lp = log_prob(prior, static_cast<const Real*>(&y(i, 0)), &work(i, 0));
-        prior_log_p(i) = lp;
-        delta(i) = y(i, d);
-        log_p(i) = lp + y(i, d);
-      });
+      KOKKOS_LAMBDA(const std::int64_t i) { outputs.store(i, &y(i, 0), d, prior, &work(i, 0)); });
   exec.fence();
   return result;
 }

@@ -84,7 +84,7 @@ class Network {
     Node n;
     n.kind = Kind::layer;
     n.a = from;
-    n.op = std::make_unique<LayerModel<Layer>>(std::move(layer));
+    n.op = std::make_unique<LayerModel<Layer, false>>(std::move(layer));
     return push_parameterised(std::move(n));
   }
 
@@ -106,7 +106,7 @@ class Network {
     n.kind = Kind::conditioned_layer;
     n.a = image;
     n.b = features;
-    n.op = std::make_unique<ConditionedModel<Layer>>(std::move(layer));
+    n.op = std::make_unique<LayerModel<Layer, true>>(std::move(layer));
     return push_parameterised(std::move(n));
   }
 
@@ -366,39 +366,18 @@ class Network {
                           const const_tensor_type&, const const_tensor_type&, const vector_type&,
                           const tensor_type&, const tensor_type&, const vector_type&) const = 0;
   };
-  template <class Layer>
+  /// A layer behind LayerBase; a conditioned layer (Conditioned) also takes the features and returns their
+  /// adjoint, a plain one ignores them.
+  template <class Layer, bool Conditioned>
   struct LayerModel final : LayerBase {
     explicit LayerModel(Layer l) : layer(std::move(l)) {}
     std::string name() const override { return layer.name(); }
-    int feature_size() const override { return 0; }
-    ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
-    int n_params() const override { return layer.n_params(); }
-    std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
-    std::size_t workspace_size(const ImageShape& in) const override { return layer.workspace_size(in); }
-    double multiply_adds(const ImageShape& in) const override {
-      if constexpr (counts_multiply_adds<Layer>::value)
-        return layer.multiply_adds(in);
+    int feature_size() const override {
+      if constexpr (Conditioned)
+        return layer.feature_size();
       else
         return 0;
     }
-    void forward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
-                 const ImageShape& in, const const_tensor_type&, const tensor_type& y,
-                 const vector_type& work) const override {
-      layer.forward(exec, p, x, in, y, work);
-    }
-    void backward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
-                  const ImageShape& in, const const_tensor_type&, const const_tensor_type& dy,
-                  const vector_type& grad, const tensor_type& dx, const tensor_type&,
-                  const vector_type& work) const override {
-      layer.backward(exec, p, x, in, dy, grad, dx, work);
-    }
-    Layer layer;
-  };
-  template <class Layer>
-  struct ConditionedModel final : LayerBase {
-    explicit ConditionedModel(Layer l) : layer(std::move(l)) {}
-    std::string name() const override { return layer.name(); }
-    int feature_size() const override { return layer.feature_size(); }
     ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
     int n_params() const override { return layer.n_params(); }
     std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
@@ -412,13 +391,19 @@ class Network {
     void forward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
                  const ImageShape& in, const const_tensor_type& f, const tensor_type& y,
                  const vector_type& work) const override {
-      layer.forward(exec, p, x, in, f, y, work);
+      if constexpr (Conditioned)
+        layer.forward(exec, p, x, in, f, y, work);
+      else
+        layer.forward(exec, p, x, in, y, work);
     }
     void backward(const Exec& exec, const const_vector_type& p, const const_tensor_type& x,
                   const ImageShape& in, const const_tensor_type& f, const const_tensor_type& dy,
                   const vector_type& grad, const tensor_type& dx, const tensor_type& df,
                   const vector_type& work) const override {
-      layer.backward(exec, p, x, in, f, dy, grad, dx, df, work);
+      if constexpr (Conditioned)
+        layer.backward(exec, p, x, in, f, dy, grad, dx, df, work);
+      else
+        layer.backward(exec, p, x, in, dy, grad, dx, work);
     }
     Layer layer;
   };
