@@ -1,7 +1,8 @@
 // What a benchmark number was measured with, recorded in Google Benchmark's context (printed with every
 // run and stored in its JSON output): the Kokkos release and its enabled backends, the OpenMP thread
 // count, the GPU (CUDA, HIP), the compiler and flags, and the git commit of the source. A number without
-// these cannot be compared with another one. Also for_each_backend, which the benchmarks register their
+// these cannot be compared with another one. Also which kernels OpenBLAS runs, where it is the host BLAS:
+// they decide the speed of every product (see openblas_core). Also for_each_backend, which the benchmarks register their
 // workloads with: once per backend this Kokkos enables.
 #pragma once
 
@@ -22,7 +23,24 @@
 #define SCOREKIT_BUILD_TYPE "unknown"
 #endif
 
+// OpenBLAS's own report of the kernel set its run-time CPU detection chose (DYNAMIC_ARCH builds, as
+// Debian's). Declared weak: null where the program is not linked with OpenBLAS.
+#if defined(__GNUC__)
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
+#endif
+
 namespace scorekit_bench {
+
+/// The kernel set OpenBLAS chose ("Haswell", "SkylakeX", "Cooperlake", ...), or "(not OpenBLAS)". It
+/// follows the CPU unless OPENBLAS_CORETYPE names one (recorded beside it): on this project's AVX-512
+/// development machine OpenBLAS 0.3.21 picks "Cooperlake" itself, and its sgemm runs 1.6x slower under an
+/// inherited OPENBLAS_CORETYPE=Haswell (its AVX2 kernels).
+inline std::string openblas_core() {
+#if defined(__GNUC__)
+  if (openblas_get_corename != nullptr) return openblas_get_corename();
+#endif
+  return "(not OpenBLAS)";
+}
 
 /// "3.4.1" from KOKKOS_VERSION (major * 10000 + minor * 100 + patch).
 inline std::string kokkos_version() {
@@ -127,6 +145,8 @@ inline void add_benchmark_context() {
 #endif
   benchmark::AddCustomContext("OMP_NUM_THREADS", env_or("OMP_NUM_THREADS", "(unset)"));
   benchmark::AddCustomContext("OMP_PROC_BIND", env_or("OMP_PROC_BIND", "(unset)"));
+  benchmark::AddCustomContext("openblas_core", openblas_core());
+  benchmark::AddCustomContext("OPENBLAS_CORETYPE", env_or("OPENBLAS_CORETYPE", "(unset)"));
   benchmark::AddCustomContext("compiler", compiler());
   benchmark::AddCustomContext("build_type", SCOREKIT_BUILD_TYPE);
   benchmark::AddCustomContext("benchmark_flags", SCOREKIT_BENCH_FLAGS);

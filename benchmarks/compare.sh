@@ -99,6 +99,15 @@ bin="$build/benchmarks"
 
 # Kokkos asks for bound threads; PyTorch runs under the same settings. One thread per core.
 export OMP_PROC_BIND="${OMP_PROC_BIND:-spread}" OMP_PLACES="${OMP_PLACES:-threads}"
+# OPENBLAS_CORETYPE overrides OpenBLAS's choice of kernels by the CPU (an environment can carry one
+# without the user knowing: this project's development machines set "Haswell", AVX2 kernels on an AVX-512
+# CPU, 1.6x slower in sgemm). The benchmarks measure the host BLAS as it runs by itself, so it is unset
+# here unless SCOREKIT_BENCH_KEEP_OPENBLAS_CORETYPE=1; the kernels it ran are recorded in every table.
+if [ -n "${OPENBLAS_CORETYPE:-}" ] && [ "${SCOREKIT_BENCH_KEEP_OPENBLAS_CORETYPE:-0}" != 1 ]; then
+  echo "compare.sh: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE is set in the environment; unsetting it, so that OpenBLAS" \
+    "chooses its kernels by the CPU (SCOREKIT_BENCH_KEEP_OPENBLAS_CORETYPE=1 keeps it)" >&2
+  unset OPENBLAS_CORETYPE
+fi
 cat /proc/loadavg >"$out/loadavg_before.txt"
 
 # The CPU's FMA peak, which the CPU tables are read against (a GPU run has no measured peak).

@@ -39,7 +39,7 @@ def scorekit_where(ctx, backend):
     """Where scorekit ran: the OpenMP threads, or the GPU that the benchmark recorded."""
     if backend in GPU_BACKENDS:
         return f"Kokkos::{backend} on {ctx.get('cuda_device', ctx.get('hip_device', 'an unnamed GPU'))}"
-    return f"{ctx.get('kokkos_openmp_threads')} OpenMP threads"
+    return f"{ctx.get('kokkos_openmp_threads')} OpenMP threads, OpenBLAS kernels {ctx.get('openblas_core', '?')}"
 
 
 def torch_where(info):
@@ -210,6 +210,7 @@ def image(out, backend="OpenMP"):
     rate_key = {"unet_train_b128": "steps_per_s", "unet_score_b256": "evaluations_per_s",
                 "refinenet_train_b128": "steps_per_s", "refinenet_score_b256": "evaluations_per_s"}
     mismatches, notes = [], []
+    conv_flop, conv_s = 0.0, 0.0
     for b in sk["benchmarks"]:
         name = b["name"].split("/")
         if b.get("run_type", "iteration") != "iteration" or backend not in name:
@@ -231,8 +232,17 @@ def image(out, backend="OpenMP"):
             print(f"{w:20s} | {mine:11.3f} | {peer_rate if peer_rate else float('nan'):10.3f} | {peer or '-':>22s} | "
                   f"{ratio} | {gf:16.1f} | {share(gf, fp32_peak)}")
         else:  # one convolution alone: forward, weight gradient, input adjoint
+            seconds = b["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+            conv_flop += gf * 1e9 * seconds
+            conv_s += seconds
             print(f"{w:20s} | {1000.0 / b['real_time'] if b['time_unit'] == 'ms' else float('nan'):11.2f} | "
                   f"{'':>10s} | {'':>22s} | {'':>6s} | {gf:16.1f} | {share(gf, fp32_peak)}")
+    if conv_s > 0:
+        # The six convolutions are each of the U-Net's once: together, the convolutions of one training step
+        # (at the batch of the conv_* rows), at their FLOP-weighted rate.
+        gf = conv_flop / conv_s / 1e9
+        print(f"{'conv_* together':20s} | {1.0 / conv_s:11.2f} | {'':>10s} | {'':>22s} | {'':>6s} | {gf:16.1f} | "
+              f"{share(gf, fp32_peak)}")
     print()
     print("ratio = scorekit / PyTorch (steps or evaluations per second; > 1: scorekit is faster), PyTorch the fastest")
     print("of eager and torch.compile, NCHW and channels_last; conv_* rows: one convolution of the U-Net at batch 128")
