@@ -373,7 +373,56 @@ void check_kernel_draws() {
   }
 }
 
+/// fill_normal and for_each_normal against n calls of normal(), in a kernel on Exec: the same bits, and
+/// the same state after (the next normal() agrees), for n = 0..70 (odd and even, past for_each_normal's
+/// blocks of 32) with and without a cached sine at the start.
+template <class Exec, class Real>
+void check_block_draws() {
+  using Mem = typename Exec::memory_space;
+  const int cases = 2 * 71;  // (n, a normal drawn before or not)
+  Kokkos::View<int*, Mem> wrong("wrong", std::size_t(cases));
+  Kokkos::parallel_for(
+      "check_block_draws", Kokkos::RangePolicy<Exec>(0, cases), KOKKOS_LAMBDA(const int c) {
+        const int n = c / 2;
+        Real a[71], b[71], e[71];
+        scorekit::CounterRng<Real> ra(11, std::uint64_t(c), 5), rb(11, std::uint64_t(c), 5),
+            re(11, std::uint64_t(c), 5);
+        if (c % 2) {
+          ra.normal();
+          rb.normal();
+          re.normal();
+        }
+        for (int j = 0; j < n; ++j) a[j] = ra.normal();
+        rb.fill_normal(b, n);
+        re.for_each_normal(n, [&](int j, Real z) { e[j] = z; });
+        a[n] = ra.normal();
+        b[n] = rb.normal();
+        e[n] = re.normal();
+        using Bits = std::conditional_t<sizeof(Real) == 8, std::uint64_t, std::uint32_t>;
+        int count = 0;
+        for (int j = 0; j <= n; ++j) {
+          const Bits bits_a = scorekit::elementary::detail::bit_cast<Bits>(a[j]);
+          const Bits bits_b = scorekit::elementary::detail::bit_cast<Bits>(b[j]);
+          const Bits bits_e = scorekit::elementary::detail::bit_cast<Bits>(e[j]);
+          count += (bits_a != bits_b) + (bits_a != bits_e);
+        }
+        wrong(c) = count;
+      });
+  const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), wrong);
+  for (int c = 0; c < cases; ++c) {
+    INFO("n = " << c / 2 << (c % 2 ? ", one normal drawn before" : ", fresh generator"));
+    CHECK(h(c) == 0);
+  }
+}
+
 }  // namespace scorekit_test
+
+TEMPLATE_LIST_TEST_CASE(
+    "fill_normal and for_each_normal draw the same bits as normal() one at a time, and leave the same state",
+    "[random][threads]", Backends) {
+  scorekit_test::check_block_draws<TestType, double>();
+  scorekit_test::check_block_draws<TestType, float>();
+}
 
 TEMPLATE_LIST_TEST_CASE(
     "Draws inside a kernel equal the host's: uniforms bitwise, normals bitwise on the host "

@@ -128,23 +128,56 @@ class CounterRng {
       return m_cache;
     }
     const Philox4x32Block b = bits();
-    const Real u1 = to_open_unit(b.v[0], b.v[1]);
-    const Real u2 = to_open_unit(b.v[2], b.v[3]);
-    // elementary:: rather than math:: (libm on the host, libdevice on a GPU: different bits). sqrt is
-    // correctly rounded on both (IEEE 754; nvcc's default -prec-sqrt=true), so math::sqrt stays.
-    const Real r = math::sqrt(Real(-2) * elementary::log(u1));
-    // theta is in (0, 2 pi] (up to rounding), where sin_cos is accurate.
-    const Real theta = Real(2) * math::pi<Real>() * u2;
-    Real s, c;
-    elementary::sin_cos(theta, s, c);
-    m_cache = r * s;
+    Real c, s;
+    box_muller(b.v[0], b.v[1], b.v[2], b.v[3], c, s);
+    m_cache = s;
     m_cached = true;
-    return r * c;
+    return c;
   }
 
-  /// Fills out[0..n) with standard normal variates.
+  /// Fills out[0..n) with the next n standard normal variates: the same values, and the same state
+  /// after, as n calls of normal(). Whole pairs are drawn by a loop over blocks that the host compiler
+  /// vectorises (Philox and Box-Muller side by side in vector lanes; at -O3 with AVX-512 about 5x
+  /// faster a value than normal() one at a time, measured at n = 128).
   KOKKOS_INLINE_FUNCTION void fill_normal(Real* out, int n) {
-    for (int i = 0; i < n; ++i) out[i] = normal();
+    int j = 0;
+    if (n > 0 && m_cached) {
+      out[j++] = m_cache;
+      m_cached = false;
+    }
+    const int pairs = (n - j) / 2;
+    const std::uint32_t first = m_draw, step = m_step, particle = m_particle, stream = m_stream;
+    const std::uint32_t k0 = m_k0, k1 = m_k1;
+    Real* const o = out + j;
+    SCOREKIT_SIMD
+    for (int p = 0; p < pairs; ++p) {
+      const Philox4x32Block b =
+          philox4x32_10(Philox4x32Block{{first + std::uint32_t(p), step, particle, stream}}, k0, k1);
+      box_muller(b.v[0], b.v[1], b.v[2], b.v[3], o[2 * p], o[2 * p + 1]);
+    }
+    m_draw = first + std::uint32_t(pairs);
+    j += 2 * pairs;
+    if (j < n) out[j] = normal();
+  }
+
+  /// Calls f(j, z_j) for j = 0, 1, ..., n - 1 in order, z_j the next n standard normal variates (the same
+  /// values, and the same state after, as n calls of normal()): the form of a step's loop
+  /// `x[j] = ... + c * rng.normal()` in which the draws vectorise. On the host they are drawn by
+  /// fill_normal in blocks of 32 (a 64-D step's normals 5x faster at -O3 with AVX-512); a GPU thread has no
+  /// vector lanes to fill, so there it calls normal() value by value.
+  template <class F>
+  KOKKOS_INLINE_FUNCTION void for_each_normal(int n, F&& f) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+    for (int j = 0; j < n; ++j) f(j, normal());
+#else
+    constexpr int block = 32;
+    Real z[block];
+    for (int j0 = 0; j0 < n; j0 += block) {
+      const int m = n - j0 < block ? n - j0 : block;
+      fill_normal(z, m);
+      for (int j = 0; j < m; ++j) f(j0 + j, z[j]);
+    }
+#endif
   }
 
   /// The map from 64 random bits (a, b) to the open interval (0, 1) that uniform() and normal() use:
@@ -165,6 +198,22 @@ class CounterRng {
   }
 
  private:
+  /// The pair of normals one block gives: c = r cos(theta), s = r sin(theta) (normal() returns c first).
+  KOKKOS_INLINE_FUNCTION static void box_muller(std::uint32_t b0, std::uint32_t b1, std::uint32_t b2,
+                                                std::uint32_t b3, Real& c, Real& s) {
+    const Real u1 = to_open_unit(b0, b1);
+    const Real u2 = to_open_unit(b2, b3);
+    // elementary:: rather than math:: (libm on the host, libdevice on a GPU: different bits). sqrt is
+    // correctly rounded on both (IEEE 754; nvcc's default -prec-sqrt=true), so math::sqrt stays.
+    const Real r = math::sqrt(Real(-2) * elementary::log(u1));
+    // theta is in (0, 2 pi] (up to rounding), where sin_cos is accurate.
+    const Real theta = Real(2) * math::pi<Real>() * u2;
+    Real sn, cs;
+    elementary::sin_cos(theta, sn, cs);
+    c = r * cs;
+    s = r * sn;
+  }
+
   std::uint32_t m_k0, m_k1, m_step, m_particle, m_stream;
   std::uint32_t m_draw = 0;
   Real m_cache = Real(0);

@@ -64,7 +64,7 @@ struct AncestralSampling {
       if (noise) {
         // sqrt(shat^2 s_t'^2 / s_t^2); s_t > 0 since t > t_next >= 0.
         const Real std = math::sqrt(tr.variance) * (tr.from.std / tr.to.std);
-        for (int j = 0; j < d; ++j) x[j] = inv_ratio * x[j] + c * g[j] + std * rng.normal();
+        rng.for_each_normal(d, [&](int j, Real z) { x[j] = inv_ratio * x[j] + c * g[j] + std * z; });
       } else {
         for (int j = 0; j < d; ++j) x[j] = inv_ratio * x[j] + c * g[j];
       }

@@ -72,7 +72,7 @@ struct Ddim {
       const Real k =
           s * (tr.variance + tr.ratio * tr.ratio * sigma_eta * sigma_eta) / (tr.ratio * (s + tr.ratio * c));
       if (noise && sigma_eta > Real(0)) {
-        for (int j = 0; j < d; ++j) x[j] = inv_ratio * x[j] + k * g[j] + sigma_eta * rng.normal();
+        rng.for_each_normal(d, [&](int j, Real z) { x[j] = inv_ratio * x[j] + k * g[j] + sigma_eta * z; });
       } else {
         for (int j = 0; j < d; ++j) x[j] = inv_ratio * x[j] + k * g[j];
       }

@@ -25,7 +25,7 @@ struct EulerMaruyama {
       for (int j = 0; j < d; ++j) x[j] += h * v[j];
     } else {
       const Real noise = g * math::sqrt(h < Real(0) ? -h : h);
-      for (int j = 0; j < d; ++j) x[j] += h * v[j] + noise * rng.normal();
+      rng.for_each_normal(d, [&](int j, Real z) { x[j] += h * v[j] + noise * z; });
     }
   }
 };

@@ -168,7 +168,7 @@ struct Heun {
     if (!(t_hat > t)) return t;
     const DiscreteTransition<Real> tr = discrete_transition(sde, t, t_hat);
     const Real s = Real(churn_noise) * math::sqrt(tr.variance);
-    for (int j = 0; j < d; ++j) x[j] = tr.ratio * x[j] + s * rng.normal();
+    rng.for_each_normal(d, [&](int j, Real z) { x[j] = tr.ratio * x[j] + s * z; });
     return t_hat;
   }
 };

@@ -120,15 +120,15 @@ struct LangevinCorrector {
         const Real noise = math::sqrt(Real(2) * h);
         for (int k = 0; k < n_steps; ++k) {
           score_at_marginal(system.model(), d, static_cast<const Real*>(x), tr.to, g, work);
-          for (int j = 0; j < d; ++j) x[j] += h * g[j] + noise * rng.normal();
+          rng.for_each_normal(d, [&](int j, Real z) { x[j] += h * g[j] + noise * z; });
         }
         return;
       }
       for (int k = 0; k < n_steps; ++k) {
         score_at_marginal(system.model(), d, static_cast<const Real*>(x), tr.to, g, work);
         Real g2 = 0, z2 = 0;
+        rng.fill_normal(z, d);
         for (int j = 0; j < d; ++j) {
-          z[j] = rng.normal();
           g2 += g[j] * g[j];
           z2 += z[j] * z[j];
         }

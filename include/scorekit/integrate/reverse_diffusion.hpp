@@ -58,7 +58,7 @@ struct ReverseDiffusion {
       const Real c = stochastic ? tr.variance : Real(0.5) * tr.variance;
       if (stochastic && noise) {
         const Real G = math::sqrt(tr.variance);
-        for (int j = 0; j < d; ++j) x[j] = keep * x[j] + c * g[j] + G * rng.normal();
+        rng.for_each_normal(d, [&](int j, Real z) { x[j] = keep * x[j] + c * g[j] + G * z; });
       } else {
         for (int j = 0; j < d; ++j) x[j] = keep * x[j] + c * g[j];
       }

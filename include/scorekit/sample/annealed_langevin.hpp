@@ -95,7 +95,7 @@ class AnnealedLangevinStep {
   KOKKOS_INLINE_FUNCTION void update(Real* x, const Real* g, std::uint64_t seed, std::int64_t particle,
                                      std::int64_t t) const {
     CounterRng<Real> rng(seed, std::uint64_t(particle), std::uint64_t(t));
-    for (int j = 0; j < m_dim; ++j) x[j] += m_half_alpha * g[j] + m_noise * rng.normal();
+    rng.for_each_normal(m_dim, [&](int j, Real z) { x[j] += m_half_alpha * g[j] + m_noise * z; });
   }
 
   /// The final denoising step at this level (call it on the last level's step): x' = x + sigma^2 s(x,

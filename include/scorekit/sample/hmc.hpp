@@ -64,8 +64,8 @@ class HmcStep {
     Real* gq = vectors + 2 * d;
     CounterRng<Real> rng(seed, std::uint64_t(particle), std::uint64_t(t), RngStream::momentum);
     Real kinetic0 = 0;
+    rng.fill_normal(p, d);
     for (int j = 0; j < d; ++j) {
-      p[j] = rng.normal();
       kinetic0 += p[j] * p[j];
       q[j] = x[j];
       gq[j] = grad[j];

@@ -50,7 +50,7 @@ class UlaStep {
     Real* g = vectors;
     CounterRng<Real> rng(seed, std::uint64_t(particle), std::uint64_t(t));
     score(density, static_cast<const Real*>(x), g, work);
-    for (int j = 0; j < m_dim; ++j) x[j] += m_half_eps * g[j] + m_noise * rng.normal();
+    rng.for_each_normal(m_dim, [&](int j, Real z) { x[j] += m_half_eps * g[j] + m_noise * z; });
   }
 
  private:
@@ -107,7 +107,7 @@ class MalaStep {
     Real* y = vectors;
     Real* gy = vectors + d;
     CounterRng<Real> rng(seed, std::uint64_t(particle), std::uint64_t(t));
-    for (int j = 0; j < d; ++j) y[j] = x[j] + m_half_eps * grad[j] + m_noise * rng.normal();
+    rng.for_each_normal(d, [&](int j, Real z) { y[j] = x[j] + m_half_eps * grad[j] + m_noise * z; });
     const Real lpy = log_prob(density, static_cast<const Real*>(y), work);
     score(density, static_cast<const Real*>(y), gy, work);
     // log q(x | y) - log q(y | x), with the forward residual equal to sqrt(eps) z.
