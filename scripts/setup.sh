@@ -21,7 +21,8 @@ kernels_prefix="$cache/kokkos-kernels-3.4.01"
 # build by its full path below (CMake then puts its folder in the RUNPATH of the binaries it builds).
 packages=(build-essential cmake ninja-build git dpkg-dev xz-utils
           libeigen3-dev libboost-math-dev catch2 libbenchmark-dev clang-format
-          libopenblas-dev libopenblas-openmp-dev libopenblas0-openmp)
+          libopenblas-dev libopenblas-openmp-dev libopenblas0-openmp
+          zlib1g-dev dataset-fashion-mnist)
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -38,6 +38,11 @@
 #include <scorekit/integrate/integrate_common.hpp>
 #include <scorekit/integrate/predictor_corrector.hpp>
 #include <scorekit/integrate/reverse_diffusion.hpp>
+// What needs zlib (IDX files, Fashion-MNIST), where the build has it.
+#ifdef SCOREKIT_HAVE_ZLIB
+#include <scorekit/io/fashion_mnist.hpp>
+#include <scorekit/io/idx.hpp>
+#endif
 #include <scorekit/io/plot.hpp>
 #include <scorekit/io/png.hpp>
 #include <scorekit/io/samples.hpp>

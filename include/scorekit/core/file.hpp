@@ -46,6 +46,32 @@ inline std::uint32_t crc32(const std::uint8_t* data, std::size_t n, std::uint32_
 /// The text of an errno value.
 inline std::string errno_text(int err) { return std::strerror(err); }
 
+/// Whether this machine stores integers least significant byte first (the file formats here fix their
+/// byte order; readers and writers swap on the other kind).
+inline bool host_is_little_endian() {
+  const std::uint16_t one = 1;
+  unsigned char first;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+/// Text that came from a file or a file name, as it goes into an error message: printable ASCII kept,
+/// every other byte (a NUL would cut the message short, a newline or escape sequence would garble it) as
+/// \xNN, and the backslash itself as \x5C.
+inline std::string printable(const std::string& s) {
+  std::string out;
+  for (const unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7F && c != '\\') {
+      out += char(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", unsigned(c));
+      out += buf;
+    }
+  }
+  return out;
+}
+
 /// This process's id (to name temporary files apart from another process's).
 inline long process_id() {
 #if defined(_WIN32)

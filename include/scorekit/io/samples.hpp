@@ -10,6 +10,7 @@
 #pragma once
 
 #include <scorekit/core/error.hpp>
+#include <scorekit/core/file.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/io/png.hpp>
 
@@ -100,12 +101,7 @@ std::string npy_descr() {
   return std::string(sizeof(T) == 1 ? "|" : "<") + kind + std::to_string(sizeof(T));
 }
 
-inline bool host_is_little_endian() {
-  const std::uint16_t one = 1;
-  unsigned char first;
-  std::memcpy(&first, &one, 1);
-  return first == 1;
-}
+using scorekit::detail::host_is_little_endian;
 
 /// The NPY 1.0 header (NumPy Enhancement Proposal 1): magic "\x93NUMPY", version 1.0, a little-endian
 /// uint16 length, then a Python dict literal padded with spaces and a newline so that the data start

@@ -78,12 +78,7 @@ constexpr std::size_t trailer_size = 4;
 
 inline std::size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 8; }
 
-inline bool host_is_little_endian() {
-  const std::uint16_t probe = 1;
-  std::uint8_t first;
-  std::memcpy(&first, &probe, 1);
-  return first == 1;
-}
+using scorekit::detail::host_is_little_endian;
 
 inline void put_u32(std::vector<std::uint8_t>& out, std::uint32_t x) {
   for (int k = 0; k < 4; ++k) out.push_back(std::uint8_t(x >> (8 * k)));
