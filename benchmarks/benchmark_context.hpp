@@ -2,8 +2,8 @@
 // run and stored in its JSON output): the Kokkos release and its enabled backends, the OpenMP thread
 // count, the GPU (CUDA, HIP), the compiler and flags, and the git commit of the source. A number without
 // these cannot be compared with another one. Also which kernels OpenBLAS runs, where it is the host BLAS:
-// they decide the speed of every product (see openblas_core). Also for_each_backend, which the benchmarks register their
-// workloads with: once per backend this Kokkos enables.
+// they decide the speed of every product (see openblas_core). Also for_each_backend, which the benchmarks
+// register their workloads with: once per backend this Kokkos enables.
 #pragma once
 
 #include <benchmark/benchmark.h>
