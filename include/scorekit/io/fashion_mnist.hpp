@@ -141,11 +141,11 @@ Kokkos::View<Real**, Kokkos::LayoutRight, Kokkos::HostSpace> images_to_rows(cons
   Kokkos::View<Real**, Kokkos::LayoutRight, Kokkos::HostSpace> rows(
       Kokkos::view_alloc(where, Kokkos::WithoutInitializing), std::size_t(count), std::size_t(h) * w);
   const std::size_t plane = std::size_t(data.h) * data.w;
+  std::vector<Real> v(plane);  // one image's values before pooling
   for (int i = 0; i < count; ++i) {
     const std::uint8_t* p = data.pixels.data() + std::size_t(first + i) * plane;
     CounterRng<Real> rng(scaling.seed, std::uint64_t(first + i), scaling.epoch, RngStream::user);
     // Each source pixel's value in row-major order (the generator consumed in that order).
-    std::vector<Real> v(plane);
     for (std::size_t q = 0; q < plane; ++q)
       v[q] = scaling.dequantise ? (Real(p[q]) + rng.uniform()) / Real(256) : Real(p[q]) / Real(255);
     for (int y = 0; y < h; ++y)

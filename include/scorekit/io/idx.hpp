@@ -44,50 +44,31 @@ namespace io {
 /// The element types of IDX (the third byte of the magic number).
 enum class IdxType : std::uint8_t { u8 = 0x08, i8 = 0x09, i16 = 0x0B, i32 = 0x0C, f32 = 0x0D, f64 = 0x0E };
 
-/// Bytes per element of an IDX type.
-inline int idx_type_size(IdxType t) {
-  switch (t) {
-    case IdxType::u8:
-    case IdxType::i8:
-      return 1;
-    case IdxType::i16:
-      return 2;
-    case IdxType::i32:
-    case IdxType::f32:
-      return 4;
-    case IdxType::f64:
-      return 8;
-  }
-  return 0;
+namespace detail {
+/// Each IDX type once: its byte, its size and its name.
+struct IdxTypeInfo {
+  std::uint8_t byte;
+  int size;
+  const char* name;
+};
+inline const IdxTypeInfo* idx_type_info(unsigned byte) {
+  static const IdxTypeInfo table[] = {{0x08, 1, "unsigned byte"}, {0x09, 1, "signed byte"},
+                                      {0x0B, 2, "int16"},         {0x0C, 4, "int32"},
+                                      {0x0D, 4, "float32"},       {0x0E, 8, "float64"}};
+  for (const IdxTypeInfo& t : table)
+    if (t.byte == byte) return &t;
+  return nullptr;
 }
+}  // namespace detail
+
+/// Bytes per element of an IDX type.
+inline int idx_type_size(IdxType t) { return detail::idx_type_info(unsigned(t))->size; }
 
 /// "unsigned byte (0x08)", for messages.
 inline std::string idx_type_name(IdxType t) {
-  const char* names[] = {"unsigned byte", "signed byte", "int16", "int32", "float32", "float64"};
-  int i = 0;
-  switch (t) {
-    case IdxType::u8:
-      i = 0;
-      break;
-    case IdxType::i8:
-      i = 1;
-      break;
-    case IdxType::i16:
-      i = 2;
-      break;
-    case IdxType::i32:
-      i = 3;
-      break;
-    case IdxType::f32:
-      i = 4;
-      break;
-    case IdxType::f64:
-      i = 5;
-      break;
-  }
   char hex[8];
   std::snprintf(hex, sizeof hex, "0x%02X", unsigned(t));
-  return std::string(names[i]) + " (" + hex + ")";
+  return std::string(detail::idx_type_info(unsigned(t))->name) + " (" + hex + ")";
 }
 
 /// An IDX array as read: its element type, its sizes (outermost first) and its elements in row-major
@@ -192,8 +173,7 @@ inline IdxArray read_idx(const std::string& path) {
     throw io_error(scorekit::detail::concat(where, ": ", got_magic,
                                             " bytes, too short for an IDX file (a 4-byte magic number)"));
   const unsigned type_byte = magic[2], rank = magic[3];
-  const bool known_type = type_byte == 0x08 || type_byte == 0x09 || type_byte == 0x0B || type_byte == 0x0C ||
-                          type_byte == 0x0D || type_byte == 0x0E;
+  const bool known_type = detail::idx_type_info(type_byte) != nullptr;
   if (magic[0] != 0 || magic[1] != 0 || !known_type || rank == 0) {
     char hex[16];
     std::snprintf(hex, sizeof hex, "%02X %02X %02X %02X", magic[0], magic[1], magic[2], magic[3]);
