@@ -138,7 +138,11 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
     const View& x, const IntegrateSettings& settings) {
   using Real = typename System::value_type;
   const char* where = "scorekit::integrate_guided";
-  ReplacementIntegrator<Inner, Replacement>::check(system);
+  // integrate() checks the inner integrator against the system it steps (on the batched path, the
+  // system around the batch's stand-in model); here only what the replacement needs of it.
+  static_assert(detail::system_has_sde<System>::value,
+                "scorekit: guidance by replacement needs a system built from a noising SDE (ReverseSDE or "
+                "ProbabilityFlowODE, with a member sde()): the noised observation needs its kernel p_0t");
   // The initial replacement below works on a pointer to each particle's row, before integrate() checks.
   detail::check_particle_view<ExecSpace, View, detail::ParticleLayout::contiguous_rows>();
   const Replacement r = integrator.replacement();  // copied into the kernel below
