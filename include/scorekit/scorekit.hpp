@@ -52,6 +52,7 @@
 #include <scorekit/metrics/effective_sample_size.hpp>
 #include <scorekit/metrics/energy_distance.hpp>
 #include <scorekit/metrics/fisher_divergence.hpp>
+#include <scorekit/metrics/frechet.hpp>
 #include <scorekit/metrics/mmd.hpp>
 #include <scorekit/metrics/mode_weights.hpp>
 #include <scorekit/metrics/moments.hpp>
@@ -95,12 +96,14 @@
 // What needs Kokkos Kernels (the batched path's dense products), where the build has it.
 #ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
 #include <scorekit/core/blas.hpp>
+#include <scorekit/nn/image/classifier.hpp>
 #include <scorekit/nn/image/conv2d.hpp>
 #include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/score/batched_mixture.hpp>
 #include <scorekit/score/image_score.hpp>
 #include <scorekit/train/batch_trainer.hpp>
+#include <scorekit/train/classifier_trainer.hpp>
 #endif
 #include <scorekit/sde/edm.hpp>
 #include <scorekit/sde/langevin.hpp>
