@@ -898,6 +898,7 @@ void run(Context& c) {
 }  // namespace
 
 int main(int argc, char* argv[]) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they are written, also in a file
   const Options o = parse(argc, argv);
   Kokkos::ScopeGuard guard(argc, argv);
   try {
