@@ -339,46 +339,66 @@ struct Context {
   std::ostringstream results;
 };
 
-Rows features_of(const Context& c, const Rows& x, std::vector<int>* predicted = nullptr) {
-  const Rows q = quantised(x);
-  img::Tensor<float, Mem> logits("logits", x.extent(0), 10),
-      feats("features", x.extent(0), std::size_t(c.classifier->feature_size()));
+/// The class each row of logits names (its largest entry).
+std::vector<int> predicted_classes(const img::Tensor<float, Mem>& logits) {
+  const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), logits);
+  std::vector<int> out(h.extent(0));
+  for (std::size_t i = 0; i < h.extent(0); ++i) {
+    int arg = 0;
+    for (int j = 1; j < int(h.extent(1)); ++j)
+      if (h(i, j) > h(i, arg)) arg = j;
+    out[i] = arg;
+  }
+  return out;
+}
+
+/// The classifier's penultimate features of images already rounded to 8 bits (quantised()), and with
+/// `histogram` the count of each predicted class.
+Rows features_of_quantised(const Context& c, const Rows& q, std::vector<int>* histogram = nullptr) {
+  img::Tensor<float, Mem> logits("logits", q.extent(0), 10),
+      feats("features", q.extent(0), std::size_t(c.classifier->feature_size()));
   c.classifier->evaluate(q, logits, feats);
-  if (predicted) {
-    const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), logits);
-    predicted->assign(10, 0);
-    for (std::size_t i = 0; i < h.extent(0); ++i) {
-      int arg = 0;
-      for (int j = 1; j < 10; ++j)
-        if (h(i, j) > h(i, arg)) arg = j;
-      ++(*predicted)[std::size_t(arg)];
-    }
+  if (histogram) {
+    histogram->assign(10, 0);
+    for (int k : predicted_classes(logits)) ++(*histogram)[std::size_t(k)];
   }
   return feats;
+}
+
+Rows features_of(const Context& c, const Rows& x, std::vector<int>* histogram = nullptr) {
+  return features_of_quantised(c, quantised(x), histogram);
 }
 
 Quality measure(Context& c, const Rows& samples) {
   Quality q;
   q.n = int(samples.extent(0));
-  const Rows f = features_of(c, samples, &q.histogram);
-  q.frechet = frechet_distance(gaussian_fit(f), c.test_fit);
-  q.memorised = memorised_share(two_nearest(quantised(samples), c.train));
+  const Rows q8 = quantised(samples);
+  q.frechet = frechet_distance(gaussian_fit(features_of_quantised(c, q8, &q.histogram)), c.test_fit);
+  q.memorised = memorised_share(two_nearest(q8, c.train));
   return q;
+}
+
+int classes_present(const std::vector<int>& h) {
+  return int(std::count_if(h.begin(), h.end(), [](int v) { return v > 0; }));
+}
+
+/// The entropy of a class histogram as a share of log(number of classes) (1: all equally often).
+double entropy_share(const std::vector<int>& h) {
+  double total = 0, entropy = 0;
+  for (int v : h) total += v;
+  for (int v : h)
+    if (v > 0) entropy -= v / total * std::log(v / total);
+  return entropy / std::log(double(h.size()));
 }
 
 std::string histogram_text(const std::vector<int>& h) {
   std::string s;
   for (int k = 0; k < 10; ++k) s += (k ? " " : "") + std::to_string(h[std::size_t(k)]);
   const auto [lo, hi] = std::minmax_element(h.begin(), h.end());
-  double total = 0, entropy = 0;
-  for (int v : h) total += v;
-  for (int v : h)
-    if (v > 0) entropy -= v / total * std::log(v / total);
   char buf[160];
   std::snprintf(buf, sizeof buf, " (classes present: %d of 10; largest/smallest %s; entropy %.3f of log 10)",
-                int(std::count_if(h.begin(), h.end(), [](int v) { return v > 0; })),
-                *lo > 0 ? std::to_string(double(*hi) / *lo).substr(0, 5).c_str() : "inf",
-                entropy / std::log(10.0));
+                classes_present(h), *lo > 0 ? std::to_string(double(*hi) / *lo).substr(0, 5).c_str() : "inf",
+                entropy_share(h));
   return s + buf;
 }
 
@@ -427,8 +447,29 @@ void train_classifier(Context& c) {
 // ---------------------------------------------------------------------------------------------------
 // Training within the budget.
 
+/// The tutorial's U-Net for the images' side (two stride-2 levels need a side divisible by 4, 28; 14 x 14
+/// takes two levels) and its score settings (Fourier features of log sigma, output / sigma).
+std::pair<std::shared_ptr<img::Network<float, Exec>>, ImageScoreSettings> unet_score_net(const Context& c) {
+  img::UNetSettings u;
+  u.channels = c.side == 28 ? std::vector<int>{32, 64, 128} : std::vector<int>{32, 64};
+  ImageScoreSettings image;
+  image.height = image.width = c.side;
+  image.channels = 1;
+  image.fourier_features = u.embedding;
+  return {std::make_shared<img::Network<float, Exec>>(img::unet<float, Exec>(u)), image};
+}
+
+train::TrainSettings score_train_settings(const Context& c) {
+  train::TrainSettings t;
+  t.batch_size = c.o.batch;
+  t.seed = c.o.seed;
+  t.adam.learning_rate = c.o.learning_rate;
+  t.ema_rate = 0.999;
+  return t;
+}
+
 template <class Trainer>
-void train_within_budget(Context& c, Trainer& trainer, const std::string& path) {
+void train_within_budget(Context& c, Trainer& trainer, const std::string& path, double minutes) {
   if (c.o.resume && std::filesystem::exists(path)) {
     trainer.load(path);  // refuses a checkpoint of another network or run, naming both
     std::printf("score network: resumed %s at step %ld\n", path.c_str(), trainer.step());
@@ -443,12 +484,12 @@ void train_within_budget(Context& c, Trainer& trainer, const std::string& path) 
     trainer.save(path);
     return;
   }
-  const double budget = c.o.minutes * 60;
+  const double budget = minutes * 60;
   // One step first: it tells the rate, and whether the budget holds a single step.
   trainer.train(c.train, 1);
   const double first = seconds_since(start);
   if (first > budget)
-    throw invalid_argument(scorekit::detail::concat("--minutes ", c.o.minutes,
+    throw invalid_argument(scorekit::detail::concat("--minutes ", minutes,
                                                     " is too small: one training step took ", first, " s (",
                                                     first / 60, " minutes) on this machine"));
   auto last_checkpoint = Clock::now();
@@ -463,7 +504,7 @@ void train_within_budget(Context& c, Trainer& trainer, const std::string& path) 
     rate = double(steps) / seconds_since(t0);
     const double elapsed = seconds_since(start);
     std::printf("score network: step %ld, loss %.4g, %.2f steps/s, %.1f of %.1f minutes, ETA %.1f minutes\n",
-                trainer.step(), r.final_loss, rate, elapsed / 60, c.o.minutes,
+                trainer.step(), r.final_loss, rate, elapsed / 60, minutes,
                 std::max(0.0, budget - elapsed) / 60);
     std::fflush(stdout);
     if (seconds_since(last_checkpoint) >= c.o.checkpoint_minutes * 60) {
@@ -512,23 +553,11 @@ void run_sde(Context& c) {
       "VE SDE: sigma_min 0.01, sigma_max %.3f (largest pairwise distance of 10,000 training images, "
       "%.1f s)\n",
       sigma_max, seconds_since(start_config));
-  img::UNetSettings u;
-  // Two stride-2 levels need a side divisible by 4 (28); 14 x 14 takes two levels.
-  u.channels = c.side == 28 ? std::vector<int>{32, 64, 128} : std::vector<int>{32, 64};
-  auto net = std::make_shared<img::Network<float, Exec>>(img::unet<float, Exec>(u));
-  ImageScoreSettings image;
-  image.height = image.width = c.side;
-  image.channels = 1;
-  image.fourier_features = u.embedding;
+  const auto [net, image] = unet_score_net(c);
   using Draw = objective::ContinuousTime<VarianceExplodingSDE<float>>;
-  train::TrainSettings t;
-  t.batch_size = c.o.batch;
-  t.seed = c.o.seed;
-  t.adam.learning_rate = c.o.learning_rate;
-  t.ema_rate = 0.999;
-  train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(sde), t, c.o.seed);
+  train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(sde), score_train_settings(c), c.o.seed);
   std::printf("score network: U-Net %d parameters, %s\n", net->n_params(), trainer.signature().c_str());
-  train_within_budget(c, trainer, c.o.output + "/sde.ckpt");
+  train_within_budget(c, trainer, c.o.output + "/sde.ckpt", c.o.minutes);
   auto model = trainer.model();
   model.set_parameters(trainer.ema_parameters());
   c.results << "Score network: U-Net (" << net->n_params() << " parameters), VE SDE sigma 0.01 -> "
@@ -642,17 +671,11 @@ void run_sde(Context& c) {
             e += dv * dv;
           }
       mse.push_back(e / (double(n) * c.dim / 2));
-      std::vector<int> hist;
       img::Tensor<float, Mem> logits("logits", std::size_t(n), 10);
       c.classifier->evaluate(quantised(xs), logits);
-      const auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), logits);
+      const std::vector<int> named = predicted_classes(logits);
       int ok = 0;
-      for (int k = 0; k < n; ++k) {
-        int arg = 0;
-        for (int j = 1; j < 10; ++j)
-          if (lh(k, j) > lh(k, arg)) arg = j;
-        ok += arg == labels(pick[std::size_t(k / draws)]) ? 1 : 0;
-      }
+      for (int k = 0; k < n; ++k) ok += named[std::size_t(k)] == labels(pick[std::size_t(k / draws)]) ? 1 : 0;
       correct.push_back(ok);
     }
     std::vector<std::vector<const float*>> g(static_cast<std::size_t>(shown));
@@ -732,15 +755,11 @@ void run_ncsnv2(Context& c) {
   image.channels = 1;
   image.divide_by_sigma = true;
   using Draw = objective::SigmaLadder<float, Mem>;
-  train::TrainSettings t;
-  t.batch_size = c.o.batch;
-  t.seed = c.o.seed;
-  t.adam.learning_rate = c.o.learning_rate;
-  t.ema_rate = 0.999;
-  train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(cfg.sigmas, 2), t, c.o.seed);
+  train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(cfg.sigmas, 2), score_train_settings(c),
+                                                 c.o.seed);
   std::printf("score network: RefineNet-lite %d parameters, %s\n", net->n_params(),
               trainer.signature().c_str());
-  train_within_budget(c, trainer, c.o.output + "/ncsnv2.ckpt");
+  train_within_budget(c, trainer, c.o.output + "/ncsnv2.ckpt", c.o.minutes);
   auto model = trainer.model();
   model.set_parameters(trainer.ema_parameters());
   c.results << "Score network: RefineNet-lite (" << net->n_params()
@@ -789,24 +808,12 @@ void run_ladder(Context& c) {
   for (int levels : {1, 2, 5, 10, 20}) {
     std::vector<double> sigmas =
         levels == 1 ? std::vector<double>{0.01} : geometric_schedule(sigma_first, 0.01, levels);
-    img::UNetSettings u;
-    u.channels = c.side == 28 ? std::vector<int>{32, 64, 128} : std::vector<int>{32, 64};
-    auto net = std::make_shared<img::Network<float, Exec>>(img::unet<float, Exec>(u));
-    ImageScoreSettings image;
-    image.height = image.width = c.side;
-    image.channels = 1;
-    image.fourier_features = u.embedding;
+    const auto [net, image] = unet_score_net(c);
     using Draw = objective::SigmaLadder<float, Mem>;
-    train::TrainSettings t;
-    t.batch_size = c.o.batch;
-    t.seed = c.o.seed;
-    t.adam.learning_rate = c.o.learning_rate;
-    train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(sigmas, 2), t, c.o.seed);
-    Options budget = c.o;
-    budget.minutes = minutes_each;
-    std::swap(c.o, budget);
-    train_within_budget(c, trainer, c.o.output + "/ladder_L" + std::to_string(levels) + ".ckpt");
-    std::swap(c.o, budget);
+    train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(sigmas, 2), score_train_settings(c),
+                                                   c.o.seed);
+    train_within_budget(c, trainer, c.o.output + "/ladder_L" + std::to_string(levels) + ".ckpt",
+                        minutes_each);
     auto model = trainer.model();
     model.set_parameters(trainer.ema_parameters());
     AnnealedLangevinSettings<float> a;
@@ -824,14 +831,9 @@ void run_ladder(Context& c) {
     std::vector<int> hist;
     const double fd = frechet_distance(gaussian_fit(features_of(c, x, &hist)), c.test_fit);
     write_samples_grid(c, x, "ladder_L" + std::to_string(levels) + ".png");
-    double total = 0, entropy = 0;
-    for (int v : hist) total += v;
-    for (int v : hist)
-      if (v > 0) entropy -= v / total * std::log(v / total);
     char line[300];
     std::snprintf(line, sizeof line, "| %d | %ld | %.2f | %d | %.3f | %.0f |\n", levels, trainer.step(), fd,
-                  int(std::count_if(hist.begin(), hist.end(), [](int v) { return v > 0; })),
-                  entropy / std::log(10.0), nfe);
+                  classes_present(hist), entropy_share(hist), nfe);
     c.results << line;
     std::printf("%s", line);
     std::fflush(stdout);
