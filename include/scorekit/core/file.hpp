@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +21,7 @@
 #if defined(_WIN32)
 #include <process.h>
 #else
+#include <sys/stat.h>
 #include <unistd.h>
 #endif
 
@@ -137,23 +140,98 @@ class AtomicFile {
   bool m_committed = false;
 };
 
-/// Reads a whole file; throws io_error naming `who`, the path and the OS error.
-inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    const int err = errno;
-    throw io_error(concat(who, ": cannot open '", path, "': ", errno_text(err)));
+/// A regular file opened for reading whose size is known before anything is read, so that a reader
+/// checks a header against the size and then reads only what the header declares: a file that is not a
+/// scorekit file costs a few bytes, not its whole length, and no allocation exceeds the file's size.
+/// Devices, pipes and directories are refused (/dev/zero has no end to read up to). `who` prefixes
+/// every error message, which names the file.
+class InputFile {
+ public:
+  InputFile(std::string path, std::string who) : m_path(std::move(path)), m_who(std::move(who)) {
+    m_file = std::fopen(m_path.c_str(), "rb");
+    if (!m_file) {
+      const int err = errno;
+      throw io_error(concat(m_who, ": cannot open '", printable(m_path), "': ", errno_text(err)));
+    }
+#if !defined(_WIN32)
+    struct ::stat st;
+    if (::fstat(::fileno(m_file), &st) != 0) {
+      const int err = errno;
+      std::fclose(m_file);
+      throw io_error(concat(m_who, ": cannot read '", printable(m_path), "': ", errno_text(err)));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      std::fclose(m_file);
+      throw io_error(concat(m_who, ": '", printable(m_path), "' is not a regular file (",
+                            S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket",
+                            "); scorekit reads files whose size it can check first"));
+    }
+    m_size = std::uint64_t(st.st_size);
+#else
+    const bool sized = std::fseek(m_file, 0, SEEK_END) == 0;
+    const long end = sized ? std::ftell(m_file) : -1L;
+    if (end < 0 || std::fseek(m_file, 0, SEEK_SET) != 0) {
+      std::fclose(m_file);
+      throw io_error(concat(m_who, ": cannot find the size of '", printable(m_path), "'"));
+    }
+    m_size = std::uint64_t(end);
+#endif
   }
-  std::vector<std::uint8_t> bytes;
-  std::uint8_t buffer[65536];
-  std::size_t got;
-  while ((got = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
-    bytes.insert(bytes.end(), buffer, buffer + got);
-  const bool bad = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (bad) throw io_error(concat(who, ": cannot read '", path, "': ", errno_text(err)));
-  return bytes;
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  ~InputFile() { std::fclose(m_file); }
+
+  std::uint64_t size() const { return m_size; }
+  const std::string& path() const { return m_path; }
+
+  /// Reads n bytes from `offset` into `out`; throws io_error when the file holds fewer (it changed
+  /// since it was opened) or the OS reports an error.
+  void read(std::uint64_t offset, void* out, std::size_t n) {
+    if (n == 0) return;
+    if (offset > m_size || n > m_size - offset)
+      throw io_error(concat(m_who, ": '", printable(m_path), "': ", n, " bytes at offset ", offset,
+                            " lie past the end of the ", m_size, "-byte file"));
+    if (offset != m_position && std::fseek(m_file, long(offset), SEEK_SET) != 0) fail("cannot seek in");
+    const std::size_t got = std::fread(out, 1, n, m_file);
+    m_position = offset + got;
+    if (got != n) {
+      if (std::ferror(m_file)) fail("cannot read");
+      throw io_error(concat(m_who, ": '", printable(m_path), "' ended after ", m_position,
+                            " bytes; it was shorter than when it was opened"));
+    }
+  }
+
+  /// Reads n bytes from `offset` into a new vector (see read); a size the memory cannot hold is an
+  /// io_error naming it, not std::bad_alloc.
+  std::vector<std::uint8_t> read(std::uint64_t offset, std::size_t n) {
+    std::vector<std::uint8_t> bytes;
+    try {
+      bytes.resize(n);
+    } catch (const std::bad_alloc&) {
+      throw io_error(concat(m_who, ": '", printable(m_path), "': cannot hold ", n, " bytes in memory"));
+    }
+    read(offset, bytes.data(), n);
+    return bytes;
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what) {
+    const int err = errno;
+    throw io_error(concat(m_who, ": ", what, " '", printable(m_path), "': ", errno_text(err)));
+  }
+
+  std::string m_path, m_who;
+  std::FILE* m_file = nullptr;
+  std::uint64_t m_size = 0, m_position = 0;
+};
+
+/// Reads a whole regular file (bounded by its size, see InputFile); throws io_error naming `who`, the
+/// path and the problem.
+inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who) {
+  InputFile file(path, who);
+  if (file.size() > std::uint64_t(std::numeric_limits<std::size_t>::max()))
+    throw io_error(concat(who, ": '", printable(path), "' is too large to read (", file.size(), " bytes)"));
+  return file.read(0, std::size_t(file.size()));
 }
 
 }  // namespace detail
