@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer harnesses for longer than the tests do (they run each for 20 s).
+# Runs every libFuzzer harness for longer than the tests do (they run each for 20 s).
 #   scripts/fuzz.sh [seconds per harness, default 600]
 # Needs clang (Debian's clang) and the build folder scripts/test.sh configured (SCOREKIT_BUILD_DIR,
 # default build/ci): the harnesses are built there, and the unit tests write the seed corpus.
@@ -11,8 +11,16 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   echo "fuzz.sh: $build is not configured; run scripts/test.sh first" >&2
   exit 2
 fi
-cmake --build "$build" --target scorekit_tests scorekit_fuzz_idx
-corpus="$build/tests/fuzz_corpus/idx"
-mkdir -p "$corpus"
-SCOREKIT_FUZZ_CORPUS="$corpus" "$build/tests/scorekit_tests" "[idx]" >/dev/null
-"$build/tests/fuzz_idx" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 "$corpus"
+# Each harness tests/fuzz/fuzz_<name>.cpp with the Catch tag whose unit tests write its seeds.
+harnesses=("idx [idx]" "checkpoint [checkpoint]")
+targets=(scorekit_tests)
+for h in "${harnesses[@]}"; do targets+=("scorekit_fuzz_${h%% *}"); done
+cmake --build "$build" --target "${targets[@]}"
+for h in "${harnesses[@]}"; do
+  name="${h%% *}" tag="${h#* }"
+  corpus="$build/tests/fuzz_corpus/$name"
+  mkdir -p "$corpus"
+  SCOREKIT_FUZZ_CORPUS="$corpus" "$build/tests/scorekit_tests" "$tag" >/dev/null
+  echo "fuzz.sh: fuzz_$name for $seconds s" >&2
+  "$build/tests/fuzz_$name" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 "$corpus"
+done

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -64,6 +65,20 @@ inline double covariance_standard_error(const Eigen::MatrixXd& cov, int i, int j
 }
 
 /// A fresh directory under the system temporary directory, removed with everything in it at the end.
+/// Copies a file a test wrote or damaged into the fuzz corpus folder SCOREKIT_FUZZ_CORPUS names (ctest's
+/// fuzz_<name>_seeds, scripts/fuzz.sh), under a name made of its size and CRC-32 so that reruns add
+/// nothing new; does nothing when the variable is unset.
+inline void add_fuzz_seed(const std::string& path) {
+  const char* corpus = std::getenv("SCOREKIT_FUZZ_CORPUS");
+  if (!corpus || !std::filesystem::is_regular_file(path)) return;
+  std::filesystem::create_directories(corpus);
+  const std::vector<std::uint8_t> b = scorekit::detail::read_file(path, "add_fuzz_seed");
+  const std::string name =
+      "seed_" + std::to_string(b.size()) + "_" + std::to_string(scorekit::detail::crc32(b.data(), b.size()));
+  std::filesystem::copy_file(path, std::filesystem::path(corpus) / name,
+                             std::filesystem::copy_options::overwrite_existing);
+}
+
 struct TempDir {
   std::filesystem::path path;
   explicit TempDir(const std::string& tag) {

@@ -8,6 +8,7 @@
 #include <scorekit/core/file.hpp>
 #include <scorekit/nn/checkpoint.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -131,4 +132,32 @@ TEST_CASE("files: what a message quotes from a file or a file name is escaped", 
   // A file name with a newline and an escape character.
   CHECK_THAT(load_error(dir.file("no\nsuch\x1b.ckpt")),
              Catch::Contains("no\\x0Asuch\\x1B.ckpt") && Catch::Contains("cannot open"));
+}
+
+TEST_CASE("files: checkpoint metadata keys are stored sorted and once; a file that breaks this is refused",
+          "[io][files][checkpoint]") {
+  TempDir dir("bounds_order");
+  Checkpoint cp("sig", 1);
+  cp.set_metadata("key_a", "1");
+  cp.set_metadata("key_b", "2");
+  const std::string path = dir.file("order.ckpt");
+  scorekit::nn::save_checkpoint(path, cp);
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<std::uint8_t> good((std::istreambuf_iterator<char>(in)),
+                                       std::istreambuf_iterator<char>());
+  in.close();
+  auto with_key = [&](char last) {
+    std::vector<std::uint8_t> b = good;
+    const std::string needle = "key_a";
+    const auto it = std::search(b.begin(), b.end(), needle.begin(), needle.end());
+    REQUIRE(it != b.end());
+    *(it + 4) = std::uint8_t(last);
+    const std::uint32_t crc = scorekit::detail::crc32(b.data() + 20, b.size() - 24);
+    for (int k = 0; k < 4; ++k) b[b.size() - 4 + std::size_t(k)] = std::uint8_t(crc >> (8 * k));
+    write_bytes(path, b);
+    scorekit_test::add_fuzz_seed(path);
+    return load_error(path);
+  };
+  CHECK_THAT(with_key('c'), Catch::Contains("corrupt: metadata key 'key_b' is out of order"));
+  CHECK_THAT(with_key('b'), Catch::Contains("corrupt: metadata key 'key_b' appears twice"));
 }

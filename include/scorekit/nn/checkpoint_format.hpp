@@ -282,8 +282,12 @@ inline CheckpointContent read_checkpoint_file(const std::string& path, const cha
   for (std::uint32_t k = 0; k < n_metadata; ++k) {
     std::string key = str("a metadata key");
     std::string value = str("a metadata value");
-    if (!cp.metadata.emplace(key, std::move(value)).second)
-      throw fail(scorekit::detail::concat("corrupt: metadata key '", printable(key), "' appears twice"));
+    if (!cp.metadata.empty() && !(cp.metadata.rbegin()->first < key))
+      throw fail(
+          scorekit::detail::concat("corrupt: metadata key '", printable(key), "' ",
+                                   cp.metadata.rbegin()->first == key ? "appears twice" : "is out of order",
+                                   " (a writer stores the keys sorted, each once)"));
+    cp.metadata.emplace_hint(cp.metadata.end(), std::move(key), std::move(value));
   }
   const std::uint32_t n_arrays = u32("the array count");
   std::map<std::string, bool> seen;
