@@ -323,7 +323,7 @@ TEST_CASE("The batched paths refuse bad input with the fused paths' errors", "[b
     x(7, 1) = std::numeric_limits<double>::quiet_NaN();
     CHECK_THROWS_WITH(scorekit::integrate(Exec(), scorekit::reverse_sde(ve, scorekit::batched(model)),
                                           scorekit::EulerMaruyama{}, x, s),
-                      Catch::Contains("particle 7"));
+                      Catch::Contains("initial particle 7 has a NaN or infinite coordinate"));
   }
   SECTION("A step whose evaluations() is wrong") {
     auto x = particles();

@@ -200,6 +200,13 @@ TEMPLATE_LIST_TEST_CASE("ClassifierTrainer: bad labels and shapes are named", "[
   Kokkos::deep_copy(data.second, hy);
   CHECK_THROWS_WITH(a.train(data.first, data.second, 1),
                     Catch::Contains("image 13") && Catch::Contains("0..2"));
+  Kokkos::deep_copy(hy, 0);
+  Kokkos::deep_copy(data.second, hy);
+  auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), data.first);
+  hx(17, 5) = std::nanf("");
+  Kokkos::deep_copy(data.first, hx);
+  CHECK_THROWS_WITH(a.train(data.first, data.second, 1),
+                    Catch::Contains("image 17 of the training data (of 20) has a NaN or infinite value"));
   const Kokkos::View<int*, Mem> short_labels("y", 19);
   CHECK_THROWS_AS(a.train(data.first, short_labels, 1), scorekit::dimension_mismatch);
   const scorekit::BatchView<float, Mem> wrong("x", 20, 63);

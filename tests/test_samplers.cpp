@@ -424,19 +424,30 @@ TEMPLATE_LIST_TEST_CASE("Bad input is refused with an error naming the problem",
     REQUIRE_THROWS_AS(scorekit::geometric_schedule(1.0, 2.0, 5), scorekit::invalid_argument);
     REQUIRE_THROWS_AS(scorekit::geometric_schedule(1.0, 0.1, 0), scorekit::invalid_argument);
   }
-  SECTION("NaN in the initial particles names the particle and step 0") {
+  SECTION("NaN in the initial particles is named as the input's, before any step") {
     auto h = Kokkos::create_mirror_view(x);
     Kokkos::deep_copy(h, x);
     h(7, 1) = std::nan("");
+    h(9, 0) = std::numeric_limits<double>::infinity();
     Kokkos::deep_copy(x, h);
-    try {
-      scorekit::mala(Exec(), target, x, {0.1, 10, 1});
-      FAIL("no exception");
-    } catch (const scorekit::non_finite_error& e) {
-      REQUIRE(e.particle() == 7);
-      REQUIRE(e.step() == 0);
-      REQUIRE_THAT(e.what(), Catch::Contains("particle 7") && Catch::Contains("step 0"));
-    }
+    const double x00 = h(0, 0);
+    // Every sampler family refuses the input itself (invalid_argument, not a run that "became" NaN).
+    REQUIRE_THROWS_MATCHES(scorekit::mala(Exec(), target, x, {0.1, 10, 1}), scorekit::invalid_argument,
+                           Catch::Matchers::Message("scorekit::mala: initial particle 7 has a NaN or "
+                                                    "infinite coordinate"));
+    REQUIRE_THROWS_WITH(scorekit::ula(Exec(), target, x, {0.1, 10, 1}),
+                        Catch::Contains("initial particle 7 has a NaN") && !Catch::Contains("became"));
+    scorekit::PerturbedMixtureScore<double, Mem> score(target);
+    scorekit::AnnealedLangevinSettings<double> s;
+    s.sigmas = {1.0, 0.5};
+    s.step_size = 1e-3;
+    s.steps_per_level = 2;
+    REQUIRE_THROWS_WITH(scorekit::annealed_langevin(Exec(), score, x, s),
+                        Catch::Contains("initial particle 7"));
+    // Nothing was stepped.
+    const auto after = scorekit::to_host(x);
+    REQUIRE(std::isnan(after(7, 1)));
+    REQUIRE(after(0, 0) == x00);
   }
   SECTION("a score that turns NaN names the first particle and step") {
     auto y = scorekit::make_particles<double>(Exec(), 20, 2);

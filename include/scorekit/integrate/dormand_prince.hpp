@@ -618,7 +618,6 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode_ba
   const int d = model.dim();
   const auto prototype = system.with_model(Replay(nullptr, 0, 0, d));
   const std::int64_t n = check_particles(prototype, x, where);
-  require_finite_particles(exec, x, where);
   // The states as the solver's N x d matrix (x itself when it is one).
   Kokkos::View<Real**, Kokkos::LayoutRight, Mem> y;
   constexpr bool same_layout = std::is_same<typename View::array_layout, Kokkos::LayoutRight>::value;
@@ -665,7 +664,6 @@ OdeResult<typename System::value_type, typename View::memory_space> solve_ode(
     return detail::solve_ode_batched(exec, system, x, t0, t1, settings, where);
   } else {
     const std::int64_t n = detail::check_particles(system, x, where);
-    detail::require_finite_particles(exec, x, where);
     const int d = system.dim();
     const int ws = system.workspace_size();
     auto scratch =

@@ -40,7 +40,8 @@ struct SamplerResult {
 
 namespace detail {
 
-/// Checks the particle view against the model and returns N. Samplers step a particle through a pointer
+/// Checks the particle view against the model, and that every initial particle is finite (an
+/// invalid_argument naming the first that is not), and returns N. Samplers step a particle through a pointer
 /// to its row, so the rows must be contiguous (LayoutRight).
 template <class Model, class View>
 std::int64_t check_particles(const Model& model, const View& x, const char* where) {
@@ -51,6 +52,8 @@ std::int64_t check_particles(const Model& model, const View& x, const char* wher
   if (x.extent(0) >= (std::uint64_t(1) << 32))
     throw invalid_argument(detail::concat(where, ": at most 2^32 - 1 particles, got ", x.extent(0)));
   require_dimension(std::int64_t(x.extent(1)), model.dim(), "the particles", where);
+  // A NaN in the input is named as such here, not as a particle that "became" NaN at step 0.
+  require_finite_particles(typename View::execution_space(), x, where, "initial");
   return std::int64_t(x.extent(0));
 }
 

@@ -118,6 +118,7 @@ class BatchTrainer {
       throw invalid_argument(scorekit::detail::concat(where, ": the dataset is empty"));
     if (n_steps < 0)
       throw invalid_argument(scorekit::detail::concat(where, ": n_steps must be >= 0, got ", n_steps));
+    detail::require_finite_data(Exec(), data, where, "image");
     if (n_steps > 0 && n_steps > max_steps - step_)
       throw invalid_argument(scorekit::detail::concat(
           where, ": ", step_, " + ", n_steps, " steps exceed the limit of ", max_steps, " steps of a run"));

@@ -288,6 +288,7 @@ class ClassifierTrainer {
     require_dimension(std::int64_t(x.extent(1)), dim(), "the images' columns (h w c)", where);
     require_dimension(std::int64_t(labels.extent(0)), std::int64_t(x.extent(0)), "the labels", where);
     if (x.extent(0) == 0) throw invalid_argument(scorekit::detail::concat(where, ": no images"));
+    detail::require_finite_data(Exec(), x, where, "image");
     int bad = 0;
     const int k = s_.classes;
     const int n = int(labels.extent(0));

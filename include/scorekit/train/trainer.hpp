@@ -19,6 +19,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/nn/adam.hpp>
 #include <scorekit/nn/checkpoint.hpp>
@@ -92,6 +93,19 @@ constexpr int default_block() {
 }
 
 namespace detail {
+
+/// Checks the training data once, before any step: a NaN or infinity in row r would otherwise surface
+/// only when a minibatch draws it (many steps later, as a non-finite loss that cannot name the row).
+/// Throws invalid_argument naming the first such row; `row` says what a row is ("row", "image").
+template <class ExecSpace, class View>
+void require_finite_data(const ExecSpace& exec, const View& data, const char* where, const char* row) {
+  const std::int64_t first =
+      scorekit::detail::first_non_finite_row(exec, data, "scorekit::train::check_data");
+  if (first < std::int64_t(data.extent(0)))
+    throw invalid_argument(scorekit::detail::concat(where, ": ", row, " ", first,
+                                                    " of the training data (of ", data.extent(0),
+                                                    ") has a NaN or infinite value; clean the data first"));
+}
 
 /// The gradient kernel of one training step: chunk c runs its blocks of Block samples through the
 /// objective and accumulates the gradient and the per-level loss statistics in row c. A named functor
@@ -324,7 +338,8 @@ class Trainer {
   /// Trains for n_steps minibatches of `data` (n x d, d = Net::in). Throws non_finite_loss when a
   /// step's loss or gradient is not finite (naming the first such step; the weights, the EMA, Adam's
   /// state and step() are then those before it), found at the next sync point (a log line, every
-  /// check_every steps, the end), and invalid_argument on a data view of the wrong shape.
+  /// check_every steps, the end), and invalid_argument on a data view of the wrong shape or data holding
+  /// a NaN or infinity (naming the first such row, checked before the first step).
   TrainReport train(const data_type& data, long n_steps) {
     constexpr const char* where = "scorekit::Trainer::train";
     require_dimension(std::int64_t(data.extent(1)), Net::in, "the data's columns", where);
@@ -332,6 +347,7 @@ class Trainer {
       throw invalid_argument(scorekit::detail::concat(where, ": the dataset is empty"));
     if (n_steps < 0)
       throw invalid_argument(scorekit::detail::concat(where, ": n_steps must be >= 0, got ", n_steps));
+    detail::require_finite_data(ExecSpace(), data, where, "row");
     if (n_steps > 0 && n_steps > max_steps - m_step)
       throw invalid_argument(scorekit::detail::concat(
           where, ": ", m_step, " + ", n_steps, " steps exceed the limit of ", max_steps, " steps of a run"));
