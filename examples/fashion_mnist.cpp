@@ -24,6 +24,7 @@
 // Writes PNG grids (samples, inpaintings beside their originals, a trajectory strip through the noise
 // levels) and results.md to --output. Options: --help.
 #include <scorekit/io/fashion_mnist.hpp>
+#include <scorekit/io/png.hpp>
 #include <scorekit/scorekit.hpp>
 
 #include <algorithm>

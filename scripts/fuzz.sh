@@ -13,6 +13,8 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 # Each harness tests/fuzz/fuzz_<name>.cpp with the Catch tag whose unit tests write its seeds.
 harnesses=("idx [idx]" "checkpoint [checkpoint]")
+# The PNG reader's where the build found libpng (FindPNG's cache entry).
+if grep -q "^PNG_PNG_INCLUDE_DIR:PATH=/" "$build/CMakeCache.txt"; then harnesses+=("png [png]"); fi
 targets=(scorekit_tests)
 for h in "${harnesses[@]}"; do targets+=("scorekit_fuzz_${h%% *}"); done
 cmake --build "$build" --target "${targets[@]}"

@@ -43,8 +43,11 @@
 #include <scorekit/io/fashion_mnist.hpp>
 #include <scorekit/io/idx.hpp>
 #endif
+// PNG images through libpng, and figures, where the build has it.
+#ifdef SCOREKIT_HAVE_PNG
 #include <scorekit/io/plot.hpp>
 #include <scorekit/io/png.hpp>
+#endif
 #include <scorekit/io/samples.hpp>
 #include <scorekit/likelihood/bits_per_dimension.hpp>
 #include <scorekit/likelihood/flow_divergence.hpp>

@@ -12,6 +12,7 @@
 //
 // Data coordinates are doubles: x increases to the right, y upwards. A panel's data range is what
 // xlim()/ylim() set, else the range of its scatter and line data plus 5 %, else [0, 1].
+// scorekit-requires: SCOREKIT_HAVE_PNG
 #pragma once
 
 #include <scorekit/core/error.hpp>

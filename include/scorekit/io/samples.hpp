@@ -12,7 +12,6 @@
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/file.hpp>
 #include <scorekit/core/kokkos.hpp>
-#include <scorekit/io/png.hpp>
 
 #include <cstdint>
 #include <cstdio>
@@ -101,6 +100,7 @@ std::string npy_descr() {
   return std::string(sizeof(T) == 1 ? "|" : "<") + kind + std::to_string(sizeof(T));
 }
 
+using scorekit::detail::AtomicFile;
 using scorekit::detail::host_is_little_endian;
 
 /// The NPY 1.0 header (NumPy Enhancement Proposal 1): magic "\x93NUMPY", version 1.0, a little-endian
