@@ -35,6 +35,8 @@
 // against NFE, log-log, one line per integrator).
 //
 //   reverse_sde_sweep --output out [--particles N] [--trained-particles N] [--train-steps N] [--no-trained]
+#include "support/plot.hpp"
+
 #include <scorekit/integrate/ancestral.hpp>
 #include <scorekit/integrate/ddim.hpp>
 #include <scorekit/integrate/dormand_prince.hpp>
@@ -600,12 +602,12 @@ void plot(const std::vector<Row>& rows, const std::string& path) {
     if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
   }
   const int cols = 3, n_rows = int(groups.size() + cols - 1) / cols;
-  scorekit::io::Figure fig(n_rows, cols, 600, 400);
+  scorekit_examples::Figure fig(n_rows, cols, 600, 400);
   fig.title("MMD^2 to exact samples against score evaluations per particle (log10 both; grey: noise level)");
-  const scorekit::io::Rgba palette[] = {{31, 119, 180, 255},  {255, 127, 14, 255},  {44, 160, 44, 255},
-                                        {214, 39, 40, 255},   {148, 103, 189, 255}, {140, 86, 75, 255},
-                                        {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255},
-                                        {23, 190, 207, 255},  {0, 0, 0, 255},       {120, 70, 170, 255}};
+  const scorekit_examples::Rgba palette[] = {{31, 119, 180, 255},  {255, 127, 14, 255},  {44, 160, 44, 255},
+                                             {214, 39, 40, 255},   {148, 103, 189, 255}, {140, 86, 75, 255},
+                                             {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255},
+                                             {23, 190, 207, 255},  {0, 0, 0, 255},       {120, 70, 170, 255}};
   // One colour per integrator across all panels.
   std::vector<std::string> all_integrators;
   for (const Row& r : rows)
@@ -641,7 +643,8 @@ void plot(const std::vector<Row>& rows, const std::string& path) {
     const double lo_y = std::log10(0.5 * noise);
     panel.xlim(lo_x - 0.05, hi_x + 0.05 + 0.8 * (hi_x - lo_x))
         .ylim(lo_y - 0.05 * (hi_y - lo_y) - 0.05, hi_y + 0.05 * (hi_y - lo_y) + 0.05);
-    panel.line({lo_x, hi_x}, {std::log10(noise), std::log10(noise)}, scorekit::io::colors::light_grey, 3.0);
+    panel.line({lo_x, hi_x}, {std::log10(noise), std::log10(noise)}, scorekit_examples::colors::light_grey,
+               3.0);
     for (std::size_t k = 0; k < integrators.size(); ++k) {
       std::vector<std::pair<double, double>> pts;
       for (const Row& r : rows)

@@ -5,6 +5,8 @@
 //
 //   scripts/run-example.sh                 # what the README's first command runs
 //   sample_toy_densities --output out --particles 4000
+#include "support/plot.hpp"
+
 #include <scorekit/scorekit.hpp>
 
 #include <cmath>
@@ -51,10 +53,10 @@ Options parse(int argc, char* argv[]) {
 // How each sampler is run on one density.
 struct Plan {
   std::string name;
-  scorekit::io::Extent box;     // plotting range, and the uniform start
-  double ula_step, mala_step;   // Langevin steps
-  std::int64_t langevin_steps;  // for ULA and MALA
-  double hmc_step;              // HMC leapfrog step, 10 leapfrog steps an iteration
+  scorekit_examples::Extent box;  // plotting range, and the uniform start
+  double ula_step, mala_step;     // Langevin steps
+  std::int64_t langevin_steps;    // for ULA and MALA
+  double hmc_step;                // HMC leapfrog step, 10 leapfrog steps an iteration
   std::int64_t hmc_iterations;
   std::vector<double> sigmas;  // annealed Langevin ladder
   double ald_step;             // eps: alpha_i / sigma_i^2 = eps / sigma_L^2 at every level
@@ -80,7 +82,7 @@ std::vector<double> column(const View& x, int j) {
 // Runs the four samplers on one density; appends table rows and one figure row.
 template <class Density, class HostDensity, class NoiseScore>
 void run_density(const Plan& plan, const Density& density, const HostDensity& host_density,
-                 const NoiseScore& noise_score, int n, std::vector<Row>& rows, scorekit::io::Figure& fig,
+                 const NoiseScore& noise_score, int n, std::vector<Row>& rows, scorekit_examples::Figure& fig,
                  int fig_row) {
   const int d = density.dim();
   auto exact = scorekit::make_particles<double>(Exec(), n, d);
@@ -123,9 +125,9 @@ void run_density(const Plan& plan, const Density& density, const HostDensity& ho
         .xlim(plan.box.x0, plan.box.x1)
         .ylim(plan.box.y0, plan.box.y1)
         .title(title)
-        .heatmap(log_density, scorekit::io::HeatmapStyle(scorekit::io::Colormap::viridis))
-        .scatter(column(x, 0), column(x, 1), scorekit::io::with_alpha(scorekit::io::colors::white, 0.45),
-                 1.3);
+        .heatmap(log_density, scorekit_examples::HeatmapStyle(scorekit_examples::Colormap::viridis))
+        .scatter(column(x, 0), column(x, 1),
+                 scorekit_examples::with_alpha(scorekit_examples::colors::white, 0.45), 1.3);
   };
 
   measure("exact", exact, 0, 1);
@@ -204,7 +206,7 @@ int run(const Options& opt) {
               Exec().concurrency());
 
   std::vector<Row> rows;
-  scorekit::io::Figure fig(3, 5, 260);
+  scorekit_examples::Figure fig(3, 5, 260);
   fig.title("Samples over the density: exact, ULA, MALA, HMC and annealed Langevin from a uniform start");
 
   // Annealed Langevin: each ladder keeps eps / sigma_L^2 (the step relative to the noise variance, the
@@ -262,7 +264,7 @@ int run(const Options& opt) {
   // Trajectories on the mixture: plain Langevin stays in the mode it starts near; annealed Langevin
   // moves particles between modes while the noise is large.
   const int n_paths = 6;
-  scorekit::io::Figure paths(1, 2, 420);
+  scorekit_examples::Figure paths(1, 2, 420);
   paths.title("Trajectories on the two-mode mixture (6 particles)");
   auto draw_paths = [&](int col, const char* title, const auto& traj) {
     auto h = scorekit::to_host(traj);
@@ -276,8 +278,8 @@ int run(const Options& opt) {
         xs.push_back(h(t, std::size_t(i), 0));
         ys.push_back(h(t, std::size_t(i), 1));
       }
-      panel.line(xs, ys, scorekit::io::with_alpha(scorekit::io::colors::orange, 0.6), 1.0);
-      panel.scatter({xs.back()}, {ys.back()}, scorekit::io::colors::crimson, 3.0);
+      panel.line(xs, ys, scorekit_examples::with_alpha(scorekit_examples::colors::orange, 0.6), 1.0);
+      panel.scatter({xs.back()}, {ys.back()}, scorekit_examples::colors::crimson, 3.0);
     }
   };
   {

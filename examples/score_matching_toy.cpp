@@ -12,6 +12,8 @@
 // Prints tables and writes <output>/score_matching_errors.png and <output>/score_matching_samples.png.
 //
 //   score_matching_toy --output out [--steps N] [--ncsn-steps N] [--particles N]
+#include "support/plot.hpp"
+
 #include <scorekit/scorekit.hpp>
 
 #include <algorithm>
@@ -88,12 +90,12 @@ struct Dataset {
   std::string name;
   Density density;                            // in Mem, float: the reference score
   std::function<double(double, double)> pdf;  // on the host, for the figure
-  scorekit::io::Extent box;
+  scorekit_examples::Extent box;
   Points data;
 };
 
 /// Cell centres of an nx x ny grid over the box, row j (from the bottom) after row j - 1.
-Points grid_points(const scorekit::io::Extent& box, int nx, int ny) {
+Points grid_points(const scorekit_examples::Extent& box, int nx, int ny) {
   Points g("grid", std::size_t(nx) * ny, 2);
   auto h = Kokkos::create_mirror_view(g);
   for (int j = 0; j < ny; ++j)
@@ -245,7 +247,7 @@ scorekit::GaussianMixture<Real, Space> two_modes(double w0) {
 
 template <class Density>
 Dataset<Density> make_dataset(const std::string& name, const Density& density,
-                              std::function<double(double, double)> pdf, scorekit::io::Extent box,
+                              std::function<double(double, double)> pdf, scorekit_examples::Extent box,
                               std::uint64_t seed) {
   Dataset<Density> set{name, density, std::move(pdf), box, Points("data", 10000, 2)};
   scorekit::draw_exact(Exec(), density, set.data, seed);
@@ -323,7 +325,7 @@ int run(const Options& opt) {
               Exec().concurrency());
 
   // --- the data -------------------------------------------------------------------------------------
-  const scorekit::io::Extent mixture_box{-5, 15, -5, 15}, banana_box{-7, 7, -5, 13};
+  const scorekit_examples::Extent mixture_box{-5, 15, -5, 15}, banana_box{-7, 7, -5, 13};
   auto host_pdf = [](const auto& host_mixture) {
     return [host_mixture](double x, double y) {
       double p[2] = {x, y}, work[2];
@@ -352,7 +354,7 @@ int run(const Options& opt) {
       opt.steps);
   const char* objectives[4] = {"ISM", "SSM", "DSM s^2=1", "DSM s^2=0.2"};
   std::vector<Row> rows;
-  scorekit::io::Figure errors(3, 5, 260);
+  scorekit_examples::Figure errors(3, 5, 260);
   errors.title("Data, and |grad log p - s_theta|^2 of the learned score (log colour scale, per row)");
   int row = 0;
   auto one_dataset = [&](const auto& set) {
@@ -372,14 +374,15 @@ int run(const Options& opt) {
         .xlim(set.box.x0, set.box.x1)
         .ylim(set.box.y0, set.box.y1)
         .title(set.name + ": data")
-        .heatmap(set.pdf, scorekit::io::HeatmapStyle(scorekit::io::Colormap::viridis))
+        .heatmap(set.pdf, scorekit_examples::HeatmapStyle(scorekit_examples::Colormap::viridis))
         .scatter(column(set.data, 0, 3000), column(set.data, 1, 3000),
-                 scorekit::io::with_alpha(scorekit::io::colors::white, 0.5), 1.2);
+                 scorekit_examples::with_alpha(scorekit_examples::colors::white, 0.5), 1.2);
     // One colour range per data set, so its four objectives compare.
     double vmax = 0;
     for (const auto& f : fields)
       for (double v : f) vmax = std::max(vmax, v);
-    scorekit::io::HeatmapStyle style(scorekit::io::Colormap::viridis, scorekit::io::Scale::log);
+    scorekit_examples::HeatmapStyle style(scorekit_examples::Colormap::viridis,
+                                          scorekit_examples::Scale::log);
     style.vmax = vmax;
     style.vmin = vmax * 1e-6;
     for (int k = 0; k < 4; ++k) {
@@ -497,7 +500,7 @@ int run(const Options& opt) {
       "sqrt(w (1 - w) / N). The uniform start puts half of them nearer to (0,0).\n"
       "The 20 -> 1 runs end at sigma = 1: their samples are of the data perturbed by N(0, I).\n");
 
-  scorekit::io::Figure fig(2, 3, 320);
+  scorekit_examples::Figure fig(2, 3, 320);
   fig.title("The 0.2/0.8 mixture: data, and samples from a uniform start (weight of mode (0,0))");
   fig.panel(0, 0)
       .xlim(-5, 15)
@@ -505,7 +508,7 @@ int run(const Options& opt) {
       .title("data")
       .heatmap(mix_skew.pdf)
       .scatter(column(mix_skew.data, 0, std::size_t(n)), column(mix_skew.data, 1, std::size_t(n)),
-               scorekit::io::with_alpha(scorekit::io::colors::white, 0.5), 1.2);
+               scorekit_examples::with_alpha(scorekit_examples::colors::white, 0.5), 1.2);
   for (std::size_t k = 0; k < samples.size(); ++k) {
     char title[96];
     std::snprintf(title, sizeof title, "%s: %.3f", samples[k].label.c_str(), samples[k].weight);
@@ -513,7 +516,7 @@ int run(const Options& opt) {
     panel.heatmap(mix_skew.pdf);
     if (samples[k].x.extent(0) > 0)
       panel.scatter(column(samples[k].x, 0), column(samples[k].x, 1),
-                    scorekit::io::with_alpha(scorekit::io::colors::white, 0.5), 1.2);
+                    scorekit_examples::with_alpha(scorekit_examples::colors::white, 0.5), 1.2);
   }
   const std::string samples_png = opt.output + "/score_matching_samples.png";
   fig.save(samples_png);

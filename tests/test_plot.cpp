@@ -1,11 +1,11 @@
-// io/plot.hpp: colour maps, where a figure draws its data, the PNG it saves, and argument checks. Host
-// code, run once.
+// The examples' figures (examples/support/plot.hpp, not part of the installed library): colour maps,
+// where a figure draws its data, the PNG it saves, and argument checks. Host code, run once.
 // scorekit-requires: SCOREKIT_HAVE_PNG
 #include <catch2/catch.hpp>
 
 #include "support.hpp"
+#include "support/plot.hpp"
 
-#include <scorekit/io/plot.hpp>
 #include <scorekit/io/png.hpp>
 
 #include <array>
@@ -27,13 +27,13 @@ std::array<int, 3> pixel(const Image& img, int x, int y) {
       (std::size_t(y) * std::size_t(img.width) + std::size_t(x)) * std::size_t(img.channels);
   return {img.pixels[o], img.pixels[o + 1], img.pixels[o + 2]};
 }
-std::array<int, 3> rgb(scorekit::io::Rgba c) { return {c.r, c.g, c.b}; }
+std::array<int, 3> rgb(scorekit_examples::Rgba c) { return {c.r, c.g, c.b}; }
 
 }  // namespace
 
-TEST_CASE("colour maps have their end points and are monotone in lightness", "[io][plot]") {
-  using scorekit::io::Colormap;
-  using scorekit::io::colormap;
+TEST_CASE("colour maps have their end points and are monotone in lightness", "[plot]") {
+  using scorekit_examples::Colormap;
+  using scorekit_examples::colormap;
   CHECK(rgb(colormap(Colormap::viridis, 0.0)) == std::array<int, 3>{68, 1, 84});
   CHECK(rgb(colormap(Colormap::viridis, 1.0)) == std::array<int, 3>{253, 231, 37});
   CHECK(rgb(colormap(Colormap::viridis, -3.0)) == rgb(colormap(Colormap::viridis, 0.0)));  // clamped
@@ -41,7 +41,7 @@ TEST_CASE("colour maps have their end points and are monotone in lightness", "[i
   CHECK(rgb(colormap(Colormap::grey, 1.0)) == std::array<int, 3>{255, 255, 255});
   CHECK(colormap(Colormap::viridis, std::nan("")).a == 0);
   // viridis is sequential: its luma (Rec. 601 weights) increases with t.
-  auto luma = [](scorekit::io::Rgba c) { return 0.299 * c.r + 0.587 * c.g + 0.114 * c.b; };
+  auto luma = [](scorekit_examples::Rgba c) { return 0.299 * c.r + 0.587 * c.g + 0.114 * c.b; };
   for (int k = 0; k < 100; ++k)
     CHECK(luma(colormap(Colormap::viridis, (k + 1) / 100.0)) > luma(colormap(Colormap::viridis, k / 100.0)));
   // The diverging map is lightest in the middle.
@@ -49,8 +49,8 @@ TEST_CASE("colour maps have their end points and are monotone in lightness", "[i
   CHECK(luma(colormap(Colormap::diverging, 0.5)) > luma(colormap(Colormap::diverging, 0.6)));
 }
 
-TEST_CASE("a figure draws data where the axes say, and its PNG reads back exactly", "[io][plot]") {
-  using namespace scorekit::io;
+TEST_CASE("a figure draws data where the axes say, and its PNG reads back exactly", "[plot]") {
+  using namespace scorekit_examples;
   TempDir dir("plot");
   Figure fig(1, 2, 120);
   fig.title("annealed Langevin, mixture");
@@ -100,8 +100,8 @@ TEST_CASE("a figure draws data where the axes say, and its PNG reads back exactl
 }
 
 TEST_CASE("a full-size figure with a density, 2000 dots and a line compresses to a few hundred KB",
-          "[io][plot]") {
-  using namespace scorekit::io;
+          "[plot]") {
+  using namespace scorekit_examples;
   TempDir dir("size");
   std::mt19937 gen(11);
   std::normal_distribution<double> normal;
@@ -133,8 +133,8 @@ TEST_CASE("a full-size figure with a density, 2000 dots and a line compresses to
   CHECK(scorekit::io::read_png_rgb(dir.file("big.png")).pixels == fig.render().pixels);
 }
 
-TEST_CASE("a function heatmap is evaluated once per pixel however often the figure is used", "[io][plot]") {
-  using namespace scorekit::io;
+TEST_CASE("a function heatmap is evaluated once per pixel however often the figure is used", "[plot]") {
+  using namespace scorekit_examples;
   long calls = 0;
   HeatmapStyle style;
   style.colorbar = true;  // the colour bar's ticks need the values already for the layout
@@ -157,8 +157,8 @@ TEST_CASE("a function heatmap is evaluated once per pixel however often the figu
   CHECK(first.pixels != second.pixels);
 }
 
-TEST_CASE("plot arguments are checked", "[io][plot]") {
-  using namespace scorekit::io;
+TEST_CASE("plot arguments are checked", "[plot]") {
+  using namespace scorekit_examples;
   Figure fig(2, 2, 64);
   CHECK_THROWS_AS(fig.panel(2, 0), scorekit::invalid_argument);
   CHECK_THROWS_AS(fig.panel(0, 0).xlim(1, 0), scorekit::invalid_argument);

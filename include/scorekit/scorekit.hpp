@@ -43,9 +43,8 @@
 #include <scorekit/io/fashion_mnist.hpp>
 #include <scorekit/io/idx.hpp>
 #endif
-// PNG images through libpng, and figures, where the build has it.
+// PNG images through libpng, where the build has it.
 #ifdef SCOREKIT_HAVE_PNG
-#include <scorekit/io/plot.hpp>
 #include <scorekit/io/png.hpp>
 #endif
 #include <scorekit/io/samples.hpp>

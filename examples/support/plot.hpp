@@ -1,7 +1,8 @@
-// Figures on the host, without a plotting library: a grid of panels with heatmaps (of a grid of
-// values or of a function such as a density), scatter plots and lines (trajectories), axis frames
-// with ticks, titles, axis labels, colour bars and legends, rendered into an RGB image and saved as a
-// PNG (png.hpp). Meant for looking at samples and densities, not for publication typesetting.
+// Figures for the examples (not part of the installed library: figures are not scorekit's job): a grid of
+// panels with heatmaps (of a grid of values or of a function such as a density), scatter plots and lines
+// (trajectories), axis frames with ticks, titles, axis labels, colour bars and legends, rendered into an
+// RGB image and saved as a PNG through scorekit/io/png.hpp (libpng). Meant for looking at samples and
+// densities, not for publication typesetting; the examples also write NPY files for other tools.
 //
 // Rendering: colours are blended in floating point on a white canvas (alpha compositing, "over"), and
 // dots, lines and text are anti-aliased by pixel coverage (for dots and lines, the distance from the
@@ -12,7 +13,6 @@
 //
 // Data coordinates are doubles: x increases to the right, y upwards. A panel's data range is what
 // xlim()/ylim() set, else the range of its scatter and line data plus 5 %, else [0, 1].
-// scorekit-requires: SCOREKIT_HAVE_PNG
 #pragma once
 
 #include <scorekit/core/error.hpp>
@@ -30,8 +30,14 @@
 #include <utility>
 #include <vector>
 
-namespace scorekit {
-namespace io {
+namespace scorekit_examples {
+
+using scorekit::dimension_mismatch;
+using scorekit::invalid_argument;
+using scorekit::require_dimension;
+using scorekit::require_positive;
+using scorekit::io::Image;
+using scorekit::io::write_png;
 
 /// An 8-bit colour with opacity (a = 255 opaque, 0 invisible).
 struct Rgba {
@@ -498,7 +504,7 @@ class Panel {
   /// A heatmap of nx x ny cells covering the panel's data range: values[j * nx + i] colours the cell
   /// i-th from the left and j-th from the bottom (NaN cells stay transparent).
   Panel& heatmap(std::vector<double> values, int nx, int ny, const HeatmapStyle& style = {}) {
-    const char* where = "scorekit::io::Panel::heatmap";
+    const char* where = "scorekit_examples::Panel::heatmap";
     if (nx <= 0 || ny <= 0)
       throw invalid_argument(
           scorekit::detail::concat(where, ": nx and ny must be positive, got ", nx, " x ", ny));
@@ -518,7 +524,7 @@ class Panel {
   /// density, or anything smooth): the panel's data range must be set (xlim and ylim), or come from
   /// other layers.
   Panel& heatmap(std::function<double(double, double)> f, const HeatmapStyle& style = {}) {
-    const char* where = "scorekit::io::Panel::heatmap";
+    const char* where = "scorekit_examples::Panel::heatmap";
     if (!f) throw invalid_argument(std::string(where) + ": the function is empty");
     check_style(style, where);
     Layer l;
@@ -533,7 +539,7 @@ class Panel {
   /// 255 for thousands of overlapping points. `label` names them in the legend.
   Panel& scatter(std::vector<double> xs, std::vector<double> ys, Rgba color = colors::crimson,
                  double radius = 2.0, std::string label = "") {
-    const char* where = "scorekit::io::Panel::scatter";
+    const char* where = "scorekit_examples::Panel::scatter";
     require_dimension(std::int64_t(ys.size()), std::int64_t(xs.size()), "ys (one per x)", where);
     require_positive(radius, "radius", where);
     Layer l;
@@ -551,7 +557,7 @@ class Panel {
   /// line crosses itself the colour is applied once, so a translucent trajectory stays even.
   Panel& line(std::vector<double> xs, std::vector<double> ys, Rgba color = colors::orange, double width = 1.5,
               std::string label = "") {
-    const char* where = "scorekit::io::Panel::line";
+    const char* where = "scorekit_examples::Panel::line";
     require_dimension(std::int64_t(ys.size()), std::int64_t(xs.size()), "ys (one per x)", where);
     require_positive(width, "width", where);
     Layer l;
@@ -592,7 +598,7 @@ class Panel {
 
   static void check_range(double lo, double hi, const char* what) {
     if (!(lo < hi) || !std::isfinite(lo) || !std::isfinite(hi))
-      throw invalid_argument(scorekit::detail::concat("scorekit::io::Panel::", what,
+      throw invalid_argument(scorekit::detail::concat("scorekit_examples::Panel::", what,
                                                       ": need finite lo < hi, got [", lo, ", ", hi, "]"));
   }
   static void check_style(const HeatmapStyle& s, const char* where) {
@@ -652,7 +658,7 @@ class Panel {
 /// values are cached between calls, so a Figure (even through const members) must not be used from
 /// two threads at once.
 ///
-///   scorekit::io::Figure fig(1, 2, 400);
+///   scorekit_examples::Figure fig(1, 2, 400);
 ///   fig.title("annealed Langevin, two-mode mixture");
 ///   fig.panel(0, 0).xlim(-4, 4).ylim(-4, 4).heatmap(density).scatter(xs, ys, with_alpha(colors::white,
 ///   0.5)); fig.save("samples.png");
@@ -662,7 +668,7 @@ class Figure {
   Figure(int rows, int cols, int panel_px = 300) : Figure(rows, cols, panel_px, panel_px) {}
   Figure(int rows, int cols, int panel_width, int panel_height)
       : m_rows(rows), m_cols(cols), m_pw(panel_width), m_ph(panel_height) {
-    const char* where = "scorekit::io::Figure";
+    const char* where = "scorekit_examples::Figure";
     if (rows <= 0 || cols <= 0 || rows > 64 || cols > 64)
       throw invalid_argument(
           scorekit::detail::concat(where, ": rows and cols must be in 1..64, got ", rows, " x ", cols));
@@ -736,7 +742,7 @@ class Figure {
 
   void check_panel(int row, int col) const {
     if (row < 0 || col < 0 || row >= m_rows || col >= m_cols)
-      throw invalid_argument(scorekit::detail::concat("scorekit::io::Figure::panel: (", row, ", ", col,
+      throw invalid_argument(scorekit::detail::concat("scorekit_examples::Figure::panel: (", row, ", ", col,
                                                       ") is outside the ", m_rows, " x ", m_cols, " grid"));
   }
 
@@ -1062,5 +1068,4 @@ class Figure {
   std::string m_title;
 };
 
-}  // namespace io
-}  // namespace scorekit
+}  // namespace scorekit_examples
