@@ -19,6 +19,7 @@
 #pragma once
 
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/parameter_tensor.hpp>
 #include <scorekit/nn/activations.hpp>
 #include <scorekit/nn/block_gemm.hpp>
 #include <scorekit/nn/segment.hpp>
@@ -55,6 +56,11 @@ struct Dense {
   static void append_segments(std::vector<Segment>& s, int offset) {
     s.push_back(Segment{ParameterKind::weight, offset, Out * In, In, Out});
     s.push_back(Segment{ParameterKind::bias, offset + Out * In, Out, In, Out});
+  }
+  /// As torch.nn.Linear(In, Out): "<prefix>weight" (Out, In) and "<prefix>bias" (Out).
+  static void append_tensors(std::vector<ParameterTensor>& t, int offset, const std::string& prefix) {
+    t.push_back(ParameterTensor{prefix + "weight", offset, {Out, In}, {}});
+    t.push_back(ParameterTensor{prefix + "bias", offset + Out * In, {Out}, {}});
   }
 
   template <int B, int K, class Real>
@@ -100,6 +106,13 @@ struct ConditionalDense {
     s.push_back(Segment{ParameterKind::weight, offset, Out * In, In, Out});
     s.push_back(Segment{ParameterKind::embedding, offset + Out * In, Levels * Out, Levels, Out});
   }
+  /// As a module holding torch.nn.Linear(In, Out, bias=False) as `linear` and torch.nn.Embedding(Levels,
+  /// Out) as `embedding` (benchmarks/torch_modules.py ConditionalLinear): "<prefix>linear.weight"
+  /// (Out, In) and "<prefix>embedding.weight" (Levels, Out).
+  static void append_tensors(std::vector<ParameterTensor>& t, int offset, const std::string& prefix) {
+    t.push_back(ParameterTensor{prefix + "linear.weight", offset, {Out, In}, {}});
+    t.push_back(ParameterTensor{prefix + "embedding.weight", offset + Out * In, {Levels, Out}, {}});
+  }
 
   template <int B, int K, class Real>
   KOKKOS_INLINE_FUNCTION static void forward(const Real* p, const int* level, const Real* x, Real* u,
@@ -144,6 +157,7 @@ struct Activation {
 
   static std::string name() { return F::name; }
   static void append_segments(std::vector<Segment>&, int) {}
+  static void append_tensors(std::vector<ParameterTensor>&, int, const std::string&) {}
 
   template <int B, int K, class Real>
   KOKKOS_INLINE_FUNCTION static void forward(const Real*, const int*, const Real* x, Real* slopes, Real* y) {

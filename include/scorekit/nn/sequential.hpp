@@ -42,6 +42,7 @@ struct Chain<> {
   static constexpr int n_params = 0, tape_rows = 0, max_width = 0, max_in = 0;
   static std::string name() { return ""; }
   static void append_segments(std::vector<Segment>&, int) {}
+  static void append_tensors(std::vector<ParameterTensor>&, int, int) {}
 };
 
 template <class L, class... Rest>
@@ -61,6 +62,10 @@ struct Chain<L, Rest...> {
   static void append_segments(std::vector<Segment>& s, int offset) {
     L::append_segments(s, offset);
     Next::append_segments(s, offset + L::n_params);
+  }
+  static void append_tensors(std::vector<ParameterTensor>& t, int offset, int index) {
+    L::append_tensors(t, offset, std::to_string(index) + ".");
+    Next::append_tensors(t, offset + L::n_params, index + 1);
   }
 
   template <int B, int K, class Real>
@@ -125,6 +130,14 @@ class Sequential {
   /// The layers, comma-separated, e.g. "Dense<2,128>,Softplus,Dense<128,2>": part of a checkpoint's
   /// signature.
   static std::string name() { return "Sequential<" + chain::name() + ">"; }
+
+  /// The parameters as PyTorch's torch.nn.Sequential of the same layers names them (layer i's keys
+  /// start "i.", activations counted), for io/safetensors.hpp.
+  static std::vector<ParameterTensor> parameter_tensors() {
+    std::vector<ParameterTensor> t;
+    chain::append_tensors(t, 0, 0);
+    return t;
+  }
 
   /// The parameter segments (offsets into the flat parameter vector) for initialisation.
   static std::vector<Segment> segments() {

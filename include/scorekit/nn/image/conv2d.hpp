@@ -20,6 +20,7 @@
 #include <scorekit/core/blas.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/parameter_tensor.hpp>
 #include <scorekit/nn/image/tensor.hpp>
 #include <scorekit/nn/segment.hpp>
 
@@ -119,6 +120,14 @@ class Conv2d {
     if (o_.bias)
       s.push_back(Segment{ParameterKind::bias, offset + patch_size() * c_out_, c_out_, fan_in, fan_out});
     return s;
+  }
+  /// As torch.nn.Conv2d(c_in, c_out, k): "<prefix>weight" (c_out, c_in, k, k), stored here (ky, kx, c_in,
+  /// c_out), and "<prefix>bias" (c_out).
+  std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const {
+    std::vector<ParameterTensor> t;
+    t.push_back(ParameterTensor{prefix + "weight", offset, {c_out_, c_in_, k_, k_}, {2, 3, 1, 0}});
+    if (o_.bias) t.push_back(ParameterTensor{prefix + "bias", offset + patch_size() * c_out_, {c_out_}, {}});
+    return t;
   }
 
   /// Images per chunk of the patch matrix.

@@ -13,6 +13,7 @@
 #include <scorekit/core/elementary.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/parameter_tensor.hpp>
 #include <scorekit/nn/image/tensor.hpp>
 #include <scorekit/nn/segment.hpp>
 
@@ -63,6 +64,12 @@ class GroupNorm {
     if (!affine_) return {};
     return {Segment{ParameterKind::scale, offset, c_, c_, c_},
             Segment{ParameterKind::bias, offset + c_, c_, c_, c_}};
+  }
+  /// As torch.nn.GroupNorm(groups, c): "<prefix>weight" (gamma) and "<prefix>bias" (beta), (c) each.
+  std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const {
+    if (!affine_) return {};
+    return {ParameterTensor{prefix + "weight", offset, {c_}, {}},
+            ParameterTensor{prefix + "bias", offset + c_, {c_}, {}}};
   }
 
   /// Mean and inverse standard deviation per (image, group); in backward also two sums per (image,

@@ -23,6 +23,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/parameter_tensor.hpp>
 #include <scorekit/nn/image/tensor.hpp>
 #include <scorekit/nn/segment.hpp>
 
@@ -139,6 +140,37 @@ class Network {
     for (const Node& n : nodes_)
       if (n.op)
         for (const Segment& s : n.op->segments(n.param_offset)) all.push_back(s);
+    return all;
+  }
+
+  /// Names the parameters of layer node `node` in parameter_tensors() (e.g. "down.0.conv", as the
+  /// attribute path of the same layer in a PyTorch module); unnamed layers are "layers.<node id>".
+  void name_layer(int node, std::string name) {
+    require_node(node, "name_layer");
+    if (!nodes_[std::size_t(node)].op)
+      throw invalid_argument(
+          scorekit::detail::concat(where(), ": name_layer(): node ", node, " is not a layer"));
+    if (name.empty()) throw invalid_argument(where() + ": name_layer(): the name is empty");
+    nodes_[std::size_t(node)].name = std::move(name);
+  }
+
+  /// The parameters as named tensors in PyTorch's conventions (core/parameter_tensor.hpp), layer by layer
+  /// in node order: "<layer name>.weight" and so on (each layer's tensors() or, for a layer without it,
+  /// one 1-d tensor per segment). Throws invalid_argument when two tensors get one name.
+  std::vector<ParameterTensor> parameter_tensors() const {
+    std::vector<ParameterTensor> all;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const Node& n = nodes_[i];
+      if (!n.op) continue;
+      const std::string prefix = (n.name.empty() ? "layers." + std::to_string(i) : n.name) + ".";
+      for (ParameterTensor& t : n.op->tensors(n.param_offset, prefix)) {
+        for (const ParameterTensor& u : all)
+          if (u.name == t.name)
+            throw invalid_argument(scorekit::detail::concat(where(), ": two parameter tensors are named '",
+                                                            t.name, "' (see name_layer())"));
+        all.push_back(std::move(t));
+      }
+    }
     return all;
   }
 
@@ -344,6 +376,12 @@ class Network {
   enum class Kind { image_input, features_input, layer, conditioned_layer, sum, concat, add_features };
 
   template <class L, class = void>
+  struct names_tensors : std::false_type {};
+  template <class L>
+  struct names_tensors<
+      L, std::void_t<decltype(std::declval<const L&>().tensors(0, std::declval<const std::string&>()))>>
+      : std::true_type {};
+  template <class L, class = void>
   struct counts_multiply_adds : std::false_type {};
   template <class L>
   struct counts_multiply_adds<L, std::void_t<decltype(std::declval<const L&>().multiply_adds(ImageShape{}))>>
@@ -358,6 +396,7 @@ class Network {
     virtual ImageShape output_shape(const ImageShape& in) const = 0;
     virtual int n_params() const = 0;
     virtual std::vector<Segment> segments(int offset) const = 0;
+    virtual std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const = 0;
     virtual std::size_t workspace_size(const ImageShape& in) const = 0;
     virtual double multiply_adds(const ImageShape& in) const = 0;
     virtual void forward(const Exec&, const const_vector_type&, const const_tensor_type&, const ImageShape&,
@@ -381,6 +420,21 @@ class Network {
     ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
     int n_params() const override { return layer.n_params(); }
     std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
+    std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const override {
+      if constexpr (names_tensors<Layer>::value) {
+        return layer.tensors(offset, prefix);
+      } else {
+        // A layer that does not name its tensors: one 1-d tensor per segment, named by its kind.
+        std::vector<ParameterTensor> t;
+        const std::vector<Segment> segs = layer.segments(offset);
+        for (std::size_t k = 0; k < segs.size(); ++k)
+          t.push_back(ParameterTensor{prefix + parameter_kind_name(segs[k].kind) + std::to_string(k),
+                                      segs[k].offset,
+                                      {segs[k].size},
+                                      {}});
+        return t;
+      }
+    }
     std::size_t workspace_size(const ImageShape& in) const override { return layer.workspace_size(in); }
     double multiply_adds(const ImageShape& in) const override {
       if constexpr (counts_multiply_adds<Layer>::value)
@@ -413,6 +467,7 @@ class Network {
     int a = -1, b = -1;
     int channels = 0;  ///< inputs only
     std::unique_ptr<LayerBase> op;
+    std::string name;  ///< name_layer()'s, for parameter_tensors()
     int param_offset = 0;
     ImageShape shape;
     tensor_type value, adjoint;

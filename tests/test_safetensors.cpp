@@ -1,0 +1,269 @@
+// safetensors (io/safetensors.hpp) and network parameters through it (io/parameters.hpp): the names,
+// shapes and axis orders PyTorch gives the same layers, bitwise round trips for both network paths,
+// the file NumPy writes by the format's specification (hidden, run by ctest's numpy_fixtures), and every
+// kind of lying or foreign file refused by name with the parameters left as they were.
+// scorekit-requires: SCOREKIT_HAVE_NLOHMANN_JSON
+// scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <scorekit/io/parameters.hpp>
+#include <scorekit/io/safetensors.hpp>
+#include <scorekit/nn/image/conv2d.hpp>
+#include <scorekit/nn/image/group_norm.hpp>
+#include <scorekit/nn/image/network.hpp>
+#include <scorekit/nn/sequential.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+using scorekit_test::TempDir;
+using Host = Kokkos::DefaultHostExecutionSpace;
+using Mlp =
+    scorekit::nn::Sequential<scorekit::nn::Dense<2, 5>, scorekit::nn::Softplus, scorekit::nn::Dense<5, 3>,
+                             scorekit::nn::Tanh, scorekit::nn::ConditionalDense<3, 2, 4>>;
+
+Bytes slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void spit(const std::string& path, const Bytes& b) {
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+  }
+  scorekit_test::add_fuzz_seed(path);
+}
+
+/// A safetensors file with the given header text (padded to 8) and data bytes.
+Bytes file_of(std::string header, const Bytes& data) {
+  header.append((8 - header.size() % 8) % 8, ' ');
+  Bytes b;
+  for (int k = 0; k < 8; ++k) b.push_back(std::uint8_t(std::uint64_t(header.size()) >> (8 * k)));
+  b.insert(b.end(), header.begin(), header.end());
+  b.insert(b.end(), data.begin(), data.end());
+  return b;
+}
+
+template <class T>
+std::vector<T> decode(const Bytes& b) {
+  std::vector<T> v(b.size() / sizeof(T));
+  std::memcpy(v.data(), b.data(), b.size());
+  return v;
+}
+
+/// Parameters 0.5 + k / 64 at flat index k: every value distinct, exact in float.
+template <class Real>
+Kokkos::View<Real*, Kokkos::HostSpace> counting(int n) {
+  Kokkos::View<Real*, Kokkos::HostSpace> p("p", std::size_t(n));
+  for (int k = 0; k < n; ++k) p(std::size_t(k)) = Real(0.5 + k / 64.0);
+  return p;
+}
+
+template <class F>
+std::string io_error_of(F f) {
+  try {
+    f();
+  } catch (const scorekit::io_error& e) {
+    return e.what();
+  }
+  FAIL("no io_error was thrown");
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: a Sequential's tensors are torch.nn.Sequential's, in PyTorch's layout",
+          "[safetensors]") {
+  const auto tensors = Mlp::parameter_tensors();
+  std::vector<std::string> names;
+  for (const auto& t : tensors) names.push_back(t.name);
+  CHECK(names == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "4.linear.weight",
+                                          "4.embedding.weight"});
+  CHECK(tensors[0].shape == std::vector<std::int64_t>{5, 2});
+  CHECK(tensors[5].shape == std::vector<std::int64_t>{4, 2});
+  std::int64_t total = 0;
+  for (const auto& t : tensors) total += t.size();
+  CHECK(total == Mlp::n_params);
+
+  TempDir dir("safetensors_mlp");
+  const std::string path = dir.file("mlp.safetensors");
+  const auto p = counting<float>(Mlp::n_params);
+  scorekit::io::save_parameters(path, tensors, p, {{"architecture", Mlp::name()}});
+  scorekit_test::add_fuzz_seed(path);
+  const scorekit::io::Safetensors s = scorekit::io::read_safetensors(path);
+  CHECK(s.metadata.at("architecture") == Mlp::name());
+  // nn.Linear's weight is (out, in) row-major, as Dense stores it: the file holds the flat values in order.
+  const auto w2 = decode<float>(s.tensors.at("2.weight").bytes);
+  REQUIRE(w2.size() == 15);
+  for (std::size_t k = 0; k < 15; ++k) CHECK(w2[k] == p(std::size_t(tensors[2].offset) + k));
+  CHECK(s.tensors.at("2.weight").dtype == "F32");
+
+  Kokkos::View<float*, Kokkos::HostSpace> q("q", Mlp::n_params);
+  const auto metadata = scorekit::io::load_parameters(path, tensors, q);
+  CHECK(metadata.at("architecture") == Mlp::name());
+  CHECK(scorekit_test::bitwise_equal(p, q));
+  // The same content gives the same bytes.
+  scorekit::io::save_parameters(dir.file("again.safetensors"), tensors, q, {{"architecture", Mlp::name()}});
+  CHECK(slurp(dir.file("again.safetensors")) == slurp(path));
+}
+
+TEST_CASE("safetensors: a convolution's weights go out as (c_out, c_in, k, k) and come back bitwise",
+          "[safetensors]") {
+  using namespace scorekit::nn::image;
+  Network<double, Host> net;
+  const int x = net.image_input(2);
+  const int c = net.layer(Conv2d(2, 3, 3), x);
+  const int g = net.layer(GroupNorm(1, 3), c);
+  net.name_layer(c, "conv");
+  net.set_output(g);
+  const auto tensors = net.parameter_tensors();
+  REQUIRE(tensors.size() == 4);
+  CHECK(tensors[0].name == "conv.weight");
+  CHECK(tensors[0].shape == std::vector<std::int64_t>{3, 2, 3, 3});
+  CHECK(tensors[1].name == "conv.bias");
+  CHECK(tensors[2].name == "layers.2.weight");  // unnamed: by node id
+  CHECK(tensors[3].name == "layers.2.bias");
+
+  TempDir dir("safetensors_conv");
+  const std::string path = dir.file("conv.safetensors");
+  const auto p = counting<double>(net.n_params());
+  scorekit::io::save_parameters(path, tensors, p);
+  const scorekit::io::Safetensors s = scorekit::io::read_safetensors(path);
+  const auto w = decode<double>(s.tensors.at("conv.weight").bytes);
+  // PyTorch's element (co, ci, ky, kx) is Conv2d's row (ky 3 + kx) 2 + ci, column co (conv2d.hpp).
+  for (int co = 0; co < 3; ++co)
+    for (int ci = 0; ci < 2; ++ci)
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx)
+          CHECK(w[std::size_t(((co * 2 + ci) * 3 + ky) * 3 + kx)] ==
+                p(std::size_t(((ky * 3 + kx) * 2 + ci) * 3 + co)));
+  Kokkos::View<double*, Kokkos::HostSpace> q("q", std::size_t(net.n_params()));
+  scorekit::io::load_parameters(path, tensors, q);
+  CHECK(scorekit_test::bitwise_equal(p, q));
+  // Two layers under one name would write one tensor twice.
+  net.name_layer(g, "conv");
+  CHECK_THROWS_WITH(net.parameter_tensors(),
+                    Catch::Contains("two parameter tensors are named 'conv.weight'"));
+}
+
+TEST_CASE("safetensors: lying, foreign or mismatched files are refused by name; the weights stay",
+          "[safetensors]") {
+  TempDir dir("safetensors_bad");
+  const std::string path = dir.file("bad.safetensors");
+  const auto tensors = Mlp::parameter_tensors();
+  const auto p = counting<float>(Mlp::n_params);
+  scorekit::io::save_parameters(path, tensors, p);
+  const Bytes good = slurp(path);
+  auto read_error = [&](const Bytes& b) {
+    spit(path, b);
+    return io_error_of([&] { scorekit::io::read_safetensors(path); });
+  };
+  const Bytes four(4, 0);
+  CHECK_THAT(read_error({1, 2, 3}), Catch::Contains("bad.safetensors") && Catch::Contains("truncated"));
+  Bytes liar = good;
+  liar[5] = 0x7F;
+  CHECK_THAT(read_error(liar), Catch::Contains("the header length is") && Catch::Contains("holds only"));
+  CHECK_THAT(read_error(file_of("{\"a\": ", four)), Catch::Contains("the header is not JSON"));
+  CHECK_THAT(read_error(file_of("[1, 2]", {})), Catch::Contains("not a JSON object"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                                    "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})",
+                                four)),
+             Catch::Contains("gives the key 'a' twice"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", four)),
+             Catch::Contains("tensor 'a': its data_offsets [0, 8) lie outside the 4 bytes"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", four)),
+             Catch::Contains("hold 4 bytes, but F32 of this shape needs 8"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                                    "b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})",
+                                four)),
+             Catch::Contains("overlap"));
+  CHECK_THAT(
+      read_error(file_of(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", Bytes(8))),
+      Catch::Contains("tensor 'a' starts at byte 4") && Catch::Contains("hole"));
+  CHECK_THAT(
+      read_error(file_of(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", Bytes(8))),
+      Catch::Contains("the tensors cover 4 of the 8 bytes"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}})", four)),
+             Catch::Contains("unknown dtype 'Q7'"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", four)),
+             Catch::Contains("non-negative integer"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [1]}})", four)),
+             Catch::Contains("not an object of exactly dtype, shape and data_offsets"));
+  CHECK_THAT(read_error(file_of(R"({"__metadata__": {"k": 1}})", {})),
+             Catch::Contains("__metadata__ entry 'k' is not a string"));
+  CHECK_THAT(
+      read_error(file_of(std::string("{\"a\\u0000\\n\": {\"dtype\": \"Q\", \"shape\": [], \"data_offsets\": "
+                                     "[0, 0]}}"),
+                         {})),
+      Catch::Contains("tensor 'a\\x00\\x0A': unknown dtype"));
+
+  // Against the network: every mismatch is named, and the parameters are left as they were.
+  Kokkos::View<float*, Kokkos::HostSpace> q("q", Mlp::n_params);
+  Kokkos::deep_copy(q, 7.0f);
+  auto load_error = [&](const scorekit::io::Safetensors& s) {
+    scorekit::io::write_safetensors(path, s);
+    scorekit_test::add_fuzz_seed(path);
+    return io_error_of([&] { scorekit::io::load_parameters(path, tensors, q); });
+  };
+  spit(path, good);
+  const scorekit::io::Safetensors ok = scorekit::io::read_safetensors(path);
+  scorekit::io::Safetensors s = ok;
+  s.tensors.erase("2.bias");
+  CHECK_THAT(load_error(s), Catch::Contains("tensor '2.bias' is missing"));
+  s = ok;
+  s.tensors["extra"] = {"F32", {1}, Bytes(4)};
+  CHECK_THAT(load_error(s), Catch::Contains("tensor 'extra' is not a tensor of this network"));
+  s = ok;
+  s.tensors["2.weight"].shape = {5, 3};
+  CHECK_THAT(load_error(s), Catch::Contains("tensor '2.weight' has shape (5, 3), this network's is (3, 5)"));
+  s = ok;
+  s.tensors["0.bias"] = {"F64", {5}, Bytes(40)};
+  CHECK_THAT(load_error(s), Catch::Contains("tensor '0.bias' holds F64, this network takes F32"));
+  s = ok;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(s.tensors["4.embedding.weight"].bytes.data() + 12, &nan, 4);
+  CHECK_THAT(load_error(s), Catch::Contains("tensor '4.embedding.weight' holds nan at value 3"));
+  for (int k = 0; k < Mlp::n_params; ++k) REQUIRE(q(std::size_t(k)) == 7.0f);
+  // NaN weights are not written either.
+  auto bad = counting<float>(Mlp::n_params);
+  bad(3) = -std::numeric_limits<float>::infinity();
+  CHECK_THROWS_AS(scorekit::io::save_parameters(dir.file("nan.safetensors"), tensors, bad),
+                  scorekit::invalid_argument);
+}
+
+// Hidden: run by ctest's numpy_fixtures after tests/fixtures/make_numpy_fixtures.py wrote the file by the
+// format's specification with NumPy alone.
+TEST_CASE("safetensors: the file written by the specification with NumPy reads as written", "[.numpy]") {
+  const char* env = std::getenv("SCOREKIT_NUMPY_FIXTURES");
+  REQUIRE(env != nullptr);
+  const std::string path = std::string(env) + "/fixture.safetensors";
+  scorekit_test::add_fuzz_seed(path);
+  const scorekit::io::Safetensors s = scorekit::io::read_safetensors(path);
+  CHECK(s.metadata.at("written_by") == "make_numpy_fixtures.py");
+  REQUIRE(s.tensors.size() == 3);
+  auto grid = [](std::size_t n, double scale, double offset) {
+    std::vector<double> v(n);
+    for (std::size_t k = 0; k < n; ++k) v[k] = offset + scale * double(k);
+    return v;
+  };
+  const auto& w0 = s.tensors.at("layer0.weight");
+  CHECK(w0.dtype == "F32");
+  CHECK(w0.shape == std::vector<std::int64_t>{3, 2});
+  const auto f = decode<float>(w0.bytes);
+  CHECK(std::vector<double>(f.begin(), f.end()) == grid(6, 0.25, -1.0));
+  const auto b0 = decode<float>(s.tensors.at("layer0.bias").bytes);
+  CHECK(std::vector<double>(b0.begin(), b0.end()) == grid(3, 0.5, 0.0));
+  CHECK(decode<double>(s.tensors.at("layer1.weight").bytes) == grid(3, -0.125, 2.0));
+}
