@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the benchmark peers: a Python virtual environment with PyTorch and NumPy from PyPI (the wheels
+# Installs the benchmark peers: a Python virtual environment with PyTorch, NumPy and safetensors from PyPI (the wheels
 # users install; Debian's python3-torch links the slow reference BLAS). Benchmark tools only: nothing in
 # the library or its tests needs them. Idempotent: a second run takes a second.
 #
@@ -12,7 +12,7 @@ venv="$cache/venv"
 python="$venv/bin/python"
 mkdir -p "$cache"
 
-have_peers() { [ -x "$python" ] && "$python" -c "import torch, numpy" >/dev/null 2>&1; }
+have_peers() { [ -x "$python" ] && "$python" -c "import torch, numpy, safetensors" >/dev/null 2>&1; }
 
 # One installer at a time: a second pip into the same venv while the first is running corrupts it.
 exec 9>"$cache/venv.lock"
@@ -29,10 +29,10 @@ if ! have_peers; then
     echo "setup-bench: creating $venv" >&2
     python3 -m venv "$venv"
   fi
-  echo "setup-bench: installing torch and numpy from PyPI into $venv (a few GB; minutes)" >&2
+  echo "setup-bench: installing torch, numpy and safetensors from PyPI into $venv (a few GB; minutes)" >&2
   "$python" -m pip install --quiet --upgrade pip >&2
-  "$python" -m pip install --quiet torch numpy >&2
-  have_peers || { echo "setup-bench: torch or numpy still does not import from $python" >&2; exit 1; }
+  "$python" -m pip install --quiet torch numpy safetensors >&2
+  have_peers || { echo "setup-bench: torch, numpy or safetensors still does not import from $python" >&2; exit 1; }
 fi
 
 echo "$python"

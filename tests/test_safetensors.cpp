@@ -13,6 +13,7 @@
 #include <scorekit/nn/image/conv2d.hpp>
 #include <scorekit/nn/image/group_norm.hpp>
 #include <scorekit/nn/image/network.hpp>
+#include <scorekit/nn/image/unet.hpp>
 #include <scorekit/nn/sequential.hpp>
 
 #include <cmath>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -266,4 +268,60 @@ TEST_CASE("safetensors: the file written by the specification with NumPy reads a
   const auto b0 = decode<float>(s.tensors.at("layer0.bias").bytes);
   CHECK(std::vector<double>(b0.begin(), b0.end()) == grid(3, 0.5, 0.0));
   CHECK(decode<double>(s.tensors.at("layer1.weight").bytes) == grid(3, -0.125, 2.0));
+}
+
+TEST_CASE("safetensors: the U-Net's tensors are the keys and shapes of benchmarks/torch_image.py's UNet",
+          "[safetensors]") {
+  scorekit::nn::image::UNetSettings u;
+  u.channels = {4, 8};
+  u.groups = 2;
+  u.embedding = 6;
+  const auto net = scorekit::nn::image::unet<float, Host>(u);
+  const auto tensors = net.parameter_tensors();
+  std::map<std::string, std::vector<std::int64_t>> shapes;
+  std::int64_t total = 0;
+  for (const auto& t : tensors) {
+    shapes[t.name] = t.shape;
+    total += t.size();
+  }
+  // torch_image.py: UNet(channels=(4, 8)) with EMBED = 6 and GroupNorm(2, c) has these parameters.
+  const std::map<std::string, std::vector<std::int64_t>> torch = {{"embed.weight", {6, 6}},
+                                                                  {"embed.bias", {6}},
+                                                                  {"enc.0.conv.weight", {4, 1, 3, 3}},
+                                                                  {"enc.0.dense.weight", {4, 6}},
+                                                                  {"enc.0.dense.bias", {4}},
+                                                                  {"enc.0.norm.weight", {4}},
+                                                                  {"enc.0.norm.bias", {4}},
+                                                                  {"enc.1.conv.weight", {8, 4, 3, 3}},
+                                                                  {"enc.1.dense.weight", {8, 6}},
+                                                                  {"enc.1.dense.bias", {8}},
+                                                                  {"enc.1.norm.weight", {8}},
+                                                                  {"enc.1.norm.bias", {8}},
+                                                                  {"dec.0.conv.weight", {4, 8, 3, 3}},
+                                                                  {"dec.0.dense.weight", {4, 6}},
+                                                                  {"dec.0.dense.bias", {4}},
+                                                                  {"dec.0.norm.weight", {4}},
+                                                                  {"dec.0.norm.bias", {4}},
+                                                                  {"out.weight", {1, 8, 3, 3}},
+                                                                  {"out.bias", {1}}};
+  CHECK(shapes == torch);
+  CHECK(total == net.n_params());  // every parameter in exactly one tensor
+
+  // With the score model's Fourier frequencies as the buffer fourier.w, both ways.
+  TempDir dir("safetensors_unet");
+  const std::string path = dir.file("unet.safetensors");
+  const auto p = counting<float>(net.n_params());
+  const std::vector<float> w = {0.5f, -1.25f, 3.0f};
+  scorekit::io::save_parameters(path, tensors, p, {}, {{"fourier.w", w}});
+  Kokkos::View<float*, Kokkos::HostSpace> q("q", std::size_t(net.n_params()));
+  std::map<std::string, std::vector<float>> buffers = {{"fourier.w", {}}};
+  scorekit::io::load_parameters(path, tensors, q, &buffers);
+  CHECK(buffers.at("fourier.w") == w);
+  CHECK(scorekit_test::bitwise_equal(p, q));
+  // Without asking for the buffer, it is a tensor this network does not have.
+  CHECK_THAT(io_error_of([&] { scorekit::io::load_parameters(path, tensors, q); }),
+             Catch::Contains("tensor 'fourier.w' is not a tensor of this network"));
+  buffers = {{"fourier.w", std::vector<float>(4)}};
+  CHECK_THAT(io_error_of([&] { scorekit::io::load_parameters(path, tensors, q, &buffers); }),
+             Catch::Contains("buffer 'fourier.w' has 3 values, this model's has 4"));
 }

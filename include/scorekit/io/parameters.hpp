@@ -13,7 +13,6 @@
     "scorekit/io/parameters.hpp needs nlohmann-json, and this build of scorekit has none: install Debian's nlohmann-json3-dev (scripts/setup.sh does), reconfigure, and link scorekit::scorekit (which then defines SCOREKIT_HAVE_NLOHMANN_JSON)"
 #endif
 
-
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/file.hpp>
 #include <scorekit/core/kokkos.hpp>
@@ -41,14 +40,35 @@ constexpr const char* dtype_of() {
   return std::is_same<T, float>::value ? "F32" : "F64";
 }
 
+/// A value to and from its little-endian bytes.
+template <class Real>
+void put(Real v, std::uint8_t* out) {
+  std::uint8_t raw[sizeof(Real)];
+  std::memcpy(raw, &v, sizeof(Real));
+  for (std::size_t k = 0; k < sizeof(Real); ++k)
+    out[k] = raw[scorekit::detail::host_is_little_endian() ? k : sizeof(Real) - 1 - k];
+}
+template <class Real>
+Real get(const std::uint8_t* in) {
+  std::uint8_t raw[sizeof(Real)];
+  for (std::size_t k = 0; k < sizeof(Real); ++k)
+    raw[k] = in[scorekit::detail::host_is_little_endian() ? k : sizeof(Real) - 1 - k];
+  Real v;
+  std::memcpy(&v, raw, sizeof(Real));
+  return v;
+}
+
 }  // namespace safetensors_detail
 
 /// Writes the parameters `params` (a rank-1 view of float or double, any memory space) of a network
 /// that `tensors` describes (PyTorch's keys, shapes and axis orders) to a safetensors file, with
-/// `metadata` (the architecture, the noise schedule: whatever a reader needs to rebuild the model).
+/// `metadata` (the architecture, the noise schedule: whatever a reader needs to rebuild the model) and
+/// 1-d `buffers` (a model's fixed non-trainable values, as PyTorch's register_buffer keeps them).
 template <class View>
-void save_parameters(const std::string& path, const std::vector<ParameterTensor>& tensors, const View& params,
-                     const std::map<std::string, std::string>& metadata = {}) {
+void save_parameters(
+    const std::string& path, const std::vector<ParameterTensor>& tensors, const View& params,
+    const std::map<std::string, std::string>& metadata = {},
+    const std::map<std::string, std::vector<typename View::non_const_value_type>>& buffers = {}) {
   using scorekit::detail::concat;
   using Real = typename View::non_const_value_type;
   constexpr const char* who = "scorekit::io::save_parameters";
@@ -74,25 +94,34 @@ void save_parameters(const std::string& path, const std::vector<ParameterTensor>
       if (!std::isfinite(v))
         throw invalid_argument(concat(who, ": tensor '", t.name, "' holds ", v, " (value ", i,
                                       "); a file with NaN or infinite weights would be refused on load"));
-      std::uint8_t raw[sizeof(Real)];
-      std::memcpy(raw, &v, sizeof(Real));
-      for (std::size_t k = 0; k < sizeof(Real); ++k)
-        out.bytes[i * sizeof(Real) + k] =
-            raw[scorekit::detail::host_is_little_endian() ? k : sizeof(Real) - 1 - k];
+      safetensors_detail::put(v, &out.bytes[i * sizeof(Real)]);
     }
     s.tensors.emplace(t.name, std::move(out));
+  }
+  for (const auto& kv : buffers) {
+    if (s.tensors.count(kv.first))
+      throw invalid_argument(concat(who, ": buffer '", kv.first, "' has the name of a parameter tensor"));
+    SafetensorsTensor out;
+    out.dtype = safetensors_detail::dtype_of<Real>();
+    out.shape = {std::int64_t(kv.second.size())};
+    out.bytes.resize(kv.second.size() * sizeof(Real));
+    for (std::size_t i = 0; i < kv.second.size(); ++i)
+      safetensors_detail::put(kv.second[i], &out.bytes[i * sizeof(Real)]);
+    s.tensors.emplace(kv.first, std::move(out));
   }
   write_safetensors(path, s);
 }
 
 /// Reads a safetensors file into the parameters `params` of a network that `tensors` describes, and
 /// returns the file's metadata. Every tensor of the network must be in the file with its shape and the
-/// parameters' dtype, and nothing else may be; values that are not finite are refused. The parameters
-/// are changed only when the whole file is accepted.
+/// parameters' dtype, and nothing else may be but the 1-d buffers named by the keys of `buffers` (a
+/// model's fixed non-trainable values, such as the U-Net's Fourier frequencies "fourier.w"), which are
+/// read into it (an entry that is not empty gives the length expected); values that are not finite are
+/// refused. The parameters and buffers are changed only when the whole file is accepted.
 template <class View>
-std::map<std::string, std::string> load_parameters(const std::string& path,
-                                                   const std::vector<ParameterTensor>& tensors,
-                                                   const View& params) {
+std::map<std::string, std::string> load_parameters(
+    const std::string& path, const std::vector<ParameterTensor>& tensors, const View& params,
+    std::map<std::string, std::vector<typename View::non_const_value_type>>* buffers = nullptr) {
   using scorekit::detail::concat;
   using scorekit::detail::printable;
   using Real = typename View::non_const_value_type;
@@ -113,6 +142,8 @@ std::map<std::string, std::string> load_parameters(const std::string& path,
   const std::string want = safetensors_detail::dtype_of<Real>();
   std::set<std::string> expected;
   for (const ParameterTensor& t : tensors) expected.insert(t.name);
+  if (buffers)
+    for (const auto& kv : *buffers) expected.insert(kv.first);
   for (const auto& kv : s.tensors)
     if (!expected.count(kv.first))
       throw io_error(concat(where, "tensor '", printable(kv.first),
@@ -134,19 +165,35 @@ std::map<std::string, std::string> load_parameters(const std::string& path,
       throw invalid_argument(concat(where, "tensor '", t.name, "' lies outside the ", n, " parameters"));
     const std::vector<std::int64_t> at = t.stored_positions();
     for (std::size_t i = 0; i < at.size(); ++i) {
-      std::uint8_t raw[sizeof(Real)];
-      for (std::size_t k = 0; k < sizeof(Real); ++k)
-        raw[k] = f.bytes[i * sizeof(Real) +
-                         (scorekit::detail::host_is_little_endian() ? k : sizeof(Real) - 1 - k)];
-      Real v;
-      std::memcpy(&v, raw, sizeof(Real));
+      const Real v = safetensors_detail::get<Real>(&f.bytes[i * sizeof(Real)]);
       if (!std::isfinite(v))
         throw io_error(concat(where, "tensor '", t.name, "' holds ", v, " at value ", i,
                               "; refusing NaN or infinite weights"));
       h(std::size_t(t.offset + at[i])) = v;
     }
   }
+  std::map<std::string, std::vector<Real>> read_buffers;
+  if (buffers)
+    for (const auto& kv : *buffers) {
+      const auto it = s.tensors.find(kv.first);
+      if (it == s.tensors.end()) throw io_error(concat(where, "buffer '", kv.first, "' is missing"));
+      const SafetensorsTensor& f = it->second;
+      if (f.shape.size() != 1 || f.dtype != want)
+        throw io_error(concat(where, "buffer '", kv.first, "' is not a 1-d ", want, " tensor"));
+      if (!kv.second.empty() && std::size_t(f.shape[0]) != kv.second.size())
+        throw io_error(concat(where, "buffer '", kv.first, "' has ", f.shape[0], " values, this model's has ",
+                              kv.second.size(), " (architecture mismatch)"));
+      std::vector<Real> v(std::size_t(f.shape[0]));
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        v[i] = safetensors_detail::get<Real>(&f.bytes[i * sizeof(Real)]);
+        if (!std::isfinite(v[i]))
+          throw io_error(concat(where, "buffer '", kv.first, "' holds ", v[i], " at value ", i));
+      }
+      read_buffers[kv.first] = std::move(v);
+    }
   Kokkos::deep_copy(params, h);
+  if (buffers)
+    for (auto& kv : read_buffers) (*buffers)[kv.first] = std::move(kv.second);
   return s.metadata;
 }
 

@@ -143,6 +143,28 @@ class ImageScoreModel {
     params_ = params;
   }
 
+  /// The fixed Fourier frequencies w_j (F/2 of them; the U-Net module's buffer fourier.w in
+  /// benchmarks/torch_image.py), on the host.
+  std::vector<Real> frequencies() const {
+    const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), frequencies_);
+    return std::vector<Real>(h.data(), h.data() + h.extent(0));
+  }
+  /// Replaces the Fourier frequencies (those of a model trained elsewhere, read with its weights by
+  /// io/parameters.hpp load_parameters). Throws invalid_argument on another count or a non-finite value.
+  void set_frequencies(const std::vector<Real>& w) {
+    constexpr const char* where = "scorekit::ImageScoreModel::set_frequencies";
+    if (w.size() != frequencies_.extent(0))
+      throw invalid_argument(scorekit::detail::concat(where, ": ", w.size(), " frequencies, the model has ",
+                                                      frequencies_.extent(0)));
+    const auto h = Kokkos::create_mirror_view(frequencies_);
+    for (std::size_t j = 0; j < w.size(); ++j) {
+      if (!std::isfinite(w[j]))
+        throw invalid_argument(scorekit::detail::concat(where, ": frequency ", j, " is ", w[j]));
+      h(j) = w[j];
+    }
+    Kokkos::deep_copy(frequencies_, h);
+  }
+
   template <class E>
   void score(const E& exec, const ConstBatchView<Real, memory_space>& x,
              const NoiseLevels<Real, memory_space>& sigma, const BatchView<Real, memory_space>& out) const {

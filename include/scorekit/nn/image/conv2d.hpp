@@ -47,6 +47,9 @@ struct Conv2dOptions {
   /// The most scalars the patch matrix may take (the workspace is sized by it): images are processed
   /// in chunks of as many as fit (at least one).
   std::int64_t max_patch_scalars = std::int64_t(1) << 21;
+  /// Name the weights as torch.nn.Linear's, (c_out, c_in), instead of Conv2d's (c_out, c_in, 1, 1), in
+  /// tensors() (a 1 x 1 convolution only; pointwise_dense() sets it).
+  bool linear_tensors = false;
 };
 
 class Conv2d {
@@ -122,10 +125,13 @@ class Conv2d {
     return s;
   }
   /// As torch.nn.Conv2d(c_in, c_out, k): "<prefix>weight" (c_out, c_in, k, k), stored here (ky, kx, c_in,
-  /// c_out), and "<prefix>bias" (c_out).
+  /// c_out), and "<prefix>bias" (c_out); as torch.nn.Linear(c_in, c_out) with linear_tensors.
   std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const {
     std::vector<ParameterTensor> t;
-    t.push_back(ParameterTensor{prefix + "weight", offset, {c_out_, c_in_, k_, k_}, {2, 3, 1, 0}});
+    if (o_.linear_tensors && k_ == 1)
+      t.push_back(ParameterTensor{prefix + "weight", offset, {c_out_, c_in_}, {1, 0}});
+    else
+      t.push_back(ParameterTensor{prefix + "weight", offset, {c_out_, c_in_, k_, k_}, {2, 3, 1, 0}});
     if (o_.bias) t.push_back(ParameterTensor{prefix + "bias", offset + patch_size() * c_out_, {c_out_}, {}});
     return t;
   }
@@ -381,6 +387,7 @@ class Conv2d {
 inline Conv2d pointwise_dense(int in, int out, bool bias = true) {
   Conv2dOptions o;
   o.bias = bias;
+  o.linear_tensors = true;
   return Conv2d(in, out, 1, o);
 }
 

@@ -12,6 +12,10 @@
 // the output by sigma, as the tutorial divides by the marginal standard deviation. With L levels the
 // height and width must be multiples of 2^(L-1) (28 x 28 with 3 levels: 28, 14, 7); otherwise a skip
 // connection does not fit and output_shape() names the concatenation.
+// The layers are named as the attributes of benchmarks/torch_image.py's UNet (parameter_tensors(): embed,
+// enc.<i>.conv / .dense / .norm, dec.<j>.conv / .dense / .norm with j = 0 the deepest, out), so weights
+// move between the two through io/parameters.hpp; the PyTorch module's buffer fourier.w is the score
+// model's frequencies (score/image_score.hpp).
 // scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
 #pragma once
 
@@ -51,35 +55,42 @@ Network<Real, Exec> unet(const UNetSettings& s) {
   Network<Real, Exec> net;
   const int x = net.image_input(s.in_channels);
   const int f = net.features_input(s.embedding);
-  const int e = net.layer(Activation<Silu>(), net.layer(pointwise_dense(s.embedding, s.embedding), f));
+  const int embed = net.layer(pointwise_dense(s.embedding, s.embedding), f);
+  net.name_layer(embed, "embed");
+  const int e = net.layer(Activation<Silu>(), embed);
   // conv, + Dense(e), GroupNorm, SiLU
-  auto block = [&](int from, int c_in, int c_out, int stride) {
+  auto block = [&](int from, int c_in, int c_out, int stride, const std::string& name) {
     Conv2dOptions o;
     o.stride = stride;
     o.padding = 1;
     o.bias = false;
     int h = net.layer(Conv2d(c_in, c_out, 3, o), from);
-    h = net.add_features(h, net.layer(pointwise_dense(s.embedding, c_out), e));
-    h = net.layer(GroupNorm(s.groups, c_out), h);
+    net.name_layer(h, name + ".conv");
+    const int dense = net.layer(pointwise_dense(s.embedding, c_out), e);
+    net.name_layer(dense, name + ".dense");
+    h = net.layer(GroupNorm(s.groups, c_out), net.add_features(h, dense));
+    net.name_layer(h, name + ".norm");
     return net.layer(Activation<Silu>(), h);
   };
   const int L = int(s.channels.size());
   std::vector<int> skip(static_cast<std::size_t>(L));
   int h = x, c = s.in_channels;
   for (int i = 0; i < L; ++i) {
-    h = block(h, c, s.channels[std::size_t(i)], i == 0 ? 1 : 2);
+    h = block(h, c, s.channels[std::size_t(i)], i == 0 ? 1 : 2, "enc." + std::to_string(i));
     c = s.channels[std::size_t(i)];
     skip[std::size_t(i)] = h;
   }
   for (int i = L - 1; i >= 1; --i) {
     const int up = net.layer(Upsample2d(2), h);
-    const int u = block(up, c, s.channels[std::size_t(i - 1)], 1);
+    const int u = block(up, c, s.channels[std::size_t(i - 1)], 1, "dec." + std::to_string(L - 1 - i));
     h = net.concat(u, skip[std::size_t(i - 1)]);
     c = 2 * s.channels[std::size_t(i - 1)];
   }
   Conv2dOptions o;
   o.padding = 1;
-  net.set_output(net.layer(Conv2d(c, s.in_channels, 3, o), h));
+  const int out = net.layer(Conv2d(c, s.in_channels, 3, o), h);
+  net.name_layer(out, "out");
+  net.set_output(out);
   return net;
 }
 
