@@ -12,7 +12,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   exit 2
 fi
 # Each harness tests/fuzz/fuzz_<name>.cpp with the Catch tag whose unit tests write its seeds.
-harnesses=("idx [idx]" "checkpoint [checkpoint]")
+harnesses=("idx [idx]" "checkpoint [checkpoint]" "npy [npy]" "safetensors [safetensors]")
 # The PNG reader's where the build found libpng (FindPNG's cache entry).
 if grep -q "^PNG_PNG_INCLUDE_DIR:PATH=/" "$build/CMakeCache.txt"; then harnesses+=("png [png]"); fi
 targets=(scorekit_tests)

@@ -22,7 +22,8 @@ kernels_prefix="$cache/kokkos-kernels-3.4.01"
 packages=(build-essential cmake ninja-build git dpkg-dev xz-utils
           libeigen3-dev libboost-math-dev catch2 libbenchmark-dev clang-format
           libopenblas-dev libopenblas-openmp-dev libopenblas0-openmp
-          zlib1g-dev libpng-dev dataset-fashion-mnist)
+          zlib1g-dev libpng-dev dataset-fashion-mnist
+          nlohmann-json3-dev python3-numpy)
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

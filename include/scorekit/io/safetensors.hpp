@@ -24,7 +24,6 @@
     "scorekit/io/safetensors.hpp needs nlohmann-json, and this build of scorekit has none: install Debian's nlohmann-json3-dev (scripts/setup.sh does), reconfigure, and link scorekit::scorekit (which then defines SCOREKIT_HAVE_NLOHMANN_JSON)"
 #endif
 
-
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/file.hpp>
 
