@@ -7,6 +7,7 @@
 #include <scorekit/core/file.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/non_finite.hpp>
+#include <scorekit/core/parameter_tensor.hpp>
 #include <scorekit/core/particle_checks.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/core/traits.hpp>
@@ -46,6 +47,13 @@
 // PNG images through libpng, where the build has it.
 #ifdef SCOREKIT_HAVE_PNG
 #include <scorekit/io/png.hpp>
+#endif
+#include <scorekit/io/arrays.hpp>
+#include <scorekit/io/npy.hpp>
+// safetensors through nlohmann-json, where the build has it.
+#ifdef SCOREKIT_HAVE_NLOHMANN_JSON
+#include <scorekit/io/parameters.hpp>
+#include <scorekit/io/safetensors.hpp>
 #endif
 #include <scorekit/io/samples.hpp>
 #include <scorekit/likelihood/bits_per_dimension.hpp>
