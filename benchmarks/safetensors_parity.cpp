@@ -2,13 +2,14 @@
 // between scorekit and PyTorch through safetensors files (io/parameters.hpp) under the keys of
 // torch.nn.Sequential and of torch_image.py's UNet, and both evaluate the same inputs.
 //
-//   safetensors_parity export <dir>   writes <dir>/mlp.safetensors and <dir>/unet.safetensors (weights
+//   safetensors_parity export <dir>   writes <dir>/mlp.safetensors, <dir>/unet.safetensors and
+//                                     <dir>/refinenet.safetensors (weights
 //                                     drawn here, every tensor perturbed so none is all zeros or ones)
 //                                     and scorekit's outputs on <dir>/mlp_x.npy and <dir>/unet_x.npy,
-//                                     <dir>/unet_sigma.npy to <dir>/mlp_scorekit.npy, <dir>/unet_scorekit.npy
-//   safetensors_parity import <dir>   loads <dir>/mlp_torch.safetensors and <dir>/unet_torch.safetensors
+//                                     <dir>/unet_sigma.npy (and refinenet_*) to <dir>/<net>_scorekit.npy
+//   safetensors_parity import <dir>   loads <dir>/<net>_torch.safetensors
 //                                     (written by PyTorch), writes the outputs on the same inputs to
-//                                     <dir>/mlp_from_torch.npy and <dir>/unet_from_torch.npy, and samples
+//                                     <dir>/<net>_from_torch.npy, and samples
 //                                     the PyTorch-trained MLP score with ULA into <dir>/mlp_samples.npy
 //
 // Everything in double precision: the check is of the layouts, so the differences are double rounding.
@@ -18,6 +19,7 @@
 #include <scorekit/io/arrays.hpp>
 #include <scorekit/io/parameters.hpp>
 #include <scorekit/io/samples.hpp>
+#include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/nn/init.hpp>
 #include <scorekit/nn/sequential.hpp>
@@ -59,6 +61,24 @@ scorekit::ImageScoreSettings image_settings() {
   return s;
 }
 
+scorekit::nn::image::RefineNetSettings refinenet_settings() {
+  scorekit::nn::image::RefineNetSettings r;
+  r.channels = {8, 16, 16, 16};
+  r.features = 10;  // torch_image.py's LEVELS, one-hot
+  return r;
+}
+
+/// NCSN's form: CIN++ of the level's one-hot, no division by sigma; the ladder from <dir>.
+scorekit::ImageScoreSettings ladder_settings(const std::string& dir) {
+  const auto ladder = scorekit::io::read_npy(dir + "/refinenet_ladder.npy").values<double>();
+  scorekit::ImageScoreSettings s;
+  s.height = s.width = side;
+  s.channels = 1;
+  s.level_sigmas = ladder;
+  s.divide_by_sigma = false;
+  return s;
+}
+
 /// Drawn weights, then each value moved by 0.05 sin(k): biases and GroupNorm's ones and zeros too.
 Kokkos::View<double*, Mem> drawn(int n, const std::vector<scorekit::nn::Segment>& segments,
                                  std::uint64_t seed) {
@@ -78,10 +98,10 @@ void mlp_outputs(const Kokkos::View<double*, Mem>& p, const std::string& in, con
   scorekit::io::write_npy(out, y);
 }
 
-void unet_outputs(const scorekit::ImageScoreModel<double, Exec>& model, const std::string& dir,
-                  const std::string& out) {
-  const auto x = scorekit::io::read_npy_rows<double, Mem>(dir + "/unet_x.npy", side * side);
-  const auto sigma = scorekit::io::read_npy_rows<double, Mem>(dir + "/unet_sigma.npy", 1);
+void image_outputs(const scorekit::ImageScoreModel<double, Exec>& model, const std::string& dir,
+                   const std::string& name, const std::string& out) {
+  const auto x = scorekit::io::read_npy_rows<double, Mem>(dir + "/" + name + "_x.npy", side * side);
+  const auto sigma = scorekit::io::read_npy_rows<double, Mem>(dir + "/" + name + "_sigma.npy", 1);
   Kokkos::View<double*, Mem> s("sigma", x.extent(0));
   for (std::size_t i = 0; i < x.extent(0); ++i) s(i) = sigma(i, 0);
   scorekit::BatchView<double, Mem> y("y", x.extent(0), x.extent(1));
@@ -93,6 +113,9 @@ int run(const std::string& mode, const std::string& dir) {
   auto net = std::make_shared<scorekit::nn::image::Network<double, Exec>>(
       scorekit::nn::image::unet<double, Exec>(unet_settings()));
   const auto unet_tensors = net->parameter_tensors();
+  auto refine = std::make_shared<scorekit::nn::image::Network<double, Exec>>(
+      scorekit::nn::image::refinenet_lite<double, Exec>(refinenet_settings()));
+  const auto refine_tensors = refine->parameter_tensors();
   if (mode == "export") {
     const auto p = drawn(Mlp::n_params, Mlp::segments(), 1);
     scorekit::io::save_parameters(dir + "/mlp.safetensors", Mlp::parameter_tensors(), p,
@@ -103,7 +126,13 @@ int run(const std::string& mode, const std::string& dir) {
     const scorekit::ImageScoreModel<double, Exec> model(net, q, image_settings());
     scorekit::io::save_parameters(dir + "/unet.safetensors", unet_tensors, q,
                                   {{"architecture", "unet(8, 16)"}}, {{"fourier.w", model.frequencies()}});
-    unet_outputs(model, dir, dir + "/unet_scorekit.npy");
+    image_outputs(model, dir, "unet", dir + "/unet_scorekit.npy");
+
+    const auto r = drawn(refine->n_params(), refine->segments(), 3);
+    const scorekit::ImageScoreModel<double, Exec> ncsn(refine, r, ladder_settings(dir));
+    scorekit::io::save_parameters(dir + "/refinenet.safetensors", refine_tensors, r,
+                                  {{"architecture", "refinenet_lite(8, 16, 16, 16), 10 levels"}});
+    image_outputs(ncsn, dir, "refinenet", dir + "/refinenet_scorekit.npy");
     return 0;
   }
   if (mode == "import") {
@@ -122,7 +151,12 @@ int run(const std::string& mode, const std::string& dir) {
     scorekit::io::load_parameters(dir + "/unet_torch.safetensors", unet_tensors, q, &buffers);
     scorekit::ImageScoreModel<double, Exec> model(net, q, image_settings());
     model.set_frequencies(buffers.at("fourier.w"));
-    unet_outputs(model, dir, dir + "/unet_from_torch.npy");
+    image_outputs(model, dir, "unet", dir + "/unet_from_torch.npy");
+
+    Kokkos::View<double*, Mem> r("r", std::size_t(refine->n_params()));
+    scorekit::io::load_parameters(dir + "/refinenet_torch.safetensors", refine_tensors, r);
+    const scorekit::ImageScoreModel<double, Exec> ncsn(refine, r, ladder_settings(dir));
+    image_outputs(ncsn, dir, "refinenet", dir + "/refinenet_from_torch.npy");
     return 0;
   }
   std::fprintf(stderr, "usage: safetensors_parity export|import <dir>\n");

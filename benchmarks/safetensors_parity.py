@@ -6,9 +6,10 @@
 scorekit -> PyTorch: the C++ program draws the weights of an MLP (Sequential<Dense<2,64>, Softplus,
 Dense<64,64>, Softplus, Dense<64,2>>) and of the U-Net (channels 8, 16 on 8 x 8 images, 256 Fourier
 features), writes them as safetensors and its outputs on inputs drawn here; PyTorch loads the files with
-load_state_dict(strict=True) into torch.nn.Sequential and torch_image.py's UNet and evaluates the same
+load_state_dict(strict=True) into torch.nn.Sequential and torch_image.py's UNet and RefineNetLite and
+evaluates the same
 inputs. PyTorch -> scorekit: PyTorch trains the MLP by denoising score matching on a 2-D Gaussian and
-draws a UNet, writes both with safetensors.torch.save_file; the C++ program loads them, evaluates the
+draws a UNet and a RefineNetLite, writes them with safetensors.torch.save_file; the C++ program loads them, evaluates the
 same inputs, and samples the trained MLP score with ULA. Everything is float64, so the differences are
 double rounding (a wrong layout gives differences of the size of the outputs). Needs torch, numpy and
 safetensors (scripts/setup-bench.sh).
@@ -38,6 +39,19 @@ def mlp():
 def unet():
     torch_image.EMBED = 256
     return torch_image.UNet(channels=(8, 16)).double()
+
+
+def refinenet():
+    return torch_image.RefineNetLite(channels=(8, 16, 16, 16)).double()
+
+
+def refinenet_eval(model, x, sigma):
+    """NCSN's form: the level's index, no division by sigma."""
+    ladder = np.array(torch_image.LADDER)
+    y = torch.from_numpy(np.argmin(np.abs(np.log(sigma[:, None]) - np.log(ladder[None, :])), axis=1))
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).reshape(-1, 1, 8, 8), y)
+    return out.reshape(-1, 64).numpy()
 
 
 def unet_eval(model, x, sigma):
@@ -75,6 +89,9 @@ def main():
     np.save(os.path.join(d, "mlp_x.npy"), x2)
     np.save(os.path.join(d, "unet_x.npy"), ximg)
     np.save(os.path.join(d, "unet_sigma.npy"), sigma)
+    np.save(os.path.join(d, "refinenet_x.npy"), ximg)
+    np.save(os.path.join(d, "refinenet_ladder.npy"), np.array(torch_image.LADDER))
+    np.save(os.path.join(d, "refinenet_sigma.npy"), np.array(torch_image.LADDER)[np.arange(16) % 10])
     # Double rounding through ~10 layers: a relative 1e-12 is thousands of ulps of room and a wrong
     # layout is off by order 1.
     tol = 1e-12
@@ -91,30 +108,44 @@ def main():
     u.load_state_dict(load_file(os.path.join(d, "unet.safetensors")), strict=True)
     ok &= report("U-Net scores (16 images, 8 x 8)", unet_eval(u, ximg, sigma),
                  np.load(os.path.join(d, "unet_scorekit.npy")), tol)
+    rn = refinenet()
+    rn.load_state_dict(load_file(os.path.join(d, "refinenet.safetensors")), strict=True)
+    rsigma = np.load(os.path.join(d, "refinenet_sigma.npy"))
+    ok &= report("RefineNet-lite scores (16 images)", refinenet_eval(rn, ximg, rsigma),
+                 np.load(os.path.join(d, "refinenet_scorekit.npy")), tol)
 
     print("PyTorch -> scorekit")
-    # DSM at sigma = 0.1 on N(mean, diag(std^2)): the learned score is that of N(mean, std^2 + 0.01).
-    mean, std, s = np.array([1.0, -2.0]), np.array([0.5, 1.5]), 0.1
+    # DSM at sigma = 0.3 on N(mean, diag(std^2)): the learned score is that of N(mean, std^2 + 0.09).
+    mean, std, s = np.array([1.0, -2.0]), np.array([0.5, 1.5]), 0.3
     m = mlp()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 3000)
     data = torch.from_numpy(rng.normal(size=(20000, 2)) * std + mean)
-    for step in range(1500):
+    for step in range(3000):
         xb = data[torch.randint(0, len(data), (512,))]
         z = torch.randn_like(xb)
         loss = ((m(xb + s * z) * s + z) ** 2).sum(dim=1).mean() / 2
         opt.zero_grad()
         loss.backward()
         opt.step()
+        decay.step()
     save_file(m.state_dict(), os.path.join(d, "mlp_torch.safetensors"))
     u = unet()
     state = {k: v.contiguous() for k, v in u.state_dict().items()}
     save_file(state, os.path.join(d, "unet_torch.safetensors"))
+    rn = refinenet()
+    with torch.no_grad():  # away from CondInstanceNormPP's start (gamma = alpha = 1, beta = 0)
+        for p in rn.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_file({k: v.contiguous() for k, v in rn.state_dict().items()}, os.path.join(d, "refinenet_torch.safetensors"))
     subprocess.run([args.exe, "import", d], check=True)
     with torch.no_grad():
         y = m(torch.from_numpy(x2)).numpy()
     ok &= report("MLP scores (256 points)", y, np.load(os.path.join(d, "mlp_from_torch.npy")), tol)
     ok &= report("U-Net scores (16 images, 8 x 8)", unet_eval(u, ximg, sigma),
                  np.load(os.path.join(d, "unet_from_torch.npy")), tol)
+    ok &= report("RefineNet-lite scores (16 images)", refinenet_eval(rn, ximg, rsigma),
+                 np.load(os.path.join(d, "refinenet_from_torch.npy")), tol)
     # The same ULA run in PyTorch (its own noise): both sample the density the trained score defines, so
     # their means and standard deviations agree within their standard errors.
     samples = np.load(os.path.join(d, "mlp_samples.npy"))

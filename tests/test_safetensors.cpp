@@ -13,6 +13,7 @@
 #include <scorekit/nn/image/conv2d.hpp>
 #include <scorekit/nn/image/group_norm.hpp>
 #include <scorekit/nn/image/network.hpp>
+#include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/nn/sequential.hpp>
 
@@ -324,4 +325,54 @@ TEST_CASE("safetensors: the U-Net's tensors are the keys and shapes of benchmark
   buffers = {{"fourier.w", std::vector<float>(4)}};
   CHECK_THAT(io_error_of([&] { scorekit::io::load_parameters(path, tensors, q, &buffers); }),
              Catch::Contains("buffer 'fourier.w' has 3 values, this model's has 4"));
+}
+
+TEST_CASE(
+    "safetensors: RefineNet-lite's tensors are torch_image.py's RefineNetLite's; CIN++ as one embedding",
+    "[safetensors]") {
+  scorekit::nn::image::RefineNetSettings r;
+  r.channels = {4, 6, 6};
+  r.features = 5;  // levels
+  const auto net = scorekit::nn::image::refinenet_lite<double, Host>(r);
+  const auto tensors = net.parameter_tensors();
+  std::map<std::string, scorekit::ParameterTensor> by_name;
+  std::int64_t total = 0;
+  for (const auto& t : tensors) {
+    CHECK(t.name.rfind("layers.", 0) == std::string::npos);  // every layer named
+    by_name[t.name] = t;
+    total += t.size();
+  }
+  CHECK(total == net.n_params());
+  // A few keys of RefineNetLite(channels=(4, 6, 6)) with LEVELS = 5, and their shapes.
+  const std::map<std::string, std::vector<std::int64_t>> torch = {
+      {"begin.weight", {4, 1, 3, 3}},
+      {"res.0.norm1.embed.weight", {5, 12}},
+      {"res.1.conv1.weight", {4, 4, 3, 3}},
+      {"res.1.conv2.weight", {6, 4, 3, 3}},
+      {"res.1.shortcut.weight", {6, 4, 1, 1}},
+      {"res.2.conv1.weight", {6, 6, 3, 3}},
+      {"refine.0.adapt.0.norms.1.embed.weight", {5, 18}},
+      {"refine.0.adapt.0.convs.1.weight", {6, 6, 3, 3}},
+      {"refine.1.msf_convs.1.weight", {4, 6, 3, 3}},
+      {"refine.1.crp_convs.0.weight", {4, 4, 3, 3}},
+      {"refine.2.out.convs.0.weight", {4, 4, 3, 3}},
+      {"end_norm.embed.weight", {5, 12}},
+      {"end.weight", {1, 4, 3, 3}},
+      {"end.bias", {1}}};
+  for (const auto& kv : torch) {
+    INFO(kv.first);
+    REQUIRE(by_name.count(kv.first) == 1);
+    CHECK(by_name.at(kv.first).shape == kv.second);
+  }
+  CHECK(by_name.count("res.0.shortcut.weight") == 0);        // 4 -> 4 channels, no down-sampling: identity
+  CHECK(by_name.count("refine.0.msf_convs.0.weight") == 0);  // the deepest block does not fuse (6 -> 6)
+
+  // The embedding's element (level l, k C + j) is CIN++'s block k, row l, channel j (instance_norm_plus.hpp).
+  const auto& e = by_name.at("end_norm.embed.weight");
+  const std::vector<std::int64_t> at = e.stored_positions();
+  const std::int64_t c = 4, levels = 5;
+  for (std::int64_t l = 0; l < levels; ++l)
+    for (std::int64_t k = 0; k < 3; ++k)
+      for (std::int64_t j = 0; j < c; ++j)
+        CHECK(at[std::size_t(l * 3 * c + k * c + j)] == k * levels * c + l * c + j);
 }

@@ -24,7 +24,11 @@ struct ParameterTensor {
   /// Empty when scorekit stores the values in PyTorch's (C) order. Otherwise the axes of PyTorch's
   /// shape in the order scorekit stores them, outermost first: stored_axes = {2, 3, 1, 0} for weights
   /// stored (ky, kx, c_in, c_out) whose PyTorch shape is (c_out, c_in, ky, kx).
-  std::vector<int> stored_axes;
+  std::vector<int> stored_axes = {};
+  /// Empty, or the PyTorch tensor seen as this shape (the same values in the same C order) for
+  /// stored_axes: a (levels, 3 c) embedding whose three c-wide chunks scorekit stores as three (levels, c)
+  /// blocks is view (levels, 3, c) with stored_axes {1, 0, 2}.
+  std::vector<std::int64_t> view = {};
 
   std::int64_t size() const {
     std::int64_t n = 1;
@@ -34,13 +38,19 @@ struct ParameterTensor {
 
   /// For each value in PyTorch's C order, its position within the tensor's stored block.
   std::vector<std::int64_t> stored_positions() const {
-    const std::size_t r = shape.size();
     const std::int64_t n = size();
     std::vector<std::int64_t> out(static_cast<std::size_t>(n));
     if (stored_axes.empty()) {
       for (std::int64_t i = 0; i < n; ++i) out[std::size_t(i)] = i;
       return out;
     }
+    const std::vector<std::int64_t>& axes = view.empty() ? shape : view;
+    std::int64_t viewed = 1;
+    for (const std::int64_t e : axes) viewed *= e;
+    if (viewed != n)
+      throw invalid_argument(detail::concat("scorekit::ParameterTensor '", name, "': its view holds ", viewed,
+                                            " values, its shape ", n));
+    const std::size_t r = axes.size();
     if (stored_axes.size() != r)
       throw invalid_argument(detail::concat("scorekit::ParameterTensor '", name, "': ", stored_axes.size(),
                                             " stored axes for a tensor of rank ", r));
@@ -54,7 +64,7 @@ struct ParameterTensor {
         throw invalid_argument(
             detail::concat("scorekit::ParameterTensor '", name, "': stored_axes is not a permutation"));
       stride[std::size_t(axis)] = s;
-      s *= shape[std::size_t(axis)];
+      s *= axes[std::size_t(axis)];
     }
     std::vector<std::int64_t> index(r, 0);
     for (std::int64_t i = 0; i < n; ++i) {
@@ -62,7 +72,7 @@ struct ParameterTensor {
       for (std::size_t k = 0; k < r; ++k) p += index[k] * stride[k];
       out[std::size_t(i)] = p;
       for (std::size_t k = r; k-- > 0;) {
-        if (++index[k] < shape[k]) break;
+        if (++index[k] < axes[k]) break;
         index[k] = 0;
       }
     }

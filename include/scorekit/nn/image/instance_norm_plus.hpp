@@ -33,6 +33,7 @@
 
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
+#include <scorekit/core/parameter_tensor.hpp>
 #include <scorekit/nn/image/tensor.hpp>
 #include <scorekit/nn/segment.hpp>
 
@@ -115,6 +116,23 @@ class ConditionalInstanceNormPlus {
       s.push_back(Segment{ParameterKind::scale, at + 2 * c_, c_, c_, c_});
     }
     return s;
+  }
+
+  /// As benchmarks/torch_image.py's CondInstanceNormPP: "<prefix>embed.weight" (F, 3 C), row j feature
+  /// j's (gamma, beta, alpha) (an nn.Embedding over the levels with one-hot features), stored here as the
+  /// three F x C blocks; with the offset also "<prefix>gamma", "<prefix>beta" and "<prefix>alpha" (C each:
+  /// NCSNv2's InstanceNorm2dPlus names them so).
+  std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const {
+    std::vector<ParameterTensor> t;
+    if (f_ > 0)
+      t.push_back(ParameterTensor{prefix + "embed.weight", offset, {f_, 3 * c_}, {1, 0, 2}, {f_, 3, c_}});
+    if (o_.offset) {
+      const int at = offset + 3 * f_ * c_;
+      t.push_back(ParameterTensor{prefix + "gamma", at, {c_}});
+      t.push_back(ParameterTensor{prefix + "beta", at + c_, {c_}});
+      t.push_back(ParameterTensor{prefix + "alpha", at + 2 * c_, {c_}});
+    }
+    return t;
   }
 
   /// Per image: mean, 1 / s, (gamma, beta, alpha), the normalised channel means, the (gamma / s, beta +
@@ -425,6 +443,9 @@ class InstanceNormPlus {
   ImageShape output_shape(const ImageShape& in) const { return impl_.output_shape(in); }
   int n_params() const { return impl_.n_params(); }
   std::vector<Segment> segments(int offset) const { return impl_.segments(offset); }
+  std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const {
+    return impl_.tensors(offset, prefix);
+  }
   std::size_t workspace_size(const ImageShape& in) const { return impl_.workspace_size(in); }
 
   template <class Exec, class P, class X, class Y, class Work>

@@ -40,6 +40,9 @@
 // is the identity or a 1 x 1 conv (NCSN a dilated 3 x 3 conv); no input rescaling 2 x - 1 (the data's
 // business); CIN++'s initial gamma and alpha exactly one (NCSN N(1, 0.02^2)).
 // Images must have even height and width when there are two levels or more (28 x 28 -> 14 x 14).
+// The layers are named as the attributes of benchmarks/torch_image.py's RefineNetLite (begin, res.<l>,
+// refine.<j> with j = 0 the deepest, end_norm, end; parameter_tensors()), so weights move between the two
+// through io/parameters.hpp; its CondInstanceNormPP is the level-index CIN++.
 // scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
 #pragma once
 
@@ -99,37 +102,46 @@ Network<Real, Exec> refinenet_lite(const RefineNetSettings& s) {
   Network<Real, Exec> net;
   const int x = net.image_input(s.in_channels);
   const int f = conditioned ? net.features_input(s.features) : -1;
-  auto norm = [&](int h, int c) {
-    if (!conditioned) return net.layer(InstanceNormPlus(c), h);
+  // Each parameterised layer is named as the attribute of benchmarks/torch_image.py's RefineNetLite that
+  // holds it (the keys of parameter_tensors()).
+  auto named = [&](int node, const std::string& name) {
+    net.name_layer(node, name);
+    return node;
+  };
+  auto norm = [&](int h, int c, const std::string& name) {
+    if (!conditioned) return named(net.layer(InstanceNormPlus(c), h), name);
     InstanceNormPlusOptions o;
     o.offset = s.conditioning == RefineNetConditioning::fourier;
-    return net.conditioned_layer(ConditionalInstanceNormPlus(c, s.features, o), h, f);
+    return named(net.conditioned_layer(ConditionalInstanceNormPlus(c, s.features, o), h, f), name);
   };
   auto elu = [&](int h) { return net.layer(Activation<Elu>(), h); };
-  auto conv = [&](int h, int ci, int co, int k, int dilation, bool bias) {
+  auto conv = [&](int h, int ci, int co, int k, int dilation, bool bias, const std::string& name) {
     Conv2dOptions o;
     o.padding = dilation * (k / 2);
     o.dilation = dilation;
     o.bias = bias;
-    return net.layer(Conv2d(ci, co, k, o), h);
+    return named(net.layer(Conv2d(ci, co, k, o), h), name);
   };
-  auto residual = [&](int h, int ci, int co, int dilation, bool down) {
+  auto residual = [&](int h, int ci, int co, int dilation, bool down, const std::string& name) {
     const int mid = down ? ci : co;
-    int t = conv(elu(norm(h, ci)), ci, mid, 3, dilation, true);
-    t = conv(elu(norm(t, mid)), mid, co, 3, dilation, true);
+    int t = conv(elu(norm(h, ci, name + ".norm1")), ci, mid, 3, dilation, true, name + ".conv1");
+    t = conv(elu(norm(t, mid, name + ".norm2")), mid, co, 3, dilation, true, name + ".conv2");
     int shortcut = h;
     if (down) {
       t = net.layer(AvgPool2d(2), t);
-      shortcut = net.layer(AvgPool2d(2), conv(h, ci, co, 1, 1, true));
+      shortcut = net.layer(AvgPool2d(2), conv(h, ci, co, 1, 1, true, name + ".shortcut"));
     } else if (ci != co) {
-      shortcut = conv(h, ci, co, 1, 1, true);
+      shortcut = conv(h, ci, co, 1, 1, true, name + ".shortcut");
     }
     return net.sum(t, shortcut);
   };
-  auto rcu = [&](int h, int c) {
+  auto rcu = [&](int h, int c, const std::string& name) {
     for (int b = 0; b < s.rcu_blocks; ++b) {
       int t = h;
-      for (int stage = 0; stage < 2; ++stage) t = conv(elu(norm(t, c)), c, c, 3, 1, false);
+      for (int stage = 0; stage < 2; ++stage) {
+        const std::string k = std::to_string(2 * b + stage);
+        t = conv(elu(norm(t, c, name + ".norms." + k)), c, c, 3, 1, false, name + ".convs." + k);
+      }
       h = net.sum(t, h);
     }
     return h;
@@ -138,31 +150,34 @@ Network<Real, Exec> refinenet_lite(const RefineNetSettings& s) {
   // Encoder. scale[l]: the factor by which level l is smaller than the image (1 or 2).
   const int L = int(s.channels.size());
   std::vector<int> level(static_cast<std::size_t>(L)), scale(static_cast<std::size_t>(L));
-  int h = conv(x, s.in_channels, s.channels[0], 3, 1, true), c = s.channels[0];
+  int h = conv(x, s.in_channels, s.channels[0], 3, 1, true, "begin"), c = s.channels[0];
   for (int l = 0; l < L; ++l) {
     const int co = s.channels[std::size_t(l)];
     const int dilation = l >= 2 ? 1 << (l - 1) : 1;
     for (int b = 0; b < s.residual_blocks; ++b) {
-      h = residual(h, c, co, dilation, l == 1 && b == 0);
+      h = residual(h, c, co, dilation, l == 1 && b == 0, "res." + std::to_string(l * s.residual_blocks + b));
       c = co;
     }
     level[std::size_t(l)] = h;
     scale[std::size_t(l)] = l == 0 ? 1 : 2;
   }
 
-  // Decoder: RefineNet blocks from the deepest level up.
+  // Decoder: RefineNet blocks from the deepest level up (refine.0 the deepest).
   int above = -1, c_above = 0, scale_above = 0;
   for (int l = L - 1; l >= 0; --l) {
+    const std::string block = "refine." + std::to_string(L - 1 - l);
     const int cl = s.channels[std::size_t(l)], features = s.channels[std::size_t(std::max(l - 1, 0))];
-    std::vector<std::pair<int, int>> in = {{rcu(level[std::size_t(l)], cl), cl}};
-    if (above >= 0) in.push_back({rcu(above, c_above), c_above});
+    std::vector<std::pair<int, int>> in = {{rcu(level[std::size_t(l)], cl, block + ".adapt.0"), cl}};
+    if (above >= 0) in.push_back({rcu(above, c_above, block + ".adapt.1"), c_above});
     int r;
     if (in.size() == 1 && cl == features) {
       r = in[0].first;
     } else {
       r = -1;
       for (std::size_t i = 0; i < in.size(); ++i) {
-        int t = conv(norm(in[i].first, in[i].second), in[i].second, features, 3, 1, true);
+        const std::string k = std::to_string(i);
+        int t = conv(norm(in[i].first, in[i].second, block + ".msf_norms." + k), in[i].second, features, 3, 1,
+                     true, block + ".msf_convs." + k);
         if (i == 1 && scale_above != scale[std::size_t(l)])
           t = net.layer(Upsample2d(scale_above / scale[std::size_t(l)]), t);
         r = r < 0 ? t : net.sum(r, t);
@@ -172,14 +187,16 @@ Network<Real, Exec> refinenet_lite(const RefineNetSettings& s) {
     r = elu(r);
     int path = r;
     for (int stage = 0; stage < s.crp_stages; ++stage) {
-      path = conv(net.layer(MeanFilter2d(5), norm(path, features)), features, features, 3, 1, false);
+      const std::string k = std::to_string(stage);
+      path = conv(net.layer(MeanFilter2d(5), norm(path, features, block + ".crp_norms." + k)), features,
+                  features, 3, 1, false, block + ".crp_convs." + k);
       r = net.sum(path, r);
     }
-    above = rcu(r, features);
+    above = rcu(r, features, block + ".out");
     c_above = features;
     scale_above = scale[std::size_t(l)];
   }
-  net.set_output(conv(elu(norm(above, c_above)), c_above, s.in_channels, 3, 1, true));
+  net.set_output(conv(elu(norm(above, c_above, "end_norm")), c_above, s.in_channels, 3, 1, true, "end"));
   return net;
 }
 
