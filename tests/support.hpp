@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -65,6 +66,18 @@ inline double covariance_standard_error(const Eigen::MatrixXd& cov, int i, int j
 }
 
 /// A fresh directory under the system temporary directory, removed with everything in it at the end.
+/// The message of the exception of type E that f throws; throws std::logic_error, which fails the test,
+/// when f throws nothing (an exception of another type propagates and fails it too).
+template <class E, class F>
+std::string message_of(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  throw std::logic_error("message_of: no exception was thrown");
+}
+
 /// Copies a file a test wrote or damaged into the fuzz corpus folder SCOREKIT_FUZZ_CORPUS names (ctest's
 /// fuzz_<name>_seeds, scripts/fuzz.sh), under a name made of its size and CRC-32 so that reruns add
 /// nothing new; does nothing when the variable is unset.

@@ -53,18 +53,7 @@ void spit(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
-/// The message of the exception of type E that f throws; fails the test when f throws nothing (any
-/// other exception type propagates and fails the test too).
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("no exception was thrown");
-  return "";
-}
+using scorekit_test::message_of;
 
 template <class View>
 std::vector<double> host_values(const View& v) {

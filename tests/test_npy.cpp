@@ -122,13 +122,7 @@ Bytes zip_file(const std::vector<ZipEntry>& entries) {
 
 template <class F>
 std::string io_error_of(F f) {
-  try {
-    f();
-  } catch (const scorekit::io_error& e) {
-    return e.what();
-  }
-  FAIL("no io_error was thrown");
-  return "";
+  return scorekit_test::message_of<scorekit::io_error>(f);
 }
 
 }  // namespace

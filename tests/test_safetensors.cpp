@@ -76,13 +76,7 @@ Kokkos::View<Real*, Kokkos::HostSpace> counting(int n) {
 
 template <class F>
 std::string io_error_of(F f) {
-  try {
-    f();
-  } catch (const scorekit::io_error& e) {
-    return e.what();
-  }
-  FAIL("no io_error was thrown");
-  return "";
+  return scorekit_test::message_of<scorekit::io_error>(f);
 }
 
 }  // namespace

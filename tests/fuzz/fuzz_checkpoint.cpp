@@ -2,9 +2,9 @@
 // be refused with scorekit::io_error; a crash, a sanitizer report, another exception or an allocation
 // past the limit is a finding. What reads must write back to the same bytes (the format has one
 // encoding per content). Built and run like fuzz_idx (tests/CMakeLists.txt, scripts/fuzz.sh).
-#include <scorekit/nn/checkpoint_format.hpp>
+#include "fuzz_file.hpp"
 
-#include <unistd.h>
+#include <scorekit/nn/checkpoint_format.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,15 +15,9 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string dir = [] {
-    const char* t = std::getenv("TMPDIR");
-    return std::string(t ? t : "/tmp") + "/scorekit_fuzz_checkpoint_" + std::to_string(::getpid());
-  }();
-  const std::string path = dir + ".in", copy = dir + ".out";
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
+  static const std::string path = scorekit_fuzz::temporary_path("checkpoint", ".in"),
+                           copy = scorekit_fuzz::temporary_path("checkpoint", ".out");
+  scorekit_fuzz::write_input(path, data, size);
   namespace cd = scorekit::nn::checkpoint_detail;
   try {
     const scorekit::nn::CheckpointContent c = cd::read_checkpoint_file(path, "fuzz");

@@ -4,9 +4,9 @@
 // Built with clang++ -fsanitize=fuzzer,address,undefined by tests/CMakeLists.txt where clang is present;
 // ctest runs it briefly (fuzz_idx) on seeds the unit tests write (SCOREKIT_FUZZ_CORPUS), and
 // scripts/fuzz.sh runs it for longer.
-#include <scorekit/io/idx.hpp>
+#include "fuzz_file.hpp"
 
-#include <unistd.h>
+#include <scorekit/io/idx.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,14 +15,8 @@
 #include <string>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path = [] {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir ? dir : "/tmp") + "/scorekit_fuzz_idx_" + std::to_string(::getpid());
-  }();
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
+  static const std::string path = scorekit_fuzz::temporary_path("idx");
+  scorekit_fuzz::write_input(path, data, size);
   try {
     const scorekit::io::IdxArray a = scorekit::io::read_idx(path);
     // What was read is what the header declares.

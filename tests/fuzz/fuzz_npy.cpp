@@ -2,9 +2,9 @@
 // NPZ archive, must either read or be refused with scorekit::io_error; a crash, a sanitizer report,
 // another exception or an allocation past the limit is a finding. What reads must hold exactly the
 // bytes its dtype and shape declare. Built and run like fuzz_idx (tests/CMakeLists.txt, scripts/fuzz.sh).
-#include <scorekit/io/npy.hpp>
+#include "fuzz_file.hpp"
 
-#include <unistd.h>
+#include <scorekit/io/npy.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -21,14 +21,8 @@ void check(const scorekit::io::NpyArray& a) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path = [] {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir ? dir : "/tmp") + "/scorekit_fuzz_npy_" + std::to_string(::getpid());
-  }();
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
+  static const std::string path = scorekit_fuzz::temporary_path("npy");
+  scorekit_fuzz::write_input(path, data, size);
   try {
     check(scorekit::io::read_npy(path));
   } catch (const scorekit::io_error&) {

@@ -2,9 +2,9 @@
 // refused with scorekit::io_error; a crash, a sanitizer report, another exception or an allocation past
 // the limit is a finding. What reads must hold, per tensor, the bytes its dtype and shape declare, and
 // write back to a file that reads as the same content. Built and run like fuzz_idx (tests/CMakeLists.txt).
-#include <scorekit/io/safetensors.hpp>
+#include "fuzz_file.hpp"
 
-#include <unistd.h>
+#include <scorekit/io/safetensors.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -13,15 +13,9 @@
 #include <string>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string base = [] {
-    const char* dir = std::getenv("TMPDIR");
-    return std::string(dir ? dir : "/tmp") + "/scorekit_fuzz_safetensors_" + std::to_string(::getpid());
-  }();
-  const std::string path = base + ".in", copy = base + ".out";
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
+  static const std::string path = scorekit_fuzz::temporary_path("safetensors", ".in"),
+                           copy = scorekit_fuzz::temporary_path("safetensors", ".out");
+  scorekit_fuzz::write_input(path, data, size);
   try {
     const scorekit::io::Safetensors s = scorekit::io::read_safetensors(path);
     scorekit::io::write_safetensors(copy, s);
