@@ -24,6 +24,7 @@
 #include <scorekit/nn/init.hpp>
 #include <scorekit/nn/sequential.hpp>
 #include <scorekit/sample/langevin.hpp>
+#include <scorekit/schedule/geometric.hpp>
 #include <scorekit/score/image_score.hpp>
 #include <scorekit/score/neural.hpp>
 
@@ -32,6 +33,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -40,6 +42,11 @@ using Mem = Exec::memory_space;
 using Mlp =
     scorekit::nn::Sequential<scorekit::nn::Dense<2, 64>, scorekit::nn::Softplus, scorekit::nn::Dense<64, 64>,
                              scorekit::nn::Softplus, scorekit::nn::Dense<64, 2>>;
+/// The seed paper's toy NCSN, named as torch_train.py's NoiseConditionalNet (l1, l2, l3).
+using Ncsn = scorekit::nn::Sequential<scorekit::nn::ConditionalDense<2, 128, 10>, scorekit::nn::Softplus,
+                                      scorekit::nn::ConditionalDense<128, 128, 10>, scorekit::nn::Softplus,
+                                      scorekit::nn::Dense<128, 2>>;
+const std::vector<std::string> ncsn_names = {"l1", "", "l2", "", "l3"};
 constexpr int side = 8, embedding = 256;  // torch_image.py's EMBED
 
 scorekit::nn::image::UNetSettings unet_settings() {
@@ -98,6 +105,18 @@ void mlp_outputs(const Kokkos::View<double*, Mem>& p, const std::string& in, con
   scorekit::io::write_npy(out, y);
 }
 
+/// The network's output at level i % 10 for row i of <dir>/mlp_x.npy (NoiseConditionalScore at the
+/// level's sigma, which picks that level's embedding).
+void ncsn_outputs(const Kokkos::View<double*, Mem>& p, const std::string& dir, const std::string& out) {
+  const auto x = scorekit::io::read_npy_rows<double, Mem>(dir + "/mlp_x.npy", 2);
+  const auto sigmas = scorekit::geometric_schedule(1.0, 0.01, 10);
+  const scorekit::NoiseConditionalScore<Ncsn, double, Mem> model(p, sigmas);
+  scorekit::ParticleView<double, Mem> y("y", x.extent(0), 2);
+  std::vector<double> work(std::size_t(model.workspace_size()));
+  for (std::size_t i = 0; i < x.extent(0); ++i) model.score(&x(i, 0), sigmas[i % 10], &y(i, 0), work.data());
+  scorekit::io::write_npy(out, y);
+}
+
 void image_outputs(const scorekit::ImageScoreModel<double, Exec>& model, const std::string& dir,
                    const std::string& name, const std::string& out) {
   const auto x = scorekit::io::read_npy_rows<double, Mem>(dir + "/" + name + "_x.npy", side * side);
@@ -121,6 +140,10 @@ int run(const std::string& mode, const std::string& dir) {
     scorekit::io::save_parameters(dir + "/mlp.safetensors", Mlp::parameter_tensors(), p,
                                   {{"architecture", Mlp::name()}});
     mlp_outputs(p, dir + "/mlp_x.npy", dir + "/mlp_scorekit.npy");
+    const auto n = drawn(Ncsn::n_params, Ncsn::segments(), 4);
+    scorekit::io::save_parameters(dir + "/ncsn.safetensors", Ncsn::parameter_tensors(ncsn_names), n,
+                                  {{"architecture", Ncsn::name()}});
+    ncsn_outputs(n, dir, dir + "/ncsn_scorekit.npy");
 
     const auto q = drawn(net->n_params(), net->segments(), 2);
     const scorekit::ImageScoreModel<double, Exec> model(net, q, image_settings());
@@ -139,6 +162,9 @@ int run(const std::string& mode, const std::string& dir) {
     Kokkos::View<double*, Mem> p("p", Mlp::n_params);
     scorekit::io::load_parameters(dir + "/mlp_torch.safetensors", Mlp::parameter_tensors(), p);
     mlp_outputs(p, dir + "/mlp_x.npy", dir + "/mlp_from_torch.npy");
+    Kokkos::View<double*, Mem> n("n", Ncsn::n_params);
+    scorekit::io::load_parameters(dir + "/ncsn_torch.safetensors", Ncsn::parameter_tensors(ncsn_names), n);
+    ncsn_outputs(n, dir, dir + "/ncsn_from_torch.npy");
     // Sample the PyTorch-trained score with ULA from N(0, I).
     auto x = scorekit::make_particles<double>(Exec(), 4000, 2);
     scorekit::fill_normal(Exec(), x, 0.0, 1.0, 7);

@@ -26,7 +26,8 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_image  # noqa: E402  (the reference UNet)
+import torch_image  # noqa: E402  (the reference UNet and RefineNetLite)
+import torch_train  # noqa: E402  (the reference NoiseConditionalNet)
 
 
 def mlp():
@@ -39,6 +40,16 @@ def mlp():
 def unet():
     torch_image.EMBED = 256
     return torch_image.UNet(channels=(8, 16)).double()
+
+
+def ncsn():
+    return torch_train.NoiseConditionalNet().double()
+
+
+def ncsn_eval(model, x):
+    """Row i at level i % 10, as the C++ half evaluates it."""
+    with torch.no_grad():
+        return model(torch.from_numpy(x), torch.arange(len(x)) % 10).numpy()
 
 
 def refinenet():
@@ -69,7 +80,7 @@ def differences(a, b):
 def report(name, a, b, tolerance):
     d, rel, scale = differences(a, b)
     ok = rel <= tolerance
-    print(f"  {name:<34} max |diff| {d:.3e}  relative to max |output| {scale:.3e}: {rel:.2e}"
+    print(f"  {name:<40} max |diff| {d:.3e}  relative to max |output| {scale:.3e}: {rel:.2e}"
           f"  {'ok' if ok else 'FAIL'}")
     return ok
 
@@ -104,6 +115,10 @@ def main():
     with torch.no_grad():
         y = m(torch.from_numpy(x2)).numpy()
     ok &= report("MLP scores (256 points)", y, np.load(os.path.join(d, "mlp_scorekit.npy")), tol)
+    nc = ncsn()
+    nc.load_state_dict(load_file(os.path.join(d, "ncsn.safetensors")), strict=True)
+    ok &= report("toy NCSN scores (256 points, 10 levels)", ncsn_eval(nc, x2),
+                 np.load(os.path.join(d, "ncsn_scorekit.npy")), tol)
     u = unet()
     u.load_state_dict(load_file(os.path.join(d, "unet.safetensors")), strict=True)
     ok &= report("U-Net scores (16 images, 8 x 8)", unet_eval(u, ximg, sigma),
@@ -130,6 +145,8 @@ def main():
         opt.step()
         decay.step()
     save_file(m.state_dict(), os.path.join(d, "mlp_torch.safetensors"))
+    nc = ncsn()
+    save_file(nc.state_dict(), os.path.join(d, "ncsn_torch.safetensors"))
     u = unet()
     state = {k: v.contiguous() for k, v in u.state_dict().items()}
     save_file(state, os.path.join(d, "unet_torch.safetensors"))
@@ -142,6 +159,8 @@ def main():
     with torch.no_grad():
         y = m(torch.from_numpy(x2)).numpy()
     ok &= report("MLP scores (256 points)", y, np.load(os.path.join(d, "mlp_from_torch.npy")), tol)
+    ok &= report("toy NCSN scores (256 points, 10 levels)", ncsn_eval(nc, x2),
+                 np.load(os.path.join(d, "ncsn_from_torch.npy")), tol)
     ok &= report("U-Net scores (16 images, 8 x 8)", unet_eval(u, ximg, sigma),
                  np.load(os.path.join(d, "unet_from_torch.npy")), tol)
     ok &= report("RefineNet-lite scores (16 images)", refinenet_eval(rn, ximg, rsigma),

@@ -86,13 +86,30 @@ TEST_CASE("safetensors: a Sequential's tensors are torch.nn.Sequential's, in PyT
   const auto tensors = Mlp::parameter_tensors();
   std::vector<std::string> names;
   for (const auto& t : tensors) names.push_back(t.name);
-  CHECK(names == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "4.linear.weight",
-                                          "4.embedding.weight"});
+  CHECK(names == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "4.lin.weight",
+                                          "4.embed.weight"});
   CHECK(tensors[0].shape == std::vector<std::int64_t>{5, 2});
   CHECK(tensors[5].shape == std::vector<std::int64_t>{4, 2});
   std::int64_t total = 0;
   for (const auto& t : tensors) total += t.size();
   CHECK(total == Mlp::n_params);
+
+  // Named as the attributes of a module: benchmarks/torch_train.py's NoiseConditionalNet (l1, l2:
+  // ConditionalDense with lin and embed; l3: nn.Linear) has exactly these keys and shapes.
+  using Ncsn = scorekit::nn::Sequential<scorekit::nn::ConditionalDense<2, 128, 10>, scorekit::nn::Softplus,
+                                        scorekit::nn::ConditionalDense<128, 128, 10>, scorekit::nn::Softplus,
+                                        scorekit::nn::Dense<128, 2>>;
+  std::map<std::string, std::vector<std::int64_t>> ncsn;
+  for (const auto& t : Ncsn::parameter_tensors({"l1", "", "l2", "", "l3"})) ncsn[t.name] = t.shape;
+  CHECK(ncsn == std::map<std::string, std::vector<std::int64_t>>{{"l1.lin.weight", {128, 2}},
+                                                                 {"l1.embed.weight", {10, 128}},
+                                                                 {"l2.lin.weight", {128, 128}},
+                                                                 {"l2.embed.weight", {10, 128}},
+                                                                 {"l3.weight", {2, 128}},
+                                                                 {"l3.bias", {2}}});
+  CHECK_THROWS_WITH(Ncsn::parameter_tensors({"l1", "", "l2"}), Catch::Contains("3 names for 5 layers"));
+  CHECK_THROWS_WITH(Ncsn::parameter_tensors({"l1", "", "", "", "l3"}),
+                    Catch::Contains("layer 2 (ConditionalDense<128,128,10>) has parameters but no name"));
 
   TempDir dir("safetensors_mlp");
   const std::string path = dir.file("mlp.safetensors");
@@ -230,8 +247,8 @@ TEST_CASE("safetensors: lying, foreign or mismatched files are refused by name; 
   CHECK_THAT(load_error(s), Catch::Contains("tensor '0.bias' holds F64, this network takes F32"));
   s = ok;
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  std::memcpy(s.tensors["4.embedding.weight"].bytes.data() + 12, &nan, 4);
-  CHECK_THAT(load_error(s), Catch::Contains("tensor '4.embedding.weight' holds nan at value 3"));
+  std::memcpy(s.tensors["4.embed.weight"].bytes.data() + 12, &nan, 4);
+  CHECK_THAT(load_error(s), Catch::Contains("tensor '4.embed.weight' holds nan at value 3"));
   for (int k = 0; k < Mlp::n_params; ++k) REQUIRE(q(std::size_t(k)) == 7.0f);
   // NaN weights are not written either.
   auto bad = counting<float>(Mlp::n_params);

@@ -106,12 +106,12 @@ struct ConditionalDense {
     s.push_back(Segment{ParameterKind::weight, offset, Out * In, In, Out});
     s.push_back(Segment{ParameterKind::embedding, offset + Out * In, Levels * Out, Levels, Out});
   }
-  /// As a module holding torch.nn.Linear(In, Out, bias=False) as `linear` and torch.nn.Embedding(Levels,
-  /// Out) as `embedding` (benchmarks/torch_modules.py ConditionalLinear): "<prefix>linear.weight"
-  /// (Out, In) and "<prefix>embedding.weight" (Levels, Out).
+  /// As benchmarks/torch_train.py's ConditionalDense: torch.nn.Linear(In, Out, bias=False) as `lin` and
+  /// torch.nn.Embedding(Levels, Out) as `embed`: "<prefix>lin.weight" (Out, In) and "<prefix>embed.weight"
+  /// (Levels, Out).
   static void append_tensors(std::vector<ParameterTensor>& t, int offset, const std::string& prefix) {
-    t.push_back(ParameterTensor{prefix + "linear.weight", offset, {Out, In}, {}});
-    t.push_back(ParameterTensor{prefix + "embedding.weight", offset + Out * In, {Levels, Out}, {}});
+    t.push_back(ParameterTensor{prefix + "lin.weight", offset, {Out, In}, {}});
+    t.push_back(ParameterTensor{prefix + "embed.weight", offset + Out * In, {Levels, Out}, {}});
   }
 
   template <int B, int K, class Real>

@@ -12,6 +12,7 @@
 // optionally, the adjoint of the input.
 #pragma once
 
+#include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/nn/layers.hpp>
 
@@ -42,7 +43,7 @@ struct Chain<> {
   static constexpr int n_params = 0, tape_rows = 0, max_width = 0, max_in = 0;
   static std::string name() { return ""; }
   static void append_segments(std::vector<Segment>&, int) {}
-  static void append_tensors(std::vector<ParameterTensor>&, int, int) {}
+  static void append_tensors(std::vector<ParameterTensor>&, int, int, const std::vector<std::string>&) {}
 };
 
 template <class L, class... Rest>
@@ -63,9 +64,17 @@ struct Chain<L, Rest...> {
     L::append_segments(s, offset);
     Next::append_segments(s, offset + L::n_params);
   }
-  static void append_tensors(std::vector<ParameterTensor>& t, int offset, int index) {
-    L::append_tensors(t, offset, std::to_string(index) + ".");
-    Next::append_tensors(t, offset + L::n_params, index + 1);
+  static void append_tensors(std::vector<ParameterTensor>& t, int offset, int index,
+                             const std::vector<std::string>& names) {
+    if (L::n_params > 0) {
+      const std::string name = names.empty() ? std::to_string(index) : names[std::size_t(index)];
+      if (name.empty())
+        throw invalid_argument(scorekit::detail::concat("scorekit::nn::Sequential::parameter_tensors: layer ",
+                                                        index, " (", L::name(),
+                                                        ") has parameters but no name"));
+      L::append_tensors(t, offset, name + ".");
+    }
+    Next::append_tensors(t, offset + L::n_params, index + 1, names);
   }
 
   template <int B, int K, class Real>
@@ -116,6 +125,8 @@ class Sequential {
   static constexpr int in = First::in;
   static constexpr int out = last_out<chain>::value;
   static constexpr int n_params = chain::n_params;
+  /// Layers, activations counted.
+  static constexpr int n_layers = 1 + int(sizeof...(Rest));
   static constexpr int max_width = chain::max_width;
 
   /// Rows of W = B (1 + K) values in the tape of a dual block of B samples with K tangents each.
@@ -131,11 +142,16 @@ class Sequential {
   /// signature.
   static std::string name() { return "Sequential<" + chain::name() + ">"; }
 
-  /// The parameters as PyTorch's torch.nn.Sequential of the same layers names them (layer i's keys
-  /// start "i.", activations counted), for io/safetensors.hpp.
-  static std::vector<ParameterTensor> parameter_tensors() {
+  /// The parameters as PyTorch names them (for io/safetensors.hpp): by default as torch.nn.Sequential of
+  /// the same layers (layer i's keys start "i.", activations counted); or with `names`, one per layer
+  /// (activations included, their names unused), as the attributes of a module of your own: {"l1", "",
+  /// "l2", "", "l3"} gives the keys of benchmarks/torch_train.py's NoiseConditionalNet.
+  static std::vector<ParameterTensor> parameter_tensors(const std::vector<std::string>& names = {}) {
+    if (!names.empty() && names.size() != std::size_t(n_layers))
+      throw invalid_argument(scorekit::detail::concat(
+          "scorekit::nn::Sequential::parameter_tensors: ", names.size(), " names for ", n_layers, " layers"));
     std::vector<ParameterTensor> t;
-    chain::append_tensors(t, 0, 0);
+    chain::append_tensors(t, 0, 0, names);
     return t;
   }
 
