@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <scorekit/density/draw.hpp>
 #include <scorekit/io/parameters.hpp>
 #include <scorekit/io/safetensors.hpp>
 #include <scorekit/nn/image/conv2d.hpp>
@@ -16,6 +17,10 @@
 #include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/nn/sequential.hpp>
+#include <scorekit/objective/batch_denoising.hpp>
+#include <scorekit/objective/denoising.hpp>
+#include <scorekit/schedule/geometric.hpp>
+#include <scorekit/train/export.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -386,4 +391,54 @@ TEST_CASE(
     for (std::int64_t k = 0; k < 3; ++k)
       for (std::int64_t j = 0; j < c; ++j)
         CHECK(at[std::size_t(l * 3 * c + k * c + j)] == k * levels * c + l * c + j);
+}
+
+TEST_CASE("safetensors: a trainer's EMA weights export with what they are", "[safetensors]") {
+  using Mem = Host::memory_space;
+  TempDir dir("safetensors_export");
+  // The compile-time path: names of a module's attributes, the objective's noise levels in the metadata.
+  using Objective = scorekit::objective::DenoisingScoreMatching<float, Mem>;
+  scorekit::train::TrainSettings settings;
+  settings.batch_size = 16;
+  settings.log = nullptr;
+  scorekit::train::Trainer<Mlp, Objective, Host, float> trainer(
+      Objective(scorekit::geometric_schedule(1.0, 0.1, 4)), settings, 3);
+  auto data = scorekit::make_particles<float>(Host(), 64, 2);
+  scorekit::fill_normal(Host(), data, 0.0f, 1.0f, 2);
+  trainer.train(data, 3);
+  const std::string path = dir.file("mlp.safetensors");
+  scorekit::train::export_weights(trainer, path);
+  const auto s = scorekit::io::read_safetensors(path);
+  CHECK(s.metadata.at("architecture") == Mlp::name());
+  CHECK(s.metadata.at("objective") == trainer.objective().name());
+  CHECK(s.metadata.at("step") == "3");
+  Kokkos::View<float*, Kokkos::HostSpace> q("q", Mlp::n_params);
+  scorekit::io::load_parameters(path, Mlp::parameter_tensors(), q);
+  CHECK(scorekit_test::bitwise_equal(trainer.ema_parameters(), q));
+
+  // The batched path: the U-Net's tensors and its Fourier frequencies as fourier.w.
+  using Draw = scorekit::objective::SigmaLadder<float, Mem>;
+  scorekit::nn::image::UNetSettings u;
+  u.channels = {4, 8};
+  u.groups = 2;
+  u.embedding = 6;
+  auto net =
+      std::make_shared<scorekit::nn::image::Network<float, Host>>(scorekit::nn::image::unet<float, Host>(u));
+  scorekit::ImageScoreSettings image;
+  image.height = image.width = 4;
+  image.channels = 1;
+  image.fourier_features = 6;
+  scorekit::train::BatchTrainer<float, Host, Draw> images(net, image, Draw({0.1, 0.5, 2.0}), settings, 5);
+  auto x = scorekit::make_particles<float>(Host(), 8, 16);
+  scorekit::fill_normal(Host(), x, 0.0f, 1.0f, 4);
+  images.train(x, 2);
+  const std::string unet_path = dir.file("unet.safetensors");
+  scorekit::train::export_weights(images, unet_path);
+  std::map<std::string, std::vector<float>> buffers = {{"fourier.w", {}}};
+  Kokkos::View<float*, Kokkos::HostSpace> r("r", std::size_t(net->n_params()));
+  const auto metadata = scorekit::io::load_parameters(unet_path, net->parameter_tensors(), r, &buffers);
+  CHECK(scorekit_test::bitwise_equal(images.ema_parameters(), r));
+  CHECK(buffers.at("fourier.w") == images.model().frequencies());
+  CHECK(metadata.at("objective") == images.draw().name());
+  CHECK(metadata.at("step") == "2");
 }

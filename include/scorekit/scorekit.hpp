@@ -114,6 +114,9 @@
 #include <scorekit/score/image_score.hpp>
 #include <scorekit/train/batch_trainer.hpp>
 #include <scorekit/train/classifier_trainer.hpp>
+#ifdef SCOREKIT_HAVE_NLOHMANN_JSON
+#include <scorekit/train/export.hpp>
+#endif
 #endif
 #include <scorekit/sde/edm.hpp>
 #include <scorekit/sde/langevin.hpp>

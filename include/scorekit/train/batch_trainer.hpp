@@ -175,6 +175,8 @@ class BatchTrainer {
   const model_type& model() const { return *model_; }
   long step() const { return step_; }
   const TrainSettings& settings() const { return settings_; }
+  /// The noise draw of the objective (its levels or SDE).
+  const Draw& draw() const { return draw_; }
 
   std::string signature() const {
     return scorekit::detail::concat("image network (", model_->network().n_params(), " parameters, ",
