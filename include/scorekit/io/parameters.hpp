@@ -40,21 +40,28 @@ constexpr const char* dtype_of() {
   return std::is_same<T, float>::value ? "F32" : "F64";
 }
 
-/// A value to and from its little-endian bytes.
-template <class Real>
-void put(Real v, std::uint8_t* out) {
-  std::uint8_t raw[sizeof(Real)];
-  std::memcpy(raw, &v, sizeof(Real));
-  for (std::size_t k = 0; k < sizeof(Real); ++k)
-    out[k] = raw[scorekit::detail::host_is_little_endian() ? k : sizeof(Real) - 1 - k];
+/// A tensor of Real holding n values value(i), i in PyTorch's C order.
+template <class Real, class Value>
+SafetensorsTensor encode_tensor(std::vector<std::int64_t> shape, std::size_t n, Value value) {
+  SafetensorsTensor out;
+  out.dtype = dtype_of<Real>();
+  out.shape = std::move(shape);
+  out.bytes.resize(n * sizeof(Real));
+  for (std::size_t i = 0; i < n; ++i) put_le<Real>(value(i), &out.bytes[i * sizeof(Real)]);
+  return out;
 }
+
+/// The values of a tensor of Real (its dtype checked by the caller), in the file's order; an io_error
+/// "<where><what> holds v at value i<suffix>" at the first that is not finite.
 template <class Real>
-Real get(const std::uint8_t* in) {
-  std::uint8_t raw[sizeof(Real)];
-  for (std::size_t k = 0; k < sizeof(Real); ++k)
-    raw[k] = in[scorekit::detail::host_is_little_endian() ? k : sizeof(Real) - 1 - k];
-  Real v;
-  std::memcpy(&v, raw, sizeof(Real));
+std::vector<Real> decode_finite(const SafetensorsTensor& f, const std::string& where, const std::string& what,
+                                const char* suffix) {
+  std::vector<Real> v(f.bytes.size() / sizeof(Real));
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    v[i] = get_le<Real>(&f.bytes[i * sizeof(Real)]);
+    if (!std::isfinite(v[i]))
+      throw io_error(scorekit::detail::concat(where, what, " holds ", v[i], " at value ", i, suffix));
+  }
   return v;
 }
 
@@ -84,29 +91,21 @@ void save_parameters(
                                     t.offset + t.size(), "), outside the ", n, " parameters"));
     if (s.tensors.count(t.name))
       throw invalid_argument(concat(who, ": two tensors are named '", t.name, "'"));
-    SafetensorsTensor out;
-    out.dtype = safetensors_detail::dtype_of<Real>();
-    out.shape = t.shape;
-    out.bytes.resize(std::size_t(t.size()) * sizeof(Real));
     const std::vector<std::int64_t> at = t.stored_positions();
-    for (std::size_t i = 0; i < at.size(); ++i) {
+    SafetensorsTensor out = safetensors_detail::encode_tensor<Real>(t.shape, at.size(), [&](std::size_t i) {
       const Real v = h(std::size_t(t.offset + at[i]));
       if (!std::isfinite(v))
         throw invalid_argument(concat(who, ": tensor '", t.name, "' holds ", v, " (value ", i,
                                       "); a file with NaN or infinite weights would be refused on load"));
-      safetensors_detail::put(v, &out.bytes[i * sizeof(Real)]);
-    }
+      return v;
+    });
     s.tensors.emplace(t.name, std::move(out));
   }
   for (const auto& kv : buffers) {
     if (s.tensors.count(kv.first))
       throw invalid_argument(concat(who, ": buffer '", kv.first, "' has the name of a parameter tensor"));
-    SafetensorsTensor out;
-    out.dtype = safetensors_detail::dtype_of<Real>();
-    out.shape = {std::int64_t(kv.second.size())};
-    out.bytes.resize(kv.second.size() * sizeof(Real));
-    for (std::size_t i = 0; i < kv.second.size(); ++i)
-      safetensors_detail::put(kv.second[i], &out.bytes[i * sizeof(Real)]);
+    SafetensorsTensor out = safetensors_detail::encode_tensor<Real>(
+        {std::int64_t(kv.second.size())}, kv.second.size(), [&](std::size_t i) { return kv.second[i]; });
     s.tensors.emplace(kv.first, std::move(out));
   }
   write_safetensors(path, s);
@@ -164,13 +163,9 @@ std::map<std::string, std::string> load_parameters(
     if (t.offset < 0 || t.offset + t.size() > n)
       throw invalid_argument(concat(where, "tensor '", t.name, "' lies outside the ", n, " parameters"));
     const std::vector<std::int64_t> at = t.stored_positions();
-    for (std::size_t i = 0; i < at.size(); ++i) {
-      const Real v = safetensors_detail::get<Real>(&f.bytes[i * sizeof(Real)]);
-      if (!std::isfinite(v))
-        throw io_error(concat(where, "tensor '", t.name, "' holds ", v, " at value ", i,
-                              "; refusing NaN or infinite weights"));
-      h(std::size_t(t.offset + at[i])) = v;
-    }
+    const std::vector<Real> v = safetensors_detail::decode_finite<Real>(f, where, "tensor '" + t.name + "'",
+                                                                        "; refusing NaN or infinite weights");
+    for (std::size_t i = 0; i < at.size(); ++i) h(std::size_t(t.offset + at[i])) = v[i];
   }
   std::map<std::string, std::vector<Real>> read_buffers;
   if (buffers)
@@ -183,12 +178,8 @@ std::map<std::string, std::string> load_parameters(
       if (!kv.second.empty() && std::size_t(f.shape[0]) != kv.second.size())
         throw io_error(concat(where, "buffer '", kv.first, "' has ", f.shape[0], " values, this model's has ",
                               kv.second.size(), " (architecture mismatch)"));
-      std::vector<Real> v(std::size_t(f.shape[0]));
-      for (std::size_t i = 0; i < v.size(); ++i) {
-        v[i] = safetensors_detail::get<Real>(&f.bytes[i * sizeof(Real)]);
-        if (!std::isfinite(v[i]))
-          throw io_error(concat(where, "buffer '", kv.first, "' holds ", v[i], " at value ", i));
-      }
+      std::vector<Real> v =
+          safetensors_detail::decode_finite<Real>(f, where, "buffer '" + kv.first + "'", "");
       read_buffers[kv.first] = std::move(v);
     }
   Kokkos::deep_copy(params, h);

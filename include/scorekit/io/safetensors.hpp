@@ -68,6 +68,24 @@ inline int dtype_size(const std::string& d) {
   return it == sizes.end() ? 0 : it->second;
 }
 
+/// A value (an integer, float or double) to and from its little-endian bytes.
+template <class T>
+void put_le(T v, std::uint8_t* out) {
+  std::uint8_t raw[sizeof(T)];
+  std::memcpy(raw, &v, sizeof(T));
+  for (std::size_t k = 0; k < sizeof(T); ++k)
+    out[k] = raw[scorekit::detail::host_is_little_endian() ? k : sizeof(T) - 1 - k];
+}
+template <class T>
+T get_le(const std::uint8_t* in) {
+  std::uint8_t raw[sizeof(T)];
+  for (std::size_t k = 0; k < sizeof(T); ++k)
+    raw[k] = in[scorekit::detail::host_is_little_endian() ? k : sizeof(T) - 1 - k];
+  T v;
+  std::memcpy(&v, raw, sizeof(T));
+  return v;
+}
+
 /// The reference implementation refuses headers above 100 MB.
 constexpr std::uint64_t max_header = 100000000;
 
@@ -86,8 +104,7 @@ inline Safetensors read_safetensors(const std::string& path) {
   if (size < 8) throw fail(concat("truncated: ", size, " bytes, less than the 8-byte header length"));
   std::uint8_t n8[8];
   file.read(0, n8, 8);
-  std::uint64_t n = 0;
-  for (int k = 7; k >= 0; --k) n = (n << 8) | n8[k];
+  const std::uint64_t n = sd::get_le<std::uint64_t>(n8);
   if (n > size - 8)
     throw fail(concat("the header length is ", n, " bytes, but the file holds only ", size - 8, " after it",
                       n > sd::max_header ? " (not a safetensors file?)" : ""));
@@ -220,7 +237,7 @@ inline void write_safetensors(const std::string& path, const Safetensors& s) {
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
   std::uint8_t n8[8];
-  for (int k = 0; k < 8; ++k) n8[k] = std::uint8_t(std::uint64_t(text.size()) >> (8 * k));
+  sd::put_le<std::uint64_t>(text.size(), n8);
   scorekit::detail::AtomicFile file(path, who);
   file.write(n8, 8);
   file.write(text);
