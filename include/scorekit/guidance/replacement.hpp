@@ -153,13 +153,13 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
   if (x.extent(0) > 0 && int(x.extent(1)) == system.dim()) {
     const auto sde = system.sde();
     const Real t0 = Real(settings.times.front());
-    const std::uint64_t seed = settings.seed;
+    const std::uint64_t seed = settings.seed, first = settings.first_particle;
     const View xs = x;
     Kokkos::parallel_for(
         "scorekit::integrate_guided::initial_replacement",
         Kokkos::RangePolicy<ExecSpace>(exec, 0, std::int64_t(x.extent(0))),
         KOKKOS_LAMBDA(const std::int64_t i) {
-          CounterRng<Real> rng(seed, std::uint64_t(i), 0);
+          CounterRng<Real> rng(seed, first + std::uint64_t(i), 0);
           r.replace(sde, &xs(i, 0), t0, true, rng);
         });
   }

@@ -38,6 +38,9 @@ struct IntegrateSettings {
   /// The last step adds no noise (score_sde's noise_removal, on by default there). Off here, so that a
   /// run is the integrator's own discretisation unless asked.
   bool remove_last_noise = false;
+  /// The global index of row 0 of the particles: particle i draws its noise as particle first_particle + i
+  /// would, so a shard of a larger run (distributed/) samples bitwise as that run does.
+  std::uint64_t first_particle = 0;
 };
 
 /// n_steps + 1 equally spaced times from t_start to t_end (either direction); score_sde's grid is
@@ -140,7 +143,7 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
-  const std::uint64_t seed = settings.seed;
+  const std::uint64_t seed = settings.seed, first = settings.first_particle;
   using Policy = Kokkos::RangePolicy<ExecSpace>;
   Kokkos::parallel_for(
       "scorekit::integrate::start", Policy(exec, 0, n),
@@ -162,7 +165,7 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
             if (!last)
               for (int j = 0; j < d; ++j) xi[j] = x(i, j);
             const Stepped stepped = prototype.with_model(Replay(&buffers, i, pass, d));
-            CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(step));
+            CounterRng<Real> rng(seed, first + std::uint64_t(i), std::uint64_t(step));
             integrator.step(stepped, xi, times(step - 1), times(step), noise, run.vector(i, 0),
                             run.workspace(i), rng);
             if (!last) return;
@@ -217,7 +220,7 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
 
     ScopedRegion region(where);
     Kokkos::Timer timer;
-    const std::uint64_t seed = settings.seed;
+    const std::uint64_t seed = settings.seed, first = settings.first_particle;
     const bool remove_last_noise = settings.remove_last_noise;
     Kokkos::parallel_for(
         "scorekit::integrate", Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
@@ -227,7 +230,7 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
           Real* w = run.workspace(i);
           if (!run.after_step(i, 0, xi)) return;
           for (int n = 1; n <= n_steps; ++n) {
-            CounterRng<Real> rng(seed, std::uint64_t(i), std::uint64_t(n));
+            CounterRng<Real> rng(seed, first + std::uint64_t(i), std::uint64_t(n));
             integrator.step(system, xi, times(n - 1), times(n), !(remove_last_noise && n == n_steps), v, w,
                             rng);
             if (!run.after_step(i, n, xi)) return;

@@ -51,6 +51,9 @@ struct LikelihoodSettings {
   DormandPrinceSettings ode{};
   Estimator estimator{};
   std::uint64_t seed = 0;
+  /// The global index of row 0 of x: point i draws its probes as point first_particle + i would, so a
+  /// shard of a larger run (distributed/) gives bitwise the same answers as that run.
+  std::uint64_t first_particle = 0;
 };
 
 /// N(0, std^2 I) in dimension d, normalised: the prior of a noising SDE.
@@ -135,11 +138,12 @@ struct LikelihoodWithReplay {
   int d;
   int estimator_ws;
   std::uint64_t seed;
+  std::uint64_t first;  ///< the global index of row 0
   template <class Replay, class Real, class F>
   KOKKOS_INLINE_FUNCTION int operator()(const Replay& replay, std::int64_t i, Real* work, const F& f) const {
     const Replay model = replay;
-    f(LikelihoodRhs<SDE, Replay, Estimator>{sde, model, estimator, d, estimator_ws, seed, std::uint64_t(i),
-                                            work});
+    f(LikelihoodRhs<SDE, Replay, Estimator>{sde, model, estimator, d, estimator_ws, seed,
+                                            first + std::uint64_t(i), work});
     return model.calls();
   }
 };
@@ -201,7 +205,7 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
   NonFiniteFlag<Mem> bad(n);
   const auto control = detail::dormand_prince_control<Real>(settings.ode);
   const Real t0 = Real(t_eps), t1 = Real(t_max);
-  const std::uint64_t seed = settings.seed;
+  const std::uint64_t seed = settings.seed, first = settings.first_particle;
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
@@ -213,8 +217,8 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
         Real* work = ode_scratch + detail::dormand_prince_scratch_size(m);
         for (int j = 0; j < d; ++j) y[j] = x(i, j);
         y[d] = 0;
-        const detail::LikelihoodRhs<SDE, Model, Estimator> rhs{sde,          model, estimator,        d,
-                                                               estimator_ws, seed,  std::uint64_t(i), work};
+        const detail::LikelihoodRhs<SDE, Model, Estimator> rhs{
+            sde, model, estimator, d, estimator_ws, seed, first + std::uint64_t(i), work};
         const auto st = detail::dormand_prince_solve(rhs, y, m, t0, t1, control, ode_scratch);
         accounts.store(i, st);
         if (st.status == detail::OdeStatus::non_finite) bad.record(i, st.accepted + st.rejected);
@@ -261,7 +265,8 @@ LikelihoodResult<typename Model::value_type, typename ExecSpace::memory_space> l
         y(i, d) = 0;
       });
   const LikelihoodAsk<ExecSpace, Model> ask{exec, model};
-  const LikelihoodWithReplay<SDE, Estimator> with_rhs{sde, estimator, d, estimator_ws, settings.seed};
+  const LikelihoodWithReplay<SDE, Estimator> with_rhs{sde,          estimator,     d,
+                                                      estimator_ws, settings.seed, settings.first_particle};
   OdeAccounts<Real, Mem> accounts(n, where);
   LikelihoodResult<Real, Mem> result;
   static_cast<OdeStatistics&>(result) = solve_replayed(exec, d, with_rhs, rhs_ws, ask, y, settings.t_eps,

@@ -29,6 +29,9 @@ struct AnnealedLangevinSettings {
   bool final_denoise = false;
   std::uint64_t seed = 0;
   int record_every = 0;  ///< record every k steps, counted over all levels (0: none)
+  /// The global index of row 0 of the particles: particle i draws its noise as particle first_particle + i
+  /// would, so a shard of a larger run (distributed/) samples bitwise as that run does.
+  std::uint64_t first_particle = 0;
 };
 
 /// Checks a noise ladder: non-empty, positive, finite and strictly decreasing.
@@ -149,7 +152,7 @@ namespace detail {
 template <class ExecSpace, class ScoreModel, class View, class Run, class Ladder>
 void annealed_langevin_particles(const ExecSpace& exec, const ScoreModel& model, const View& x,
                                  const Run& run, const Ladder& level, int steps, bool denoise,
-                                 std::uint64_t seed) {
+                                 std::uint64_t seed, std::int64_t first) {
   using Real = typename ScoreModel::value_type;
   const int n_levels = int(level.extent(0));
   Kokkos::parallel_for(
@@ -164,7 +167,7 @@ void annealed_langevin_particles(const ExecSpace& exec, const ScoreModel& model,
           const AnnealedLangevinStep<Real> level_step = level(l);
           for (int s = 0; s < steps; ++s) {
             ++t;
-            level_step.step(model, xi, seed, i, t, g, w);
+            level_step.step(model, xi, seed, first + i, t, g, w);
             if (!run.after_step(i, t, xi)) return;
           }
         }
@@ -182,7 +185,8 @@ void annealed_langevin_particles(const ExecSpace& exec, const ScoreModel& model,
 /// rounding of the score.
 template <class ExecSpace, class ScoreModel, class View, class Run, class Ladder>
 void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, const View& x, const Run& run,
-                              const Ladder& level, int steps, bool denoise, std::uint64_t seed, int block) {
+                              const Ladder& level, int steps, bool denoise, std::uint64_t seed,
+                              std::int64_t first, int block) {
   using Real = typename ScoreModel::value_type;
   constexpr int max_block = ScoreModel::max_block;
   const int n_levels = int(level.extent(0));
@@ -209,7 +213,7 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
             if (denoising)
               step.denoise_update(xi, g);
             else
-              step.update(xi, g, seed, i0 + b, t);
+              step.update(xi, g, seed, first + i0 + b, t);
             alive[b] = run.after_step(i0 + b, t, xi);
           }
         };
@@ -229,7 +233,7 @@ template <class ExecSpace, class BatchModel, class View, class Run, class Ladder
 void annealed_langevin_batched(const ExecSpace& exec, const BatchModel& model, const View& x, const Run& run,
                                const Ladder& level,
                                const std::vector<typename BatchModel::value_type>& sigmas, int steps,
-                               bool denoise, std::uint64_t seed) {
+                               bool denoise, std::uint64_t seed, std::int64_t first) {
   using Real = typename BatchModel::value_type;
   using Mem = typename View::memory_space;
   using Policy = Kokkos::RangePolicy<ExecSpace>;
@@ -262,7 +266,7 @@ void annealed_langevin_batched(const ExecSpace& exec, const BatchModel& model, c
           if (denoising)
             s.denoise_update(xi, &g(i, 0));
           else
-            s.update(xi, &g(i, 0), seed, i, t);
+            s.update(xi, &g(i, 0), seed, first + i, t);
           if (!run.after_step(i, t, xi)) {
             stopped(i) = 1;
             for (int j = 0; j < d; ++j) xi[j] = Real(0);
@@ -300,18 +304,20 @@ SamplerResult<typename ScoreModel::value_type, typename View::memory_space> anne
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
+  const std::int64_t first = std::int64_t(settings.first_particle);
   if constexpr (is_batch_only_v<ScoreModel>) {
     detail::annealed_langevin_batched(exec, model, x, run, level, settings.sigmas, steps, denoise,
-                                      settings.seed);
+                                      settings.seed, first);
   } else {
     int block = 1;
     if constexpr (policy_traits<ScoreModel>::has_score_block)
       block = std::min(model.block_size(), int(ScoreModel::max_block));
     if (block > 1) {
       if constexpr (policy_traits<ScoreModel>::has_score_block)
-        detail::annealed_langevin_blocks(exec, model, x, run, level, steps, denoise, settings.seed, block);
+        detail::annealed_langevin_blocks(exec, model, x, run, level, steps, denoise, settings.seed, first,
+                                         block);
     } else {
-      detail::annealed_langevin_particles(exec, model, x, run, level, steps, denoise, settings.seed);
+      detail::annealed_langevin_particles(exec, model, x, run, level, steps, denoise, settings.seed, first);
     }
   }
   return detail::finish_run(exec, run, x, timer, where, total_steps, total_steps);

@@ -105,6 +105,9 @@ struct HmcSettings {
   std::int64_t n_steps = 0;  ///< iterations per particle
   std::uint64_t seed = 0;
   int record_every = 0;  ///< record a trajectory every k iterations (0: none)
+  /// The global index of row 0 of the particles: particle i draws its noise as particle first_particle + i
+  /// would, so a shard of a larger run (distributed/) samples bitwise as that run does.
+  std::uint64_t first_particle = 0;
 };
 
 /// Runs `n_steps` HMC iterations on every particle of x (overwritten). Particle i's iteration t is
@@ -128,7 +131,8 @@ SamplerResult<typename Density::value_type, typename View::memory_space> hmc(
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
-  const std::int64_t accepted = detail::run_metropolis(exec, where, hmc_step, density, x, run, n_steps, seed);
+  const std::int64_t accepted = detail::run_metropolis(exec, where, hmc_step, density, x, run, n_steps, seed,
+                                                       std::int64_t(settings.first_particle));
   return detail::finish_run(exec, run, x, timer, where, n_steps, 1 + n_steps * settings.n_leapfrog, accepted);
 }
 

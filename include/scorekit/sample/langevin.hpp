@@ -139,6 +139,9 @@ struct LangevinSettings {
   std::int64_t n_steps = 0;  ///< steps per particle
   std::uint64_t seed = 0;    ///< the run's randomness is a function of (seed, particle, step)
   int record_every = 0;      ///< record a trajectory every k steps (0: none)
+  /// The global index of row 0 of the particles: particle i draws its noise as particle first_particle + i
+  /// would, so a shard of a larger run (distributed/) samples bitwise as that run does.
+  std::uint64_t first_particle = 0;
 };
 
 /// Unadjusted Langevin: `n_steps` steps of x' = x + (eps/2) s(x) + sqrt(eps) z on every particle of x
@@ -157,6 +160,7 @@ SamplerResult<typename Density::value_type, typename View::memory_space> ula(
   const UlaStep<Real> ula_step(settings.step_size, run.d);
   const std::int64_t n_steps = settings.n_steps;
   const std::uint64_t seed = settings.seed;
+  const std::int64_t first = std::int64_t(settings.first_particle);
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
@@ -165,7 +169,7 @@ SamplerResult<typename Density::value_type, typename View::memory_space> ula(
         Real* xi = &x(i, 0);
         if (!run.after_step(i, 0, xi)) return;
         for (std::int64_t t = 1; t <= n_steps; ++t) {
-          ula_step.step(density, xi, seed, i, t, run.vector(i, 0), run.workspace(i));
+          ula_step.step(density, xi, seed, first + i, t, run.vector(i, 0), run.workspace(i));
           if (!run.after_step(i, t, xi)) return;
         }
       });
@@ -190,11 +194,12 @@ SamplerResult<typename Density::value_type, typename View::memory_space> mala(
   const MalaStep<Real> mala_step(settings.step_size, run.d);
   const std::int64_t n_steps = settings.n_steps;
   const std::uint64_t seed = settings.seed;
+  const std::int64_t first = std::int64_t(settings.first_particle);
 
   ScopedRegion region(where);
   Kokkos::Timer timer;
   const std::int64_t accepted =
-      detail::run_metropolis(exec, where, mala_step, density, x, run, n_steps, seed);
+      detail::run_metropolis(exec, where, mala_step, density, x, run, n_steps, seed, first);
   return detail::finish_run(exec, run, x, timer, where, n_steps, n_steps + 1, accepted);
 }
 

@@ -190,7 +190,7 @@ KOKKOS_INLINE_FUNCTION Real log_prob_and_score(const Density& density, const Rea
 template <class ExecSpace, class Step, class Density, class View, class Real, class Mem>
 std::int64_t run_metropolis(const ExecSpace& exec, const char* label, const Step& step,
                             const Density& density, const View& x, const RunState<Real, Mem>& run,
-                            std::int64_t n_steps, std::uint64_t seed) {
+                            std::int64_t n_steps, std::uint64_t seed, std::int64_t first = 0) {
   std::int64_t accepted = 0;
   Kokkos::parallel_reduce(
       label, Kokkos::RangePolicy<ExecSpace>(exec, 0, run.n),
@@ -201,7 +201,7 @@ std::int64_t run_metropolis(const ExecSpace& exec, const char* label, const Step
         if (!run.after_step(i, 0, xi)) return;
         Real lpx = step.init(density, xi, gx, w);
         for (std::int64_t t = 1; t <= n_steps; ++t) {
-          if (step.step(density, xi, lpx, gx, seed, i, t, run.vector(i, 1), w)) ++acc;
+          if (step.step(density, xi, lpx, gx, seed, first + i, t, run.vector(i, 1), w)) ++acc;
           if (!run.after_step(i, t, xi)) return;
         }
       },
