@@ -26,6 +26,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -229,7 +230,7 @@ TEMPLATE_LIST_TEST_CASE("batched DSM at the exact score equals its closed-form f
 namespace {
 
 template <class Exec>
-auto tiny_trainer(std::uint64_t seed) {
+auto tiny_trainer(std::uint64_t seed, int chunks = 0, double adam_epsilon = 1e-8) {
   using Draw = scorekit::objective::SigmaLadder<float, typename Exec::memory_space>;
   auto net = std::make_shared<Network<float, Exec>>(unet<float, Exec>(tiny_unet()));
   scorekit::ImageScoreSettings image;
@@ -241,6 +242,8 @@ auto tiny_trainer(std::uint64_t seed) {
   t.seed = seed;
   t.ema_rate = 0.9;
   t.log = nullptr;
+  t.gradient_chunks = chunks;
+  t.adam.epsilon = adam_epsilon;
   return std::make_unique<scorekit::train::BatchTrainer<float, Exec, Draw>>(net, image, Draw({0.1, 0.5, 2.0}),
                                                                             t, 11);
 }
@@ -291,6 +294,43 @@ TEMPLATE_LIST_TEST_CASE("BatchTrainer: resuming from a checkpoint continues the 
   auto other_seed = tiny_trainer<Exec>(4);
   a->save(path);
   CHECK_THROWS_WITH(other_seed->load(path), Catch::Contains("seed = 3, this trainer has 4"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("BatchTrainer: a step summed from micro-batches is the step of the whole minibatch", "[image]") {
+  // gradient_chunks = 3 splits the minibatch of 8 into micro-batches of 2, 3 and 3 (the split a
+  // data-parallel run shares out, distributed/), each a forward and backward with the loss averaged over
+  // all 8. With Adam's epsilon at 1e3, far above sqrt(v), a step is lr / epsilon times the gradient, so a
+  // gradient scaled wrongly (a micro-batch averaged over its own size) moves the weights differently; at
+  // epsilon 1e-8 Adam would hide any uniform scale. Weights after 4 steps: their changes agree to float
+  // rounding (a relative 1e-4 of the largest change; a wrong scale gives errors of order 1).
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  scorekit::BatchView<float, Mem> data("data", 40, 16);
+  std::mt19937_64 gen(5);
+  std::normal_distribution<float> z;
+  for (std::size_t i = 0; i < data.span(); ++i) data.data()[i] = z(gen);
+  const scorekit::ConstBatchView<float, Mem> cdata = data;
+  auto whole = tiny_trainer<Exec>(3, 0, 1e3), split = tiny_trainer<Exec>(3, 3, 1e3);
+  CHECK(whole->chunks() == 1);
+  CHECK(split->chunks() == 3);
+  const auto start = host_copy(whole->parameters());
+  whole->train(cdata, 4);
+  const auto report = split->train(cdata, 4);
+  const auto a = host_copy(whole->parameters()), b = host_copy(split->parameters());
+  double largest = 0, worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    largest = std::max(largest, std::abs(double(a[i]) - double(start[i])));
+    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+  }
+  INFO("largest change " << largest << ", largest difference " << worst);
+  CHECK(largest > 0);
+  CHECK(worst <= 1e-4 * largest);
+  CHECK(std::isfinite(report.final_loss));
+  // A checkpoint records the chunks; resuming with others would not continue the same run.
+  const std::string path = "batch_trainer_chunks.ckpt";
+  split->save(path);
+  CHECK_THROWS_WITH(whole->load(path), Catch::Contains("gradient_chunks = 3, this trainer has 1"));
   std::remove(path.c_str());
 }
 

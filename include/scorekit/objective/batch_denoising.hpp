@@ -134,6 +134,20 @@ struct DenoisingBatch {
         loss("scorekit::objective::DenoisingBatch::loss", std::size_t(batch)),
         level("scorekit::objective::DenoisingBatch::level", std::size_t(batch)) {}
   int size() const { return int(y.extent(0)); }
+  /// Samples [first, last) of the minibatch: views of these buffers (a micro-batch of a step whose
+  /// gradient is summed from chunks: train/batch_trainer.hpp).
+  DenoisingBatch rows(int first, int last) const {
+    const auto r = std::make_pair(std::size_t(first), std::size_t(last));
+    DenoisingBatch b;
+    b.y = Kokkos::subview(y, r, Kokkos::ALL);
+    b.z = Kokkos::subview(z, r, Kokkos::ALL);
+    b.dout = Kokkos::subview(dout, r, Kokkos::ALL);
+    b.sigma = Kokkos::subview(sigma, r);
+    b.weight = Kokkos::subview(weight, r);
+    b.loss = Kokkos::subview(loss, r);
+    b.level = Kokkos::subview(level, r);
+    return b;
+  }
 };
 
 /// Draws minibatch `step` from `data` (n x D) into b: sampled with replacement, each slot's level or
@@ -169,11 +183,13 @@ void draw_denoising_batch(const Exec& exec, const Draw& draw, const ConstBatchVi
       });
 }
 
-/// With out = s(y, sigma) for the batch: each sample's loss (in double) and dout = d(mean loss) / d out.
+/// With out = s(y, sigma) for the batch: each sample's loss (in double) and dout = d(mean loss) / d out,
+/// the mean over `minibatch` samples (0: b's; b may be a micro-batch of a larger minibatch).
 template <class Exec, class Real, class Mem>
-void denoising_loss(const Exec& exec, const BatchView<Real, Mem>& out, const DenoisingBatch<Real, Mem>& b) {
+void denoising_loss(const Exec& exec, const BatchView<Real, Mem>& out, const DenoisingBatch<Real, Mem>& b,
+                    int minibatch = 0) {
   const int d = int(out.extent(1));
-  const Real inv_batch = Real(1) / Real(b.size());
+  const Real inv_batch = Real(1) / Real(minibatch > 0 ? minibatch : b.size());
   const DenoisingBatch<Real, Mem> buf = b;
   const BatchView<Real, Mem> o = out;
   Kokkos::parallel_for(

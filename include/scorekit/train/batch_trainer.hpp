@@ -25,6 +25,7 @@
 #include <scorekit/score/image_score.hpp>
 #include <scorekit/train/trainer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -83,7 +84,6 @@ class BatchTrainer {
       : draw_(draw),
         settings_(settings),
         params_("scorekit::BatchTrainer::params", std::size_t(checked(net)->n_params())),
-        grad_("scorekit::BatchTrainer::gradient", std::size_t(net->n_params())),
         adam_(net->n_params(), settings.adam),
         model_(nullptr) {
     constexpr const char* where = "scorekit::BatchTrainer";
@@ -93,8 +93,10 @@ class BatchTrainer {
     if (!(settings.ema_rate >= 0 && settings.ema_rate < 1))
       throw invalid_argument(
           scorekit::detail::concat(where, ": ema_rate must be in [0, 1), got ", settings.ema_rate));
-    if (settings.log_every < 0 || settings.check_every < 0)
-      throw invalid_argument(scorekit::detail::concat(where, ": log_every and check_every must be >= 0"));
+    if (settings.log_every < 0 || settings.check_every < 0 || settings.gradient_chunks < 0)
+      throw invalid_argument(
+          scorekit::detail::concat(where, ": log_every, check_every and gradient_chunks must be >= 0"));
+    chunks_ = std::min(std::max(settings.gradient_chunks, 1), settings.batch_size);
     image.sigma_min = draw.sigma_min();
     image.sigma_max = draw.sigma_max();
     const auto segments = net->segments();
@@ -104,6 +106,8 @@ class BatchTrainer {
     batch_ = objective::DenoisingBatch<Real, memory_space>(settings.batch_size, model_->dim());
     out_ = BatchView<Real, memory_space>("scorekit::BatchTrainer::out", std::size_t(settings.batch_size),
                                          std::size_t(model_->dim()));
+    grad_ = Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>("scorekit::BatchTrainer::gradient",
+                                                                    std::size_t(chunks_), params_.extent(0));
     window_ = Kokkos::View<double*, memory_space>("scorekit::BatchTrainer::loss_window",
                                                   std::size_t(1 + 2 * draw.n_levels()));
     failure_ = Kokkos::View<std::int64_t, memory_space>("scorekit::BatchTrainer::failure");
@@ -175,6 +179,18 @@ class BatchTrainer {
   const model_type& model() const { return *model_; }
   long step() const { return step_; }
   const TrainSettings& settings() const { return settings_; }
+  /// The micro-batches a step's gradient is summed from, in order (TrainSettings::gradient_chunks).
+  int chunks() const { return chunks_; }
+
+  /// As Trainer::set_exchange: this process computes its micro-batches of each step, the exchange sums
+  /// the gradient rows in chunk order and shares the per-sample losses. Null: this process alone.
+  void set_exchange(std::shared_ptr<StepExchange> exchange) {
+    exchange_ = std::move(exchange);
+    if (exchange_ && sum_.extent(0) == 0)
+      sum_ = Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>("scorekit::BatchTrainer::gradient_sum",
+                                                                     1, params_.extent(0));
+  }
+  const std::shared_ptr<StepExchange>& exchange() const { return exchange_; }
   /// The noise draw of the objective (its levels or SDE).
   const Draw& draw() const { return draw_; }
 
@@ -197,20 +213,24 @@ class BatchTrainer {
     cp.set_step(std::uint64_t(step_));
     cp.set_metadata("seed", std::to_string(settings_.seed));
     cp.set_metadata("batch_size", std::to_string(settings_.batch_size));
+    cp.set_metadata("gradient_chunks", std::to_string(chunks_));
     detail::add_training_state(cp, params_, *ema_, adam_);
     nn::save_checkpoint(path, cp);
   }
 
-  /// As Trainer::load: the same signature, seed and batch size, or invalid_argument.
+  /// As Trainer::load: the same signature, seed, batch size and chunks, or invalid_argument (a checkpoint
+  /// without the chunks entry was written with one).
   void load(const std::string& path) {
     const nn::Checkpoint cp = nn::load_checkpoint(path);
     cp.require_signature(signature());
     for (const auto& kv : {std::make_pair(std::string("seed"), std::to_string(settings_.seed)),
-                           std::make_pair(std::string("batch_size"), std::to_string(settings_.batch_size))})
-      if (cp.metadata(kv.first) != kv.second)
+                           std::make_pair(std::string("batch_size"), std::to_string(settings_.batch_size)),
+                           std::make_pair(std::string("gradient_chunks"), std::to_string(chunks_))})
+      if ((cp.has_metadata(kv.first) ? cp.metadata(kv.first) : std::string("1")) != kv.second)
         throw invalid_argument(scorekit::detail::concat(
-            "BatchTrainer::load: '", path, "' was written with ", kv.first, " = ", cp.metadata(kv.first),
-            ", this trainer has ", kv.second, "; resuming would not continue the same run"));
+            "BatchTrainer::load: '", path, "' was written with ", kv.first, " = ",
+            cp.has_metadata(kv.first) ? cp.metadata(kv.first) : std::string("1"), ", this trainer has ",
+            kv.second, "; resuming would not continue the same run"));
     detail::restore_training_state(cp, params_, *ema_, adam_);
     step_ = long(cp.step());
   }
@@ -229,10 +249,22 @@ class BatchTrainer {
   void one_step(const data_type& data) {
     const Exec exec;
     objective::draw_denoising_batch(exec, draw_, data, settings_.seed, std::uint32_t(step_), batch_);
-    model_->score(exec, batch_.y, batch_.sigma, out_);
-    objective::denoising_loss(exec, out_, batch_);
-    Kokkos::deep_copy(exec, grad_, Real(0));
-    model_->backward(exec, batch_.dout, grad_);
+    // This process's micro-batches (all of them alone), each a forward, its loss and a backward into
+    // its own gradient row.
+    const int batch = settings_.batch_size;
+    const int rank = exchange_ ? exchange_->rank() : 0, size = exchange_ ? exchange_->size() : 1;
+    for (int c = first_chunk(chunks_, rank, size); c < first_chunk(chunks_, rank + 1, size); ++c) {
+      const int b0 = sample_bound(c), b1 = sample_bound(c + 1);
+      const auto part = batch_.rows(b0, b1);
+      const BatchView<Real, memory_space> out =
+          Kokkos::subview(out_, std::make_pair(std::size_t(b0), std::size_t(b1)), Kokkos::ALL);
+      model_->score(exec, part.y, part.sigma, out);
+      objective::denoising_loss(exec, out, part, batch);
+      const Kokkos::View<Real*, memory_space> row = Kokkos::subview(grad_, c, Kokkos::ALL);
+      Kokkos::deep_copy(exec, row, Real(0));
+      model_->backward(exec, part.dout, row);
+    }
+    if (exchange_) exchange_chunks();
     const detail::BatchLossWindow<memory_space> loss{batch_.loss, batch_.level, window_, failure_,
                                                      loss_key(step_)};
     if constexpr (runs_on_host_v<memory_space>) {
@@ -241,11 +273,24 @@ class BatchTrainer {
     } else {
       Kokkos::parallel_for("scorekit::BatchTrainer::loss", Kokkos::RangePolicy<Exec>(exec, 0, 1), loss);
     }
-    const Kokkos::View<const Real**, Kokkos::LayoutRight, memory_space> chunks(grad_.data(), 1,
-                                                                               grad_.extent(0));
-    adam_.step_unless(failure_, gradient_key(step_), params_, chunks, Real(1));
+    adam_.step_unless(failure_, gradient_key(step_), params_, exchange_ ? sum_ : grad_, Real(1));
     ema_->update_unless(failure_, params_);
     ++step_;
+  }
+
+  /// The first sample of micro-batch c (c = chunks_: the batch size): the minibatch split as the chunks
+  /// are split among processes.
+  int sample_bound(int c) const { return first_chunk(settings_.batch_size, c, chunks_); }
+
+  /// A data-parallel step: every process gets every sample's loss, and the chunk-ordered sum of the
+  /// gradient rows in sum_.
+  void exchange_chunks() {
+    detail::exchange_gradient<Exec>(*exchange_, grad_, sum_);
+    const auto loss = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), batch_.loss);
+    std::vector<std::size_t> bounds(std::size_t(chunks_) + 1);
+    for (int c = 0; c <= chunks_; ++c) bounds[std::size_t(c)] = std::size_t(sample_bound(c)) * sizeof(double);
+    exchange_->share(loss.data(), bounds);
+    Kokkos::deep_copy(batch_.loss, loss);
   }
 
   void check() {
@@ -258,7 +303,11 @@ class BatchTrainer {
 
   Draw draw_;
   TrainSettings settings_;
-  vector_type params_, grad_;
+  vector_type params_;
+  Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> grad_;  ///< chunks x P: a row per micro-batch
+  Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> sum_;   ///< 1 x P: the exchanged gradient sum
+  std::shared_ptr<StepExchange> exchange_;                        ///< null: this process alone
+  int chunks_ = 1;
   nn::Adam<Real, Exec> adam_;
   std::unique_ptr<model_type> model_;
   std::unique_ptr<nn::Ema<Real, Exec>> ema_;

@@ -26,6 +26,7 @@
 #include <scorekit/nn/ema.hpp>
 #include <scorekit/nn/init.hpp>
 #include <scorekit/objective/objective_common.hpp>
+#include <scorekit/train/exchange.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -63,7 +64,11 @@ struct TrainSettings {
   double ema_rate = 0.999;         ///< NCSNv2's rate; 0 makes the average the current weights
   int log_every = 0;               ///< steps between progress lines (0: silent)
   std::ostream* log = &std::cout;  ///< where progress lines go
-  int gradient_chunks = 0;         ///< 0: automatic (see Trainer::chunks())
+  /// The chunks a step's gradient is split into and summed from in a fixed order (0: automatic, see
+  /// Trainer::chunks(); BatchTrainer: 0 is one chunk, the whole minibatch). A data-parallel run
+  /// (distributed/) splits the chunks among its processes, so it needs at least one per process to use
+  /// them all; the weights are the same bits for any number of processes with the same chunks.
+  int gradient_chunks = 0;
   /// Steps between checks for a NaN or infinite loss or gradient, besides those at every log line and
   /// at the end of train() (0: only there). A check waits for the device; a NaN is found at most this
   /// many steps late, which only wastes device work (the steps after it change nothing).
@@ -289,6 +294,19 @@ void restore_training_state(const nn::Checkpoint& cp, const Kokkos::View<Real*, 
   adam.set_state(std::int64_t(adam_steps[0]), m, v);
 }
 
+/// The gradient half of a data-parallel step, for both trainers: waits for this process's gradient rows
+/// (chunks x P), hands them to the exchange through the host (MPI takes host memory) and puts the
+/// chunk-ordered sum into `sum` (1 x P), which Adam then takes as a single row.
+template <class Exec, class Real, class Mem>
+void exchange_gradient(StepExchange& exchange, const Kokkos::View<Real**, Kokkos::LayoutRight, Mem>& rows,
+                       const Kokkos::View<Real**, Kokkos::LayoutRight, Mem>& sum) {
+  Exec().fence();
+  const auto host_rows = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rows);
+  const auto host_sum = Kokkos::create_mirror_view(sum);
+  exchange.ordered_sum(host_rows.data(), int(rows.extent(0)), rows.extent(1), host_sum.data());
+  Kokkos::deep_copy(sum, host_sum);
+}
+
 }  // namespace detail
 
 template <class Net, class Objective, class ExecSpace = Kokkos::DefaultExecutionSpace, class Real = float,
@@ -403,6 +421,18 @@ class Trainer {
   long step() const { return m_step; }
   int chunks() const { return m_chunks; }
   const Objective& objective() const { return m_objective; }
+
+  /// Makes this trainer one process of a data-parallel run (train/exchange.hpp; distributed/ makes the
+  /// exchange and checks first that every process has the same settings and data): each step computes
+  /// this process's chunks of the gradient and the exchange sums all of them in chunk order. Null: this
+  /// process alone (the default).
+  void set_exchange(std::shared_ptr<StepExchange> exchange) {
+    m_exchange = std::move(exchange);
+    if (m_exchange && m_sum.extent(0) == 0)
+      m_sum = Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>("scorekit::Trainer::gradient_sum", 1,
+                                                                      Net::n_params);
+  }
+  const std::shared_ptr<StepExchange>& exchange() const { return m_exchange; }
   const TrainSettings& settings() const { return m_settings; }
 
   /// What a checkpoint must match: the network, the objective, the value type and the block.
@@ -461,10 +491,14 @@ class Trainer {
     const std::int64_t n_data = std::int64_t(data.extent(0));
     const std::uint64_t seed = m_settings.seed;
     const auto step = std::uint32_t(m_step);
-    Kokkos::parallel_for("scorekit::Trainer::gradient", Kokkos::RangePolicy<ExecSpace>(0, chunks),
-                         detail::GradientChunks<Net, Objective, Real, Block, memory_space>{
-                             m_objective, m_grad, m_stats, m_work, m_params, data, m_work_per_chunk, chunks,
-                             n_blocks, batch, levels, n_data, seed, step, m_failure});
+    const int rank = m_exchange ? m_exchange->rank() : 0, size = m_exchange ? m_exchange->size() : 1;
+    const int c0 = first_chunk(chunks, rank, size), c1 = first_chunk(chunks, rank + 1, size);
+    if (c1 > c0)
+      Kokkos::parallel_for("scorekit::Trainer::gradient", Kokkos::RangePolicy<ExecSpace>(c0, c1),
+                           detail::GradientChunks<Net, Objective, Real, Block, memory_space>{
+                               m_objective, m_grad, m_stats, m_work, m_params, data, m_work_per_chunk, chunks,
+                               n_blocks, batch, levels, n_data, seed, step, m_failure});
+    if (m_exchange) exchange_chunks();
     const detail::LossWindow<Real, memory_space> loss{m_stats, m_window, m_failure,
                                                       chunks,  levels,   loss_key(m_step)};
     if constexpr (runs_on_host_v<memory_space>) {
@@ -474,9 +508,21 @@ class Trainer {
     } else {
       Kokkos::parallel_for("scorekit::Trainer::loss", Kokkos::RangePolicy<ExecSpace>(0, 1), loss);
     }
-    m_adam.step_unless(m_failure, gradient_key(m_step), m_params, m_grad, Real(1) / Real(batch));
+    if (m_exchange)
+      m_adam.step_unless(m_failure, gradient_key(m_step), m_params, m_sum, Real(1) / Real(batch));
+    else
+      m_adam.step_unless(m_failure, gradient_key(m_step), m_params, m_grad, Real(1) / Real(batch));
     m_ema->update_unless(m_failure, m_params);
     ++m_step;
+  }
+
+  /// A data-parallel step: every process gets every chunk's loss statistics, and the chunk-ordered sum
+  /// of the gradient rows in m_sum.
+  void exchange_chunks() {
+    detail::exchange_gradient<ExecSpace>(*m_exchange, m_grad, m_sum);
+    const auto stats = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m_stats);
+    m_exchange->share_rows(stats.data(), m_chunks, stats.extent(1));
+    Kokkos::deep_copy(m_stats, stats);
   }
 
   // The failure flag's keys (detail::FailureKeys).
@@ -511,6 +557,8 @@ class Trainer {
   failure_type m_failure;  ///< no_failure, or the key of the first failed step (see loss_key)
   int m_chunks = 1, m_work_per_chunk = 0;
   long m_step = 0;
+  std::shared_ptr<StepExchange> m_exchange;                       ///< null: this process alone
+  Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> m_sum;  ///< 1 x P: the exchanged gradient sum
 };
 
 }  // namespace train
