@@ -19,11 +19,13 @@ kernels_prefix="$cache/kokkos-kernels-3.4.01"
 # for the OpenMP build in OpenMP programs). libopenblas-dev alone would pull the pthread build, and
 # Debian's alternatives may still point libopenblas.so.0 at it, so Kokkos Kernels links the OpenMP
 # build by its full path below (CMake then puts its folder in the RUNPATH of the binaries it builds).
+# OpenMPI (libopenmpi-dev, openmpi-bin) is for distributed/ and its tests under mpirun (SCOREKIT_ENABLE_MPI,
+# on in the ci preset); nothing else needs it.
 packages=(build-essential cmake ninja-build git dpkg-dev xz-utils
           libeigen3-dev libboost-math-dev catch2 libbenchmark-dev clang-format
           libopenblas-dev libopenblas-openmp-dev libopenblas0-openmp
           zlib1g-dev libpng-dev dataset-fashion-mnist
-          nlohmann-json3-dev python3-numpy)
+          nlohmann-json3-dev python3-numpy libopenmpi-dev openmpi-bin)
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
