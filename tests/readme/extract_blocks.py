@@ -3,7 +3,8 @@
 readme_blocks), so that a block that no longer compiles, or no longer runs, fails the build or a test.
 
   extract_blocks.py README.md OUT_DIR     writes OUT_DIR/readme_program_<k>.cpp for each block that is
-                                          a whole program (it has its own main) and OUT_DIR/readme_blocks.cpp
+                                          a whole program (it has its own main; readme_mpi_program_<k>.cpp
+                                          when it includes scorekit/distributed/) and OUT_DIR/readme_blocks.cpp
                                           with every other block, each in a function that main() calls
 
 What a fragment needs around it (the particles it samples, the data it trains on) stands in an HTML
@@ -101,7 +102,10 @@ def main():
         where = f"// README.md line {line}\n"
         if "int main(" in code:
             programs += 1
-            with open(os.path.join(out_dir, f"readme_program_{programs}.cpp"), "w", encoding="utf-8") as f:
+            # A program with scorekit/distributed/ is an MPI program: tests/CMakeLists.txt runs it under
+            # mpirun (and leaves it out of builds without MPI).
+            kind = "readme_mpi_program" if "<scorekit/distributed/" in code else "readme_program"
+            with open(os.path.join(out_dir, f"{kind}_{programs}.cpp"), "w", encoding="utf-8") as f:
                 f.write(header + s["global"] + where + code + s["after"])
             continue
         inc, body = split_includes(code)
