@@ -5,12 +5,14 @@
 // infinite loss or gradient reported as non_finite_loss naming the first bad step, the weights, the
 // EMA, Adam's state and step() left as before it.
 //
-// One step: draw the minibatch (one kernel), one batched forward of the network, the loss and its
-// output adjoint (one kernel), one batched backward into the gradient, the loss bookkeeping (one work
-// item, fixed order), Adam and the EMA (skipped on the device once a step failed). The products are the
-// BLAS' (Kokkos Kernels), on host backends in tiles fixed by the shape, one single-threaded BLAS call
-// each (core/blas.hpp); scorekit's own kernels reduce in a fixed order. So a run is the same bits on
-// Serial and OpenMP with any thread count, for a given BLAS (tests/test_thread_counts.cpp).
+// One step: draw the minibatch (one kernel), then per micro-batch (TrainSettings::gradient_chunks of
+// them, one by default: the whole minibatch) one batched forward of the network, the loss and its output
+// adjoint (one kernel) and one batched backward into the micro-batch's gradient row; the loss bookkeeping
+// (one work item, fixed order), Adam (which adds the rows in order) and the EMA (skipped on the device
+// once a step failed). Micro-batches are what a data-parallel run shares out (train/exchange.hpp). The
+// products are the BLAS' (Kokkos Kernels), on host backends in tiles fixed by the shape, one single-threaded
+// BLAS call each (core/blas.hpp); scorekit's own kernels reduce in a fixed order. So a run is the same bits
+// on Serial and OpenMP with any thread count, for a given BLAS (tests/test_thread_counts.cpp).
 // scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
 #pragma once
 
