@@ -297,6 +297,48 @@ TEMPLATE_LIST_TEST_CASE("BatchTrainer: resuming from a checkpoint continues the 
   std::remove(path.c_str());
 }
 
+TEST_CASE("a network's buffers serve batches of any size: the bits of a fresh network", "[image]") {
+  // Network::prepare() grows its buffers and keeps them for smaller batches (as the micro-batches of a
+  // training step alternate 42 and 43 samples); a batch after a larger one must give what a network that
+  // never saw the larger one gives, forward and backward.
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  using Mem = Exec::memory_space;
+  auto run = [](scorekit::ImageScoreModel<float, Exec>& model, int n) {
+    scorekit::BatchView<float, Mem> x("x", std::size_t(n), 16), out("out", std::size_t(n), 16);
+    Kokkos::View<float*, Mem> sigma("sigma", std::size_t(n)), grad("grad", model.network().n_params());
+    for (int i = 0; i < n; ++i) {
+      sigma(i) = 0.2f + 0.1f * float(i);
+      for (int j = 0; j < 16; ++j) x(i, j) = std::sin(float(3 * i + j));
+    }
+    model.score(Exec(), scorekit::ConstBatchView<float, Mem>(x), sigma, out);
+    scorekit::BatchView<float, Mem> dout("dout", std::size_t(n), 16);
+    Kokkos::deep_copy(dout, out);
+    model.backward(Exec(), dout, grad);
+    std::vector<float> all(out.data(), out.data() + out.span());
+    all.insert(all.end(), grad.data(), grad.data() + grad.span());
+    return all;
+  };
+  auto make = [] {
+    auto net = std::make_shared<Network<float, Exec>>(unet<float, Exec>(tiny_unet()));
+    Kokkos::View<float*, Mem> p("p", std::size_t(net->n_params()));
+    for (std::size_t i = 0; i < p.extent(0); ++i) p(i) = 0.05f * std::cos(float(i));
+    scorekit::ImageScoreSettings s;
+    s.height = s.width = 4;
+    s.channels = 1;
+    s.sigma_min = 0.1;
+    s.sigma_max = 10;
+    s.fourier_features = 4;
+    return scorekit::ImageScoreModel<float, Exec>(net, p, s);
+  };
+  auto reused = make();
+  const auto large = run(reused, 7);
+  const auto small_after = run(reused, 3);
+  const auto large_again = run(reused, 7);
+  auto fresh = make();
+  CHECK(run(fresh, 3) == small_after);
+  CHECK(large_again == large);
+}
+
 TEST_CASE("BatchTrainer: a step summed from micro-batches is the step of the whole minibatch", "[image]") {
   // gradient_chunks = 3 splits the minibatch of 8 into micro-batches of 2, 3 and 3 (the split a
   // data-parallel run shares out, distributed/), each a forward and backward with the loss averaged over

@@ -177,9 +177,14 @@ class ImageScoreModel {
     const int n = int(x.extent(0));
     const nn::image::ImageShape in{n, s_.height, s_.width, s_.channels};
     const std::int64_t rows = in.rows();
-    if (features_.extent(0) != std::size_t(n) && feature_size() > 0)
-      features_ = nn::image::Tensor<Real, memory_space>("scorekit::ImageScoreModel::features", std::size_t(n),
+    if (features_.extent(0) != std::size_t(n) && feature_size() > 0) {
+      // Grown, never shrunk: batches of alternating sizes (a training step's micro-batches) reuse it.
+      const std::size_t size = std::size_t(n) * std::size_t(feature_size());
+      if (features_storage_.extent(0) < size)
+        features_storage_ = Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::features", size);
+      features_ = nn::image::Tensor<Real, memory_space>(features_storage_.data(), std::size_t(n),
                                                         std::size_t(feature_size()));
+    }
     fill_features(exec, sigma);
     const typename network_type::const_tensor_type xt(x.data(), std::size_t(rows), std::size_t(s_.channels));
     const typename network_type::tensor_type yt(out.data(), std::size_t(rows), std::size_t(s_.channels));
@@ -350,8 +355,9 @@ class ImageScoreModel {
   params_type params_;
   ImageScoreSettings s_;
   Kokkos::View<Real*, memory_space> frequencies_;
-  Kokkos::View<Real*, memory_space> ladder_;  ///< level_sigmas on the device
-  mutable nn::image::Tensor<Real, memory_space> features_;
+  Kokkos::View<Real*, memory_space> ladder_;                ///< level_sigmas on the device
+  mutable nn::image::Tensor<Real, memory_space> features_;  ///< a view of features_storage_
+  mutable Kokkos::View<Real*, memory_space> features_storage_;
   mutable NoiseLevels<Real, memory_space> sigma_;
   mutable BatchView<Real, memory_space> dy_;        // vjp's scaled direction
   mutable Kokkos::View<Real*, memory_space> grad_;  // vjp's discarded parameter gradient

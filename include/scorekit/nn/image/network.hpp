@@ -211,26 +211,30 @@ class Network {
     if (in == prepared_) return;
     const std::vector<ImageShape> shapes = propagate(in);
     std::size_t work = 0, largest = 0, largest_features = 0;
+    // The buffers only grow: a batch no larger than one seen before (the micro-batches of a training
+    // step, a sampler's batches beside training's) reuses them instead of allocating again.
+    auto at_least = [](vector_type& storage, std::size_t size, const char* label) {
+      if (storage.extent(0) < size)
+        storage = vector_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), size);
+      return storage.data();
+    };
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       Node& n = nodes_[i];
       n.shape = shapes[i];
       const auto r = std::size_t(n.shape.rows()), c = std::size_t(n.shape.c);
       if (n.kind != Kind::image_input && n.kind != Kind::features_input)
-        n.value = tensor_type(
-            Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::value"), r, c);
-      n.adjoint = tensor_type(
-          Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::adjoint"), r, c);
+        n.value = tensor_type(at_least(n.value_storage, r * c, "scorekit::nn::image::Network::value"), r, c);
+      n.adjoint =
+          tensor_type(at_least(n.adjoint_storage, r * c, "scorekit::nn::image::Network::adjoint"), r, c);
       if (n.op) work = std::max(work, n.op->workspace_size(shapes[std::size_t(n.a)]));
       if (n.kind == Kind::conditioned_layer)
         largest_features = std::max(largest_features, std::size_t(shapes[std::size_t(n.b)].size()));
       largest = std::max(largest, r * c);
     }
-    work_ = vector_type(
-        Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::workspace"),
-        std::max<std::size_t>(work, 1));
-    scratch_ =
-        vector_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, "scorekit::nn::image::Network::scratch"),
-                    largest + largest_features);
+    at_least(work_storage_, std::max<std::size_t>(work, 1), "scorekit::nn::image::Network::workspace");
+    work_ = vector_type(work_storage_.data(), std::max<std::size_t>(work, 1));
+    at_least(scratch_storage_, largest + largest_features, "scorekit::nn::image::Network::scratch");
+    scratch_ = vector_type(scratch_storage_.data(), largest + largest_features);
     scratch_features_ = largest;
     prepared_ = in;
   }
@@ -364,7 +368,8 @@ class Network {
     }
   }
 
-  /// The value node `id` took in the last forward() (for tests and inspection).
+  /// The value node `id` took in the last forward() (for tests and inspection): a view of the network's
+  /// buffers, valid until the next forward() (which may reallocate them for a larger batch).
   const_tensor_type value(int id) const {
     const Node& n = nodes_[std::size_t(id)];
     if (n.kind == Kind::image_input) return x_;
@@ -470,7 +475,8 @@ class Network {
     std::string name;  ///< name_layer()'s, for parameter_tensors()
     int param_offset = 0;
     ImageShape shape;
-    tensor_type value, adjoint;
+    tensor_type value, adjoint;                  ///< views of the storage below, shaped for the last batch
+    vector_type value_storage, adjoint_storage;  ///< grown to the largest batch seen (prepare())
   };
 
   static std::string where() { return "scorekit::nn::image::Network"; }
@@ -712,7 +718,8 @@ class Network {
   int features_node_ = -1;
   int output_ = -1;
   ImageShape prepared_{};
-  vector_type work_, scratch_;
+  vector_type work_, scratch_;                  ///< views of the storage below
+  vector_type work_storage_, scratch_storage_;  ///< grown to the largest batch seen (prepare())
   std::size_t scratch_features_ = 0;  ///< where a conditioned layer's features adjoint may go in scratch_
   const_tensor_type x_, f_;
 };
