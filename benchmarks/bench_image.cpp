@@ -85,7 +85,7 @@ ImageScoreSettings refinenet_image_settings() {
 template <class Exec, class Draw>
 void train_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> net,
                 const ImageScoreSettings& image, const Draw& draw, int batch, long warm_up,
-                long per_iteration) {
+                long per_iteration, int chunks = 0) {
   const double mads = net->multiply_adds({batch, side, side, 1});
   const double first = Conv2d(1, 32, 3).multiply_adds({batch, side, side, 1});
   train::TrainSettings t;
@@ -93,6 +93,7 @@ void train_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> n
   t.seed = 1;
   t.log = nullptr;
   t.adam.learning_rate = 1e-4;
+  t.gradient_chunks = chunks;
   train::BatchTrainer<float, Exec, Draw> trainer(net, image, draw, t, 1);
   const auto x = images<Exec>(2048);
   const ConstBatchView<float, typename Exec::memory_space> data = x;
@@ -167,11 +168,12 @@ void refinenet_score(benchmark::State& state, int batch) {
                    refinenet_image_settings(), batch);
 }
 
+/// A training step of the U-Net, summed from `chunks` micro-batches (0: the whole batch at once).
 template <class Exec>
-void unet_train(benchmark::State& state, int batch) {
+void unet_train(benchmark::State& state, int batch, int chunks = 0) {
   using Draw = objective::ContinuousTime<VarianceExplodingSDE<float>>;
   train_case<Exec>(state, std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings())),
-                   image_settings(), Draw(VarianceExplodingSDE<float>(0.01f, 25.f)), batch, 2, 3);
+                   image_settings(), Draw(VarianceExplodingSDE<float>(0.01f, 25.f)), batch, 2, 3, chunks);
 }
 
 template <class Exec>
@@ -225,6 +227,12 @@ void register_workloads(const std::string& backend) {
                                [](benchmark::State& s) { unet_train<Exec>(s, 128); })
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
+  // The same step in micro-batches (what a data-parallel run shares out): 3 of 42-43 images, 4 of 32.
+  for (int chunks : {3, 4})
+    benchmark::RegisterBenchmark(("unet_train_b128_chunks" + std::to_string(chunks) + "/" + backend).c_str(),
+                                 [chunks](benchmark::State& s) { unet_train<Exec>(s, 128, chunks); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark(("unet_score_b256/" + backend).c_str(),
                                [](benchmark::State& s) { unet_score<Exec>(s, 256); })
       ->UseManualTime()
