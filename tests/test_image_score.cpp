@@ -49,6 +49,17 @@ UNetSettings tiny_unet() {
   return s;
 }
 
+/// The 4 x 4 x 1 images of the tiny U-Net, noise levels in [0.1, 10], 4 Fourier features.
+scorekit::ImageScoreSettings tiny_image() {
+  scorekit::ImageScoreSettings s;
+  s.height = s.width = 4;
+  s.channels = 1;
+  s.sigma_min = 0.1;
+  s.sigma_max = 10;
+  s.fourier_features = 4;
+  return s;
+}
+
 /// The parameter count of unet(), written from its description (not from the code).
 int unet_parameters(const UNetSettings& s) {
   const int F = s.embedding;
@@ -94,12 +105,7 @@ TEST_CASE("ImageScoreModel: bad networks, batches and noise levels are named err
   using Catch::Contains;
   auto net = std::make_shared<Network<double, Exec>>(unet<double, Exec>(tiny_unet()));
   Kokkos::View<double*, Mem> p("p", std::size_t(net->n_params()));
-  scorekit::ImageScoreSettings s;
-  s.height = s.width = 4;
-  s.channels = 1;
-  s.sigma_min = 0.1;
-  s.sigma_max = 10;
-  s.fourier_features = 4;
+  const scorekit::ImageScoreSettings s = tiny_image();
   const scorekit::ImageScoreModel<double, Exec> model(net, p, s);
   CHECK(model.dim() == 16);
   auto bad = s;
@@ -322,13 +328,7 @@ TEST_CASE("a network's buffers serve batches of any size: the bits of a fresh ne
     auto net = std::make_shared<Network<float, Exec>>(unet<float, Exec>(tiny_unet()));
     Kokkos::View<float*, Mem> p("p", std::size_t(net->n_params()));
     for (std::size_t i = 0; i < p.extent(0); ++i) p(i) = 0.05f * std::cos(float(i));
-    scorekit::ImageScoreSettings s;
-    s.height = s.width = 4;
-    s.channels = 1;
-    s.sigma_min = 0.1;
-    s.sigma_max = 10;
-    s.fourier_features = 4;
-    return scorekit::ImageScoreModel<float, Exec>(net, p, s);
+    return scorekit::ImageScoreModel<float, Exec>(net, p, tiny_image());
   };
   auto reused = make();
   const auto large = run(reused, 7);

@@ -52,13 +52,6 @@ namespace dist = scorekit::distributed;
 using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
 
-template <class V>
-std::vector<unsigned char> bytes(const V& v) {
-  const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-  const auto* p = reinterpret_cast<const unsigned char*>(h.data());
-  return std::vector<unsigned char>(p, p + h.span() * sizeof(typename V::value_type));
-}
-
 template <class Real>
 scorekit::GaussianMixture<Real, Mem> two_modes() {
   Eigen::MatrixXd means(2, 2);
@@ -86,7 +79,7 @@ void check_sharded(const dist::Communicator& comm, const std::string& name, std:
   const auto local = run(mine, std::uint64_t(part.first));
   const auto gathered = dist::allgather_rows(comm, local, n);
   REQUIRE(gathered.extent(0) == reference.extent(0));
-  CHECK(bytes(gathered) == bytes(reference));
+  CHECK(scorekit_test::bitwise_equal(gathered, reference));
 }
 
 template <class View>
@@ -282,20 +275,20 @@ TEST_CASE("data-parallel training gives the one-process weights bit for bit", "[
   T shared(Objective(sigmas), settings, 2);
   dist::data_parallel(comm, shared, data);
   shared.train(data, 12);
-  CHECK(bytes(shared.parameters()) == bytes(alone.parameters()));
-  CHECK(bytes(shared.ema_parameters()) == bytes(alone.ema_parameters()));
+  CHECK(scorekit_test::bitwise_equal(shared.parameters(), alone.parameters()));
+  CHECK(scorekit_test::bitwise_equal(shared.ema_parameters(), alone.ema_parameters()));
 
   comm.barrier();
   T resumed(Objective(sigmas), settings, 77);
   dist::load(comm, resumed, path);
   dist::data_parallel(comm, resumed, data);
   resumed.train(data, 6);
-  CHECK(bytes(resumed.parameters()) == bytes(alone.parameters()));
+  CHECK(scorekit_test::bitwise_equal(resumed.parameters(), alone.parameters()));
   const std::string path2 = "mpi_trainer_saved_" + std::to_string(comm.size()) + ".ckpt";
   dist::save(comm, resumed, path2);
   T reread(Objective(sigmas), settings, 5);
   dist::load(comm, reread, path2);
-  CHECK(bytes(reread.parameters()) == bytes(alone.parameters()));
+  CHECK(scorekit_test::bitwise_equal(reread.parameters(), alone.parameters()));
 }
 
 #if defined(SCOREKIT_HAVE_KOKKOS_KERNELS)
@@ -334,8 +327,8 @@ TEST_CASE("data-parallel BatchTrainer gives the one-process weights bit for bit"
   auto shared = make();
   dist::data_parallel(comm, *shared, scorekit::ConstBatchView<float, Mem>(data));
   const auto report = shared->train(scorekit::ConstBatchView<float, Mem>(data), 3);
-  CHECK(bytes(shared->parameters()) == bytes(alone->parameters()));
-  CHECK(bytes(shared->ema_parameters()) == bytes(alone->ema_parameters()));
+  CHECK(scorekit_test::bitwise_equal(shared->parameters(), alone->parameters()));
+  CHECK(scorekit_test::bitwise_equal(shared->ema_parameters(), alone->ema_parameters()));
   CHECK(std::isfinite(report.final_loss));
 }
 #endif

@@ -188,9 +188,8 @@ class BatchTrainer {
   /// the gradient rows in chunk order and shares the per-sample losses. Null: this process alone.
   void set_exchange(std::shared_ptr<StepExchange> exchange) {
     exchange_ = std::move(exchange);
-    if (exchange_ && sum_.extent(0) == 0)
-      sum_ = Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>("scorekit::BatchTrainer::gradient_sum",
-                                                                     1, params_.extent(0));
+    if (exchange_ && !staged_)
+      staged_ = std::make_unique<detail::StagedGradient<Exec, Real>>(grad_, "scorekit::BatchTrainer");
   }
   const std::shared_ptr<StepExchange>& exchange() const { return exchange_; }
   /// The noise draw of the objective (its levels or SDE).
@@ -266,7 +265,7 @@ class BatchTrainer {
       Kokkos::deep_copy(exec, row, Real(0));
       model_->backward(exec, part.dout, row);
     }
-    if (exchange_) exchange_chunks();
+    const auto& gradient = exchange_ ? exchange_chunks() : grad_;
     const detail::BatchLossWindow<memory_space> loss{batch_.loss, batch_.level, window_, failure_,
                                                      loss_key(step_)};
     if constexpr (runs_on_host_v<memory_space>) {
@@ -275,7 +274,7 @@ class BatchTrainer {
     } else {
       Kokkos::parallel_for("scorekit::BatchTrainer::loss", Kokkos::RangePolicy<Exec>(exec, 0, 1), loss);
     }
-    adam_.step_unless(failure_, gradient_key(step_), params_, exchange_ ? sum_ : grad_, Real(1));
+    adam_.step_unless(failure_, gradient_key(step_), params_, gradient, Real(1));
     ema_->update_unless(failure_, params_);
     ++step_;
   }
@@ -284,15 +283,16 @@ class BatchTrainer {
   /// are split among processes.
   int sample_bound(int c) const { return first_chunk(settings_.batch_size, c, chunks_); }
 
-  /// A data-parallel step: every process gets every sample's loss, and the chunk-ordered sum of the
-  /// gradient rows in sum_.
-  void exchange_chunks() {
-    detail::exchange_gradient<Exec>(*exchange_, grad_, sum_);
+  /// A data-parallel step: every process gets every sample's loss; returns the chunk-ordered sum of the
+  /// gradient rows.
+  const Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>& exchange_chunks() {
+    const auto& sum = staged_->sum(*exchange_, grad_);
     const auto loss = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), batch_.loss);
     std::vector<std::size_t> bounds(std::size_t(chunks_) + 1);
     for (int c = 0; c <= chunks_; ++c) bounds[std::size_t(c)] = std::size_t(sample_bound(c)) * sizeof(double);
     exchange_->share(loss.data(), bounds);
     Kokkos::deep_copy(batch_.loss, loss);
+    return sum;
   }
 
   void check() {
@@ -307,8 +307,8 @@ class BatchTrainer {
   TrainSettings settings_;
   vector_type params_;
   Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> grad_;  ///< chunks x P: a row per micro-batch
-  Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> sum_;   ///< 1 x P: the exchanged gradient sum
   std::shared_ptr<StepExchange> exchange_;                        ///< null: this process alone
+  std::unique_ptr<detail::StagedGradient<Exec, Real>> staged_;    ///< with an exchange
   int chunks_ = 1;
   nn::Adam<Real, Exec> adam_;
   std::unique_ptr<model_type> model_;

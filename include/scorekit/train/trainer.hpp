@@ -294,18 +294,42 @@ void restore_training_state(const nn::Checkpoint& cp, const Kokkos::View<Real*, 
   adam.set_state(std::int64_t(adam_steps[0]), m, v);
 }
 
-/// The gradient half of a data-parallel step, for both trainers: waits for this process's gradient rows
-/// (chunks x P), hands them to the exchange through the host (MPI takes host memory) and puts the
-/// chunk-ordered sum into `sum` (1 x P), which Adam then takes as a single row.
-template <class Exec, class Real, class Mem>
-void exchange_gradient(StepExchange& exchange, const Kokkos::View<Real**, Kokkos::LayoutRight, Mem>& rows,
-                       const Kokkos::View<Real**, Kokkos::LayoutRight, Mem>& sum) {
-  Exec().fence();
-  const auto host_rows = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rows);
-  const auto host_sum = Kokkos::create_mirror_view(sum);
-  exchange.ordered_sum(host_rows.data(), int(rows.extent(0)), rows.extent(1), host_sum.data());
-  Kokkos::deep_copy(sum, host_sum);
-}
+/// The gradient half of a data-parallel step, for both trainers: this process's gradient rows (of the
+/// chunks x P rows) go to the exchange through host buffers kept between steps (MPI takes host memory;
+/// on a host backend the buffers are the rows themselves, and nothing is copied), and the chunk-ordered
+/// sum comes back as the single row Adam then takes.
+template <class Exec, class Real>
+class StagedGradient {
+ public:
+  using rows_type = Kokkos::View<Real**, Kokkos::LayoutRight, typename Exec::memory_space>;
+
+  StagedGradient(const rows_type& rows, const std::string& label)
+      : m_host_rows(Kokkos::create_mirror_view(rows)),
+        m_sum(label + "::gradient_sum", 1, rows.extent(1)),
+        m_host_sum(Kokkos::create_mirror_view(m_sum)) {}
+
+  /// Waits for `rows` (this process's chunks written) and returns the 1 x P chunk-ordered sum over all
+  /// processes.
+  const rows_type& sum(StepExchange& exchange, const rows_type& rows) {
+    Exec().fence();
+    const int chunks = int(rows.extent(0));
+    const int c0 = first_chunk(chunks, exchange.rank(), exchange.size());
+    const int c1 = first_chunk(chunks, exchange.rank() + 1, exchange.size());
+    if (c1 > c0) {  // only this process's rows: the others come from the exchange
+      const auto own = std::make_pair(std::size_t(c0), std::size_t(c1));
+      Kokkos::deep_copy(Kokkos::subview(m_host_rows, own, Kokkos::ALL),
+                        Kokkos::subview(rows, own, Kokkos::ALL));
+    }
+    exchange.ordered_sum(m_host_rows.data(), chunks, rows.extent(1), m_host_sum.data());
+    Kokkos::deep_copy(m_sum, m_host_sum);
+    return m_sum;
+  }
+
+ private:
+  typename rows_type::HostMirror m_host_rows;
+  rows_type m_sum;
+  typename rows_type::HostMirror m_host_sum;
+};
 
 }  // namespace detail
 
@@ -428,9 +452,8 @@ class Trainer {
   /// process alone (the default).
   void set_exchange(std::shared_ptr<StepExchange> exchange) {
     m_exchange = std::move(exchange);
-    if (m_exchange && m_sum.extent(0) == 0)
-      m_sum = Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>("scorekit::Trainer::gradient_sum", 1,
-                                                                      Net::n_params);
+    if (m_exchange && !m_staged)
+      m_staged = std::make_unique<detail::StagedGradient<ExecSpace, Real>>(m_grad, "scorekit::Trainer");
   }
   const std::shared_ptr<StepExchange>& exchange() const { return m_exchange; }
   const TrainSettings& settings() const { return m_settings; }
@@ -498,7 +521,7 @@ class Trainer {
                            detail::GradientChunks<Net, Objective, Real, Block, memory_space>{
                                m_objective, m_grad, m_stats, m_work, m_params, data, m_work_per_chunk, chunks,
                                n_blocks, batch, levels, n_data, seed, step, m_failure});
-    if (m_exchange) exchange_chunks();
+    const auto& gradient = m_exchange ? exchange_chunks() : m_grad;
     const detail::LossWindow<Real, memory_space> loss{m_stats, m_window, m_failure,
                                                       chunks,  levels,   loss_key(m_step)};
     if constexpr (runs_on_host_v<memory_space>) {
@@ -508,21 +531,19 @@ class Trainer {
     } else {
       Kokkos::parallel_for("scorekit::Trainer::loss", Kokkos::RangePolicy<ExecSpace>(0, 1), loss);
     }
-    if (m_exchange)
-      m_adam.step_unless(m_failure, gradient_key(m_step), m_params, m_sum, Real(1) / Real(batch));
-    else
-      m_adam.step_unless(m_failure, gradient_key(m_step), m_params, m_grad, Real(1) / Real(batch));
+    m_adam.step_unless(m_failure, gradient_key(m_step), m_params, gradient, Real(1) / Real(batch));
     m_ema->update_unless(m_failure, m_params);
     ++m_step;
   }
 
-  /// A data-parallel step: every process gets every chunk's loss statistics, and the chunk-ordered sum
-  /// of the gradient rows in m_sum.
-  void exchange_chunks() {
-    detail::exchange_gradient<ExecSpace>(*m_exchange, m_grad, m_sum);
+  /// A data-parallel step: every process gets every chunk's loss statistics; returns the chunk-ordered
+  /// sum of the gradient rows.
+  const Kokkos::View<Real**, Kokkos::LayoutRight, memory_space>& exchange_chunks() {
+    const auto& sum = m_staged->sum(*m_exchange, m_grad);
     const auto stats = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m_stats);
     m_exchange->share_rows(stats.data(), m_chunks, stats.extent(1));
     Kokkos::deep_copy(m_stats, stats);
+    return sum;
   }
 
   // The failure flag's keys (detail::FailureKeys).
@@ -557,8 +578,8 @@ class Trainer {
   failure_type m_failure;  ///< no_failure, or the key of the first failed step (see loss_key)
   int m_chunks = 1, m_work_per_chunk = 0;
   long m_step = 0;
-  std::shared_ptr<StepExchange> m_exchange;                       ///< null: this process alone
-  Kokkos::View<Real**, Kokkos::LayoutRight, memory_space> m_sum;  ///< 1 x P: the exchanged gradient sum
+  std::shared_ptr<StepExchange> m_exchange;                           ///< null: this process alone
+  std::unique_ptr<detail::StagedGradient<ExecSpace, Real>> m_staged;  ///< with an exchange
 };
 
 }  // namespace train
