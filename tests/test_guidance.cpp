@@ -21,6 +21,7 @@
 #include <scorekit/metrics/moments.hpp>
 #include <scorekit/metrics/statistical_tests.hpp>
 #include <scorekit/schedule/linear_beta.hpp>
+#include <scorekit/score/batched.hpp>
 #include <scorekit/score/perturbed_mixture.hpp>
 #include <scorekit/sde/reverse.hpp>
 #include <scorekit/sde/variance_exploding.hpp>
@@ -792,6 +793,8 @@ scorekit::GaussianMixture<double, Mem> two_modes() {
 
 /// A classifier whose gradient is NaN: w = 0 must never call it.
 struct NanClassifier {
+  using value_type = double;
+  using memory_space = Kokkos::HostSpace;
   KOKKOS_INLINE_FUNCTION void grad_log_likelihood(const double*, double, double* out) const {
     out[0] = out[1] = scorekit::math::quiet_nan<double>();
   }
@@ -880,6 +883,118 @@ TEMPLATE_LIST_TEST_CASE("Classifier-guided reverse sampling draws the chosen com
     on_other += l1 > l0 ? 1 : 0;
   }
   CHECK(on_other == 0);
+}
+
+TEST_CASE("Batched classifier guidance gives each sample its own label's score",
+          "[guidance][classifier][batched]") {
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  const auto mix = two_modes<HostSpace>();
+  const auto model = scorekit::batched(scorekit::PerturbedMixtureScore<double, HostSpace>(mix));
+  const auto classifier = scorekit::per_label(
+      std::vector<scorekit::MixtureComponentClassifier<double, HostSpace>>{{mix, 0}, {mix, 1}});
+  const auto p = scorekit::mixture_parameters(mix);
+  const scorekit::PerturbedMixtureScore<double, HostSpace> c0(
+      scorekit::gaussian<double, HostSpace>(p.means.row(0).transpose(), p.covariances[0]));
+  const scorekit::PerturbedMixtureScore<double, HostSpace> c1(
+      scorekit::gaussian<double, HostSpace>(p.means.row(1).transpose(), p.covariances[1]));
+  // Six samples at three noise levels, labels 0 1 1 0 1 0.
+  const int n = 6;
+  scorekit::BatchView<double, HostSpace> x("x", n, 2), s("s", n, 2), g("g", n, 2), g2("g2", n, 2),
+      u("u", n, 2);
+  Kokkos::View<double*, HostSpace> sigma("sigma", n);
+  Kokkos::View<int*, HostSpace> labels("labels", n);
+  const double points[6][2] = {{0, 0}, {-3, -2}, {2.5, 3.5}, {-1, 4}, {0.3, -0.2}, {5, -1}};
+  const int label[6] = {0, 1, 1, 0, 1, 0};
+  for (int i = 0; i < n; ++i) {
+    x(i, 0) = points[i][0];
+    x(i, 1) = points[i][1];
+    sigma(i) = i % 3 == 0 ? 0.01 : i % 3 == 1 ? 0.5 : 3.0;
+    labels(i) = label[i];
+  }
+  const Kokkos::View<const int*, HostSpace> l = labels;
+  const auto guided = scorekit::classifier_guided(model, classifier, l, 1.0);
+  const auto doubled = scorekit::classifier_guided(model, classifier, l, 2.0);
+  const auto unguided =
+      scorekit::classifier_guided(model, scorekit::per_label(std::vector<NanClassifier>{{}, {}}), l, 0.0);
+  static_assert(scorekit::is_batch_score_model_v<std::decay_t<decltype(guided)>>);
+  const scorekit::ConstBatchView<double, HostSpace> xc = x;
+  const scorekit::NoiseLevels<double, HostSpace> sc = sigma;
+  model.score(Exec(), xc, sc, s);
+  guided.score(Exec(), xc, sc, g);
+  doubled.score(Exec(), xc, sc, g2);
+  unguided.score(Exec(), xc, sc, u);
+  std::vector<double> work(64);
+  for (int i = 0; i < n; ++i) {
+    double c[2];
+    (label[i] == 0 ? c0 : c1).score(&x(i, 0), sigma(i), c, work.data());
+    for (int j = 0; j < 2; ++j) {
+      INFO("sample " << i << " (label " << label[i] << ", sigma " << sigma(i) << "), coordinate " << j);
+      CHECK(std::abs(g(i, j) - c[j]) < 1e-12 * (1 + std::abs(s(i, j)) + std::abs(c[j])));
+      CHECK(std::abs(g2(i, j) - (2 * c[j] - s(i, j))) < 1e-12 * (1 + std::abs(s(i, j)) + std::abs(c[j])));
+      CHECK(std::memcmp(&u(i, j), &s(i, j), sizeof(double)) == 0);  // w = 0: the model, bitwise
+    }
+  }
+
+  // Bad input, each named.
+  Kokkos::View<int*, HostSpace> five("five", 5), bad("bad", n);
+  Kokkos::deep_copy(bad, 0);
+  bad(4) = 2;
+  CHECK_THROWS_WITH(
+      scorekit::classifier_guided(model, classifier, Kokkos::View<const int*, HostSpace>(bad), 1.0),
+      Catch::Contains("label of sample 4 is 2") && Catch::Contains("0..1"));
+  const auto short_labels =
+      scorekit::classifier_guided(model, classifier, Kokkos::View<const int*, HostSpace>(five), 1.0);
+  CHECK_THROWS_WITH(short_labels.score(Exec(), xc, sc, g), Catch::Contains("6 samples but 5 labels"));
+  CHECK_THROWS_WITH(scorekit::classifier_guided(model, classifier, l, -1.0),
+                    Catch::Contains("finite and >= 0"));
+  CHECK_THROWS_WITH(
+      scorekit::per_label(std::vector<scorekit::MixtureComponentClassifier<double, HostSpace>>{{mix, 0}}),
+      Catch::Contains("at least 2"));
+}
+
+TEMPLATE_LIST_TEST_CASE("Batched classifier-guided sampling draws each sample's component",
+                        "[guidance][classifier][batched]", Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const auto mix = two_modes<Mem>();
+  const auto p = scorekit::mixture_parameters(mix);
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 5);
+  const auto settings = reverse_settings(false, 403);
+  std::vector<double> sigmas;
+  for (double t : settings.times)
+    if (ve.marginal(t).std > 0) sigmas.push_back(ve.marginal(t).std);
+  using Classifier = scorekit::MixtureComponentClassifier<double, Mem>;
+  const scorekit::PerturbedMixtureScore<double, Mem> exact(mix, sigmas);
+  const auto classifier = scorekit::per_label(std::vector<Classifier>{{mix, 0, sigmas}, {mix, 1, sigmas}});
+  // The first half labelled 0 and started from component 0's exact p_1, the second half likewise for 1.
+  const int half = n_particles / 4;
+  const auto comp = [&](int k) {
+    return scorekit::gaussian<double, Mem>(p.means.row(k).transpose(), p.covariances[std::size_t(k)]);
+  };
+  auto x = scorekit::make_particles<double>(Exec(), 2 * half, 2);
+  Kokkos::View<int*, Mem> labels("labels", std::size_t(2 * half));
+  for (int k = 0; k < 2; ++k) {
+    const auto part = exact_prior_draws<Exec>(comp(k), ve, half, 404 + std::uint64_t(k));
+    Kokkos::deep_copy(Kokkos::subview(x, std::make_pair(k * half, (k + 1) * half), Kokkos::ALL()), part);
+    Kokkos::deep_copy(Kokkos::subview(labels, std::make_pair(k * half, (k + 1) * half)), k);
+  }
+  auto fused = scorekit::make_particles<double>(Exec(), half, 2);
+  Kokkos::deep_copy(fused, Kokkos::subview(x, std::make_pair(0, half), Kokkos::ALL()));
+  const auto guided = scorekit::classifier_guided(scorekit::batched(exact), classifier,
+                                                  Kokkos::View<const int*, Mem>(labels), 1.0);
+  scorekit::integrate(Exec(), scorekit::reverse_sde(ve, guided), scorekit::EulerMaruyama{}, x, settings);
+  const Eigen::MatrixXd h = scorekit_test::to_eigen(x);
+  for (int k = 0; k < 2; ++k) {
+    INFO("label " << k);
+    require_moments(h.middleRows(k * half, half), p.means.row(k).transpose(), p.covariances[std::size_t(k)]);
+  }
+  // The fused path with the per-particle guided score of label 0 steps the first half the same way: the
+  // same noise (particle i, step), the same sums, so the same values to rounding.
+  scorekit::integrate(
+      Exec(), scorekit::reverse_sde(ve, scorekit::classifier_guided(exact, Classifier(mix, 0, sigmas), 1.0)),
+      scorekit::EulerMaruyama{}, fused, settings);
+  const Eigen::MatrixXd hf = scorekit_test::to_eigen(fused);
+  CHECK((hf - h.topRows(half)).cwiseAbs().maxCoeff() < 1e-10 * (1 + h.cwiseAbs().maxCoeff()));
 }
 
 // =====================================================================================================

@@ -101,6 +101,7 @@
 #include <scorekit/schedule/ncsnv2.hpp>
 #include <scorekit/score/batched.hpp>
 #include <scorekit/score/neural.hpp>
+#include <scorekit/score/noise_features.hpp>
 #include <scorekit/score/perturbed_banana.hpp>
 #include <scorekit/score/perturbed_mixture.hpp>
 // What needs Kokkos Kernels (the batched path's dense products), where the build has it.
@@ -111,6 +112,7 @@
 #include <scorekit/nn/image/refinenet.hpp>
 #include <scorekit/nn/image/unet.hpp>
 #include <scorekit/score/batched_mixture.hpp>
+#include <scorekit/score/image_classifier.hpp>
 #include <scorekit/score/image_score.hpp>
 #include <scorekit/train/batch_trainer.hpp>
 #include <scorekit/train/classifier_trainer.hpp>

@@ -98,6 +98,37 @@ void check_batch_shapes(const X& x, const S& sigma, const O& out, int dim, const
 }  // namespace detail
 
 namespace detail {
+
+/// The lowest index of a label outside 0..k-1 (a Min reduction; its identity when there is none). A
+/// named functor: nvcc takes no device lambda in a private member, where the callers check.
+template <class Mem>
+struct FirstLabelOutside {
+  Kokkos::View<const int*, Mem> labels;
+  int k;
+  KOKKOS_INLINE_FUNCTION void operator()(const int i, int& first) const {
+    if ((labels(i) < 0 || labels(i) >= k) && i < first) first = i;
+  }
+};
+
+/// Throws invalid_argument naming the first of `labels` (one a sample) outside 0..classes-1.
+template <class Exec, class Mem>
+void require_labels(const Exec& exec, const Kokkos::View<const int*, Mem>& labels, int classes,
+                    const char* where) {
+  const int n = int(labels.extent(0));
+  int bad = n;
+  Kokkos::parallel_reduce("scorekit::require_labels", Kokkos::RangePolicy<Exec>(exec, 0, n),
+                          FirstLabelOutside<Mem>{labels, classes}, Kokkos::Min<int>(bad));
+  if (bad < n) {
+    int value = 0;
+    Kokkos::deep_copy(value, Kokkos::subview(labels, std::size_t(bad)));
+    throw invalid_argument(
+        concat(where, ": the label of sample ", bad, " is ", value, ", not a class in 0..", classes - 1));
+  }
+}
+
+}  // namespace detail
+
+namespace detail {
 template <class T, class = void>
 struct has_batch_jvp : std::false_type {};
 template <class T>

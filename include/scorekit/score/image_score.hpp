@@ -7,9 +7,8 @@
 //   are CIN++'s (gamma, beta, alpha)): level_sigmas; every sigma must be a level of the ladder to a
 //   relative 1e-5 (float rounding of the levels), else score() throws naming the sample and its sigma;
 // - Gaussian Fourier features of log sigma (score_sde: Tancik et al. 2020 features of the time or noise
-//   level, fed to the network's features input and from there through dense layers into every block):
-//   e_j = sin(2 pi w_j log sigma), e_{j + F/2} = cos(2 pi w_j log sigma), with fixed w_j = scale z_j,
-//   z_j ~ N(0, 1) from CounterRng(fourier_seed, j, 0, RngStream::init);
+//   level, fed to the network's features input and from there through dense layers into every block;
+//   score/noise_features.hpp FourierFeatures, with fourier_seed and fourier_scale);
 // - the output divided by sigma (NCSNv2, "Improved techniques", technique 3: s(x, sigma) = net(x) /
 //   sigma, which makes the network's output of unit scale at every level).
 // NCSN is the level index alone (divide_by_sigma = false); NCSNv2 the output divided by sigma with no
@@ -29,6 +28,7 @@
 #include <scorekit/core/kokkos.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/nn/image/network.hpp>
+#include <scorekit/score/noise_features.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -115,13 +115,7 @@ class ImageScoreModel {
                                                         to_string(net_->output_shape(one)),
                                                         "; a score network must return its input's shape"));
     require_parameters(params_);
-    frequencies_ = Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::frequencies",
-                                                     std::size_t(s_.fourier_features / 2));
-    const auto h = Kokkos::create_mirror_view(frequencies_);
-    for (int j = 0; j < s_.fourier_features / 2; ++j)
-      h(j) = Real(s_.fourier_scale *
-                  CounterRng<double>(s_.fourier_seed, std::uint64_t(j), 0, RngStream::init).normal());
-    Kokkos::deep_copy(frequencies_, h);
+    fourier_ = FourierFeatures<Real, memory_space>(s_.fourier_features, s_.fourier_scale, s_.fourier_seed);
     ladder_ =
         Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::level_sigmas", s_.level_sigmas.size());
     const auto hl = Kokkos::create_mirror_view(ladder_);
@@ -145,24 +139,11 @@ class ImageScoreModel {
 
   /// The fixed Fourier frequencies w_j (F/2 of them; the U-Net module's buffer fourier.w in
   /// benchmarks/torch_image.py), on the host.
-  std::vector<Real> frequencies() const {
-    const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), frequencies_);
-    return std::vector<Real>(h.data(), h.data() + h.extent(0));
-  }
+  std::vector<Real> frequencies() const { return fourier_.frequencies(); }
   /// Replaces the Fourier frequencies (those of a model trained elsewhere, read with its weights by
   /// io/parameters.hpp load_parameters). Throws invalid_argument on another count or a non-finite value.
   void set_frequencies(const std::vector<Real>& w) {
-    constexpr const char* where = "scorekit::ImageScoreModel::set_frequencies";
-    if (w.size() != frequencies_.extent(0))
-      throw invalid_argument(scorekit::detail::concat(where, ": ", w.size(), " frequencies, the model has ",
-                                                      frequencies_.extent(0)));
-    const auto h = Kokkos::create_mirror_view(frequencies_);
-    for (std::size_t j = 0; j < w.size(); ++j) {
-      if (!std::isfinite(w[j]))
-        throw invalid_argument(scorekit::detail::concat(where, ": frequency ", j, " is ", w[j]));
-      h(j) = w[j];
-    }
-    Kokkos::deep_copy(frequencies_, h);
+    fourier_.set_frequencies(w, "scorekit::ImageScoreModel::set_frequencies");
   }
 
   template <class E>
@@ -269,76 +250,36 @@ class ImageScoreModel {
       Kokkos::parallel_for(
           "scorekit::ImageScoreModel::level_index", Kokkos::RangePolicy<Exec>(exec, 0, int(sigma.extent(0))),
           KOKKOS_LAMBDA(const int n) {
-            const int l = level_of(ladder, s(n));
+            const int l = detail::level_of(ladder, s(n));
             for (int j = 0; j < L; ++j) f(n, j) = j == l ? Real(1) : Real(0);
           });
       return;
     }
-    const int half = s_.fourier_features / 2;
-    if (half == 0) return;
-    const auto f = features_;
-    const auto w = frequencies_;
-    const NoiseLevels<Real, memory_space> s = sigma;
-    Kokkos::parallel_for(
-        "scorekit::ImageScoreModel::fourier_features",
-        Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(exec, 0,
-                                                                   std::int64_t(sigma.extent(0)) * half),
-        KOKKOS_LAMBDA(const std::int64_t e) {
-          const std::int64_t n = e / half;
-          const int j = int(e % half);
-          const Real phase = Real(2) * math::pi<Real>() * w(j) * math::log(s(n));
-          f(n, j) = math::sin(phase);
-          f(n, half + j) = math::cos(phase);
-        });
+    fourier_.fill(exec, sigma, features_);
   }
 
-  /// The index of the level of `ladder` within a relative 1e-5 of sigma, -1 when none.
-  KOKKOS_INLINE_FUNCTION static int level_of(const Kokkos::View<Real*, memory_space>& ladder, Real sigma) {
-    const int L = int(ladder.extent(0));
-    for (int l = 0; l < L; ++l) {
-      const Real d = sigma - ladder(l);
-      if ((d < 0 ? -d : d) <= Real(1e-5) * ladder(l)) return l;
-    }
-    return -1;
-  }
-
-  /// The first sample with a NaN or infinite entry, and the first whose noise level is outside the
-  /// trained range or (with a ladder) not one of its levels (n when none), found on the device.
+  /// Throws naming the first sample with a NaN or infinite entry, or the first whose noise level is outside
+  /// the trained range or (with a ladder) not one of its levels, found on the device.
   void check_batch(const Exec& exec, const ConstBatchView<Real, memory_space>& x,
                    const NoiseLevels<Real, memory_space>& sigma, const char* where) const {
-    const int n = int(x.extent(0)), d = int(x.extent(1));
-    const Real lo = Real(s_.sigma_min * (1 - 1e-5)), hi = Real(s_.sigma_max * (1 + 1e-5));
-    const ConstBatchView<Real, memory_space> x_ = x;
-    const NoiseLevels<Real, memory_space> s = sigma;
-    const auto ladder = ladder_;
-    const bool on_ladder = !s_.level_sigmas.empty();
-    int bad_x = n, bad_sigma = n;
-    Kokkos::parallel_reduce(
-        "scorekit::ImageScoreModel::check_batch", Kokkos::RangePolicy<Exec>(exec, 0, n),
-        KOKKOS_LAMBDA(const int i, int& first_x, int& first_sigma) {
-          Real acc = 0;
-          for (int j = 0; j < d; ++j) acc += x_(i, j) - x_(i, j);  // NaN exactly when an entry is not finite
-          if (!(acc == Real(0)) && i < first_x) first_x = i;
-          const bool off = on_ladder ? level_of(ladder, s(i)) < 0 : !(s(i) >= lo && s(i) <= hi);
-          if (off && i < first_sigma) first_sigma = i;
-        },
-        Kokkos::Min<int>(bad_x), Kokkos::Min<int>(bad_sigma));
+    if (s_.level_sigmas.empty()) {
+      detail::require_noised_batch(exec, x, sigma, s_.sigma_min, s_.sigma_max, where);
+      return;
+    }
+    const int n = int(x.extent(0));
+    const auto [bad_x, bad_sigma] = detail::find_bad_samples(exec, x, sigma, Real(0), Real(0), ladder_);
     if (bad_x < n)
       throw invalid_argument(
           scorekit::detail::concat(where, ": sample ", bad_x, " of the batch has a NaN or infinite entry"));
     if (bad_sigma < n) {
       Real value = 0;
       Kokkos::deep_copy(value, Kokkos::subview(sigma, std::size_t(bad_sigma)));
-      if (on_ladder)
-        throw invalid_argument(scorekit::detail::concat(
-            where, ": sample ", bad_sigma, " has noise level ", value,
-            ", which is not a level of the ladder (", s_.level_sigmas.size(), " levels in [",
-            *std::min_element(s_.level_sigmas.begin(), s_.level_sigmas.end()), ", ",
-            *std::max_element(s_.level_sigmas.begin(), s_.level_sigmas.end()),
-            "]) to a relative 1e-5; the network is conditioned on the level index"));
       throw invalid_argument(scorekit::detail::concat(
-          where, ": sample ", bad_sigma, " has noise level ", value,
-          ", outside the range the network was trained on, [", s_.sigma_min, ", ", s_.sigma_max, "]"));
+          where, ": sample ", bad_sigma, " has noise level ", value, ", which is not a level of the ladder (",
+          s_.level_sigmas.size(), " levels in [",
+          *std::min_element(s_.level_sigmas.begin(), s_.level_sigmas.end()), ", ",
+          *std::max_element(s_.level_sigmas.begin(), s_.level_sigmas.end()),
+          "]) to a relative 1e-5; the network is conditioned on the level index"));
     }
   }
 
@@ -354,7 +295,7 @@ class ImageScoreModel {
   std::shared_ptr<network_type> net_;
   params_type params_;
   ImageScoreSettings s_;
-  Kokkos::View<Real*, memory_space> frequencies_;
+  FourierFeatures<Real, memory_space> fourier_;
   Kokkos::View<Real*, memory_space> ladder_;                ///< level_sigmas on the device
   mutable nn::image::Tensor<Real, memory_space> features_;  ///< a view of features_storage_
   mutable Kokkos::View<Real*, memory_space> features_storage_;

@@ -5,6 +5,11 @@
 // the current weights unless set_parameters() gives others.
 // Optional noise augmentation (noise_max > 0) trains on x + sigma z with sigma = noise_max u^2, u
 // uniform, which keeps the classifier usable on slightly noisy inputs; the network is not told sigma.
+// A noise-conditional network (ClassifierSettings::embedding > 0) is the classifier of classifier
+// guidance: it trains on x + sigma z with sigma log-uniform on [noise_min, noise_max] (the levels of a VE
+// SDE at uniform times) and is told sigma through the Fourier features of log sigma
+// (score/noise_features.hpp); guide() is then the batch classifier that classifier_guided takes
+// (score/image_classifier.hpp).
 // scorekit-requires: SCOREKIT_HAVE_KOKKOS_KERNELS
 #pragma once
 
@@ -16,6 +21,8 @@
 #include <scorekit/nn/checkpoint.hpp>
 #include <scorekit/nn/image/classifier.hpp>
 #include <scorekit/nn/init.hpp>
+#include <scorekit/score/image_classifier.hpp>
+#include <scorekit/score/noise_features.hpp>
 #include <scorekit/train/trainer.hpp>
 
 #include <cmath>
@@ -32,9 +39,25 @@ struct ClassifierTrainSettings {
   std::uint64_t seed = 0;
   nn::AdamSettings adam{};
   double noise_max = 0;  ///< noise augmentation: sigma = noise_max u^2 (0: none)
+  /// A noise-conditional network's levels: sigma = noise_min (noise_max / noise_min)^u, 0 < noise_min <=
+  /// noise_max (0 for a network that is not noise-conditional).
+  double noise_min = 0;
 };
 
 namespace detail {
+
+/// x(i, j) + sigma z_ij, z_ij from CounterRng(seed, i): images noised for an evaluation at level sigma.
+template <class Real, class Mem>
+struct NoisedCopy {
+  ConstBatchView<Real, Mem> x;
+  BatchView<Real, Mem> out;
+  Real sigma;
+  std::uint64_t seed;
+  KOKKOS_INLINE_FUNCTION void operator()(const int i) const {
+    CounterRng<Real> rng(seed, std::uint64_t(i), 0);
+    for (int j = 0; j < int(x.extent(1)); ++j) out(i, j) = x(i, j) + sigma * rng.normal();
+  }
+};
 
 /// Per row of logits: loss = logsumexp(z) - z_y, and dz = (softmax(z) - onehot(y)) * scale.
 template <class Real, class Mem>
@@ -63,27 +86,18 @@ struct CrossEntropy {
   }
 };
 
-/// The lowest index of a label outside 0..k-1 (a Min reduction; its identity when there is none).
-/// Named functors rather than lambdas: nvcc takes no device lambda in a private member.
-template <class Mem>
-struct FirstBadLabel {
-  Kokkos::View<const int*, Mem> labels;
-  int k;
-  KOKKOS_INLINE_FUNCTION void operator()(const int i, int& first) const {
-    if ((labels(i) < 0 || labels(i) >= k) && i < first) first = i;
-  }
-};
-
 /// Slot `slot` of a minibatch: an image drawn with replacement by CounterRng(seed, step, slot), its label,
-/// and with noise_max > 0 the noise sigma z, sigma = noise_max u^2.
+/// and with noise_max > 0 the noise sigma z, sigma = noise_max u^2, or with noise_min > 0 (a
+/// noise-conditional network) sigma = noise_min (noise_max / noise_min)^u, written to sb.
 template <class Real, class Mem>
 struct ClassifierDraw {
   ConstBatchView<Real, Mem> data;
   Kokkos::View<const int*, Mem> labels;
   BatchView<Real, Mem> xb;
   Kokkos::View<int*, Mem> yb;
+  Kokkos::View<Real*, Mem> sb;
   std::uint64_t seed, step;
-  Real noise_max;
+  Real noise_min, noise_max;
   KOKKOS_INLINE_FUNCTION void operator()(const int slot) const {
     CounterRng<Real> rng(seed, step, std::uint64_t(slot));
     const std::int64_t n = std::int64_t(data.extent(0));
@@ -91,7 +105,9 @@ struct ClassifierDraw {
     const std::int64_t i = drawn < n ? drawn : n - 1;
     yb(slot) = labels(i);
     const Real u = rng.uniform();
-    const Real sigma = noise_max * u * u;
+    const Real sigma =
+        noise_min > 0 ? noise_min * math::exp(u * math::log(noise_max / noise_min)) : noise_max * u * u;
+    sb(slot) = sigma;
     const int d = int(xb.extent(1));
     for (int j = 0; j < d; ++j) xb(slot, j) = data(i, j) + (noise_max > 0 ? sigma * rng.normal() : Real(0));
   }
@@ -119,6 +135,16 @@ class ClassifierTrainer {
     if (!(train.noise_max >= 0 && std::isfinite(train.noise_max)))
       throw invalid_argument(
           scorekit::detail::concat(where, ": noise_max must be finite and >= 0, got ", train.noise_max));
+    if (s.embedding > 0 && !(train.noise_min > 0 && train.noise_min <= train.noise_max))
+      throw invalid_argument(scorekit::detail::concat(
+          where, ": a noise-conditional classifier (embedding ", s.embedding,
+          ") needs the levels it trains on, 0 < noise_min <= noise_max; got noise_min ", train.noise_min,
+          ", noise_max ", train.noise_max));
+    if (s.embedding == 0 && train.noise_min != 0)
+      throw invalid_argument(scorekit::detail::concat(where, ": noise_min (", train.noise_min,
+                                                      ") is for a noise-conditional classifier; this one has "
+                                                      "no embedding (ClassifierSettings::embedding = 0)"));
+    fourier_ = FourierFeatures<Real, memory_space>(s.embedding, s.fourier_scale, s.fourier_seed);
     auto built = nn::image::conv_classifier<Real, Exec>(s, height, width);
     features_node_ = built.features_node;
     net_ = std::make_shared<nn::image::Network<Real, Exec>>(std::move(built.net));
@@ -133,6 +159,7 @@ class ClassifierTrainer {
   int dim() const { return h_ * w_ * s_.in_channels; }
   int classes() const { return s_.classes; }
   int feature_size() const { return s_.hidden; }
+  bool noise_conditional() const { return s_.embedding > 0; }
   long step() const { return step_; }
   const vector_type& parameters() const { return params_; }
   nn::image::Network<Real, Exec>& network() const { return *net_; }
@@ -143,6 +170,27 @@ class ClassifierTrainer {
           scorekit::detail::concat("scorekit::ClassifierTrainer::set_parameters: ", p.extent(0),
                                    " parameters, the network has ", params_.extent(0)));
     eval_params_ = p;
+  }
+
+  /// The batch classifier of classifier guidance (guidance/classifier_guidance.hpp): this network and the
+  /// weights the evaluation members read, on the trained levels [noise_min, noise_max]. It shares the
+  /// network's buffers with the trainer: call one at a time.
+  ImageClassifierModel<Real, Exec> guide() const {
+    if (!noise_conditional())
+      throw invalid_argument(
+          "scorekit::ClassifierTrainer::guide: the classifier is not noise-conditional (ClassifierSettings::"
+          "embedding = 0); classifier guidance needs one trained on noised images and told their level");
+    ImageClassifierSettings g;
+    g.height = h_;
+    g.width = w_;
+    g.channels = s_.in_channels;
+    g.classes = s_.classes;
+    g.sigma_min = t_.noise_min;
+    g.sigma_max = t_.noise_max;
+    g.fourier_features = s_.embedding;
+    g.fourier_scale = s_.fourier_scale;
+    g.fourier_seed = s_.fourier_seed;
+    return ImageClassifierModel<Real, Exec>(net_, eval_params_, g);
   }
 
   /// Trains for n_steps minibatches of (data, labels); returns the mean loss and accuracy of the last
@@ -161,6 +209,10 @@ class ClassifierTrainer {
       yb_ = Kokkos::View<int*, memory_space>("scorekit::ClassifierTrainer::y", std::size_t(b));
       logits_ = tensor_type("scorekit::ClassifierTrainer::logits", std::size_t(b), std::size_t(s_.classes));
       dlogits_ = tensor_type("scorekit::ClassifierTrainer::dlogits", std::size_t(b), std::size_t(s_.classes));
+      sb_ = Kokkos::View<Real*, memory_space>("scorekit::ClassifierTrainer::sigma", std::size_t(b));
+      if (noise_conditional())
+        features_ =
+            tensor_type("scorekit::ClassifierTrainer::features", std::size_t(b), std::size_t(s_.embedding));
     }
     Report r;
     double loss_sum = 0;
@@ -168,10 +220,11 @@ class ClassifierTrainer {
     for (long s = 0; s < n_steps; ++s) {
       draw_batch(exec, data, labels);
       const nn::image::ImageShape in{b, h_, w_, s_.in_channels};
+      if (noise_conditional()) fourier_.fill(exec, NoiseLevels<Real, memory_space>(sb_), features_);
       net_->forward(exec, params_,
                     typename nn::image::Network<Real, Exec>::const_tensor_type(xb_.data(), in.rows(),
                                                                                std::size_t(s_.in_channels)),
-                    in, {}, logits_);
+                    in, features_, logits_);
       double loss = 0;
       int correct = 0;
       Kokkos::parallel_reduce(
@@ -201,10 +254,13 @@ class ClassifierTrainer {
   }
 
   /// Logits (n x classes) and, when `features` is not empty, the penultimate features (n x hidden) of
-  /// the images x (n x D), in chunks of `chunk` images.
+  /// the images x (n x D), in chunks of `chunk` images. sigma: the noise level the images carry, which a
+  /// noise-conditional classifier is told (it must be in [noise_min, noise_max]); 0 for a classifier that
+  /// is not noise-conditional.
   void evaluate(const data_type& x, const tensor_type& logits, const tensor_type& features = tensor_type(),
-                int chunk = 256) const {
+                int chunk = 256, double sigma = 0) const {
     const char* where = "scorekit::ClassifierTrainer::evaluate";
+    check_sigma(sigma, where);
     require_dimension(std::int64_t(x.extent(1)), dim(), "the images' columns (h w c)", where);
     require_dimension(std::int64_t(logits.extent(0)), std::int64_t(x.extent(0)), "the logits' rows", where);
     require_dimension(std::int64_t(logits.extent(1)), s_.classes, "the logits' columns", where);
@@ -220,10 +276,17 @@ class ClassifierTrainer {
       const nn::image::ImageShape in{m, h_, w_, s_.in_channels};
       const auto xs = Kokkos::subview(x, std::make_pair(first, first + m), Kokkos::ALL());
       const auto ls = Kokkos::subview(logits, std::make_pair(first, first + m), Kokkos::ALL());
+      tensor_type fs;
+      if (noise_conditional()) {
+        const Kokkos::View<Real*, memory_space> levels("scorekit::ClassifierTrainer::levels", std::size_t(m));
+        Kokkos::deep_copy(exec, levels, Real(sigma));
+        fs = tensor_type("scorekit::ClassifierTrainer::features", std::size_t(m), std::size_t(s_.embedding));
+        fourier_.fill(exec, NoiseLevels<Real, memory_space>(levels), fs);
+      }
       net_->forward(exec, eval_params_,
                     typename nn::image::Network<Real, Exec>::const_tensor_type(xs.data(), in.rows(),
                                                                                std::size_t(s_.in_channels)),
-                    in, {}, ls);
+                    in, fs, ls);
       if (features.extent(0) > 0)
         Kokkos::deep_copy(exec, Kokkos::subview(features, std::make_pair(first, first + m), Kokkos::ALL()),
                           net_->value(features_node_));
@@ -231,11 +294,25 @@ class ClassifierTrainer {
     exec.fence();
   }
 
-  /// The share of x classified as its label, and the mean cross-entropy.
-  Report accuracy(const data_type& x, const labels_type& labels) const {
-    check_data(x, labels, "scorekit::ClassifierTrainer::accuracy");
+  /// The share of x classified as its label, and the mean cross-entropy. With sigma > 0 the images are
+  /// noised first, x + sigma z (z from CounterRng(noise_seed, image)), and a noise-conditional classifier
+  /// is told sigma.
+  Report accuracy(const data_type& x, const labels_type& labels, double sigma = 0,
+                  std::uint64_t noise_seed = 0) const {
+    const char* where = "scorekit::ClassifierTrainer::accuracy";
+    check_data(x, labels, where);
+    check_sigma(sigma, where);
     const tensor_type logits("scorekit::ClassifierTrainer::logits", x.extent(0), std::size_t(s_.classes));
-    evaluate(x, logits);
+    if (sigma > 0) {
+      const BatchView<Real, memory_space> noised("scorekit::ClassifierTrainer::noised", x.extent(0),
+                                                 x.extent(1));
+      Kokkos::parallel_for("scorekit::ClassifierTrainer::noise",
+                           Kokkos::RangePolicy<Exec>(Exec(), 0, int(x.extent(0))),
+                           detail::NoisedCopy<Real, memory_space>{x, noised, Real(sigma), noise_seed});
+      evaluate(noised, logits, tensor_type(), 256, sigma);
+    } else {
+      evaluate(x, logits);
+    }
     double loss = 0;
     int correct = 0;
     Kokkos::parallel_reduce("scorekit::ClassifierTrainer::accuracy",
@@ -249,9 +326,15 @@ class ClassifierTrainer {
   }
 
   std::string signature() const {
-    return scorekit::detail::concat("image classifier (", net_->n_params(), " parameters, ", net_->n_nodes(),
-                                    " nodes, ", h_, " x ", w_, " x ", s_.in_channels, ", ", s_.classes,
-                                    " classes) | ", sizeof(Real) == 4 ? "float" : "double");
+    return scorekit::detail::concat(
+        "image classifier (", net_->n_params(), " parameters, ", net_->n_nodes(), " nodes, ", h_, " x ", w_,
+        " x ", s_.in_channels, ", ", s_.classes, " classes",
+        noise_conditional()
+            ? scorekit::detail::concat(", noise-conditional: ", s_.embedding, " Fourier features of scale ",
+                                       s_.fourier_scale, " and seed ", s_.fourier_seed, ", levels ",
+                                       t_.noise_min, " to ", t_.noise_max)
+            : std::string(),
+        ") | ", sizeof(Real) == 4 ? "float" : "double");
   }
 
   /// Weights, Adam's state and the step, atomically (nn/checkpoint.hpp).
@@ -289,22 +372,24 @@ class ClassifierTrainer {
     require_dimension(std::int64_t(labels.extent(0)), std::int64_t(x.extent(0)), "the labels", where);
     if (x.extent(0) == 0) throw invalid_argument(scorekit::detail::concat(where, ": no images"));
     detail::require_finite_data(Exec(), x, where, "image");
-    int bad = 0;
-    const int k = s_.classes;
-    const int n = int(labels.extent(0));
-    Kokkos::parallel_reduce("scorekit::ClassifierTrainer::check_labels",
-                            Kokkos::RangePolicy<Exec>(Exec(), 0, n),
-                            detail::FirstBadLabel<memory_space>{labels, k}, Kokkos::Min<int>(bad));
-    if (bad < n)
+    scorekit::detail::require_labels(Exec(), labels, s_.classes, where);
+  }
+
+  void check_sigma(double sigma, const char* where) const {
+    if (noise_conditional() && !(sigma >= t_.noise_min * (1 - 1e-5) && sigma <= t_.noise_max * (1 + 1e-5)))
+      throw invalid_argument(scorekit::detail::concat(
+          where, ": the noise level ", sigma, " is outside the range the classifier was trained on, [",
+          t_.noise_min, ", ", t_.noise_max, "]"));
+    if (!noise_conditional() && !(sigma >= 0 && std::isfinite(sigma)))
       throw invalid_argument(
-          scorekit::detail::concat(where, ": the label of image ", bad, " is not a class in 0..", k - 1));
+          scorekit::detail::concat(where, ": the noise level must be finite and >= 0, got ", sigma));
   }
 
   void draw_batch(const Exec& exec, const data_type& data, const labels_type& labels) {
-    Kokkos::parallel_for("scorekit::ClassifierTrainer::draw",
-                         Kokkos::RangePolicy<Exec>(exec, 0, int(xb_.extent(0))),
-                         detail::ClassifierDraw<Real, memory_space>{
-                             data, labels, xb_, yb_, t_.seed, std::uint64_t(step_), Real(t_.noise_max)});
+    Kokkos::parallel_for(
+        "scorekit::ClassifierTrainer::draw", Kokkos::RangePolicy<Exec>(exec, 0, int(xb_.extent(0))),
+        detail::ClassifierDraw<Real, memory_space>{data, labels, xb_, yb_, sb_, t_.seed, std::uint64_t(step_),
+                                                   Real(t_.noise_min), Real(t_.noise_max)});
   }
 
   nn::image::ClassifierSettings s_;
@@ -317,7 +402,9 @@ class ClassifierTrainer {
   std::unique_ptr<nn::Adam<Real, Exec>> adam_;
   BatchView<Real, memory_space> xb_;
   Kokkos::View<int*, memory_space> yb_;
-  tensor_type logits_, dlogits_;
+  Kokkos::View<Real*, memory_space> sb_;
+  tensor_type logits_, dlogits_, features_;
+  FourierFeatures<Real, memory_space> fourier_;
   long step_ = 0;
 };
 
