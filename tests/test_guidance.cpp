@@ -791,6 +791,15 @@ scorekit::GaussianMixture<double, Mem> two_modes() {
   return scorekit::GaussianMixture<double, Mem>::full(Eigen::Vector2d(0.3, 0.7), mu, {c0, c1});
 }
 
+/// The noise levels of a VE SDE at the times of a grid (those above 0), to tabulate.
+std::vector<double> grid_levels(const scorekit::VarianceExplodingSDE<double>& ve,
+                                const std::vector<double>& times) {
+  std::vector<double> sigmas;
+  for (double t : times)
+    if (ve.marginal(t).std > 0) sigmas.push_back(ve.marginal(t).std);
+  return sigmas;
+}
+
 /// A classifier whose gradient is NaN: w = 0 must never call it.
 struct NanClassifier {
   using value_type = double;
@@ -860,9 +869,7 @@ TEMPLATE_LIST_TEST_CASE("Classifier-guided reverse sampling draws the chosen com
   const auto p = scorekit::mixture_parameters(mix);
   const scorekit::VarianceExplodingSDE<double> ve(0.01, 5);
   const auto settings = reverse_settings(false, 401);
-  std::vector<double> sigmas;
-  for (double t : settings.times)
-    if (ve.marginal(t).std > 0) sigmas.push_back(ve.marginal(t).std);
+  const std::vector<double> sigmas = grid_levels(ve, settings.times);
   const auto guided =
       scorekit::classifier_guided(scorekit::PerturbedMixtureScore<double, Mem>(mix, sigmas),
                                   scorekit::MixtureComponentClassifier<double, Mem>(mix, 0, sigmas), 1.0);
@@ -960,9 +967,7 @@ TEMPLATE_LIST_TEST_CASE("Batched classifier-guided sampling draws each sample's 
   const auto p = scorekit::mixture_parameters(mix);
   const scorekit::VarianceExplodingSDE<double> ve(0.01, 5);
   const auto settings = reverse_settings(false, 403);
-  std::vector<double> sigmas;
-  for (double t : settings.times)
-    if (ve.marginal(t).std > 0) sigmas.push_back(ve.marginal(t).std);
+  const std::vector<double> sigmas = grid_levels(ve, settings.times);
   using Classifier = scorekit::MixtureComponentClassifier<double, Mem>;
   const scorekit::PerturbedMixtureScore<double, Mem> exact(mix, sigmas);
   const auto classifier = scorekit::per_label(std::vector<Classifier>{{mix, 0, sigmas}, {mix, 1, sigmas}});
