@@ -197,16 +197,22 @@ scorekit::IntegrateSettings reverse_settings(bool remove_last_noise = false, std
   return s;
 }
 
-/// The exact score of `mixture`, with the noise levels of the grid tabulated (no logs per evaluation).
-template <class Mem, class SDE>
-scorekit::PerturbedMixtureScore<double, Mem> tabulated(const scorekit::GaussianMixture<double, Mem>& mixture,
-                                                       const SDE& sde, const std::vector<double>& times) {
+/// The noise levels sigma = s(t) / a(t) an SDE reaches at the times of a grid (those above 0), to tabulate.
+template <class SDE>
+std::vector<double> grid_levels(const SDE& sde, const std::vector<double>& times) {
   std::vector<double> sigmas;
   for (double t : times) {
     const auto k = sde.marginal(t);
     if (k.std > 0) sigmas.push_back(k.std / k.scale);
   }
-  return scorekit::PerturbedMixtureScore<double, Mem>(mixture, sigmas);
+  return sigmas;
+}
+
+/// The exact score of `mixture`, with the noise levels of the grid tabulated (no logs per evaluation).
+template <class Mem, class SDE>
+scorekit::PerturbedMixtureScore<double, Mem> tabulated(const scorekit::GaussianMixture<double, Mem>& mixture,
+                                                       const SDE& sde, const std::vector<double>& times) {
+  return scorekit::PerturbedMixtureScore<double, Mem>(mixture, grid_levels(sde, times));
 }
 
 /// n draws from the exact p_1 of `mixture` under `sde`.
@@ -789,15 +795,6 @@ scorekit::GaussianMixture<double, Mem> two_modes() {
   c0 << 1.0, 0.5, 0.5, 1.0;
   c1 << 1.5, -0.3, -0.3, 0.6;
   return scorekit::GaussianMixture<double, Mem>::full(Eigen::Vector2d(0.3, 0.7), mu, {c0, c1});
-}
-
-/// The noise levels of a VE SDE at the times of a grid (those above 0), to tabulate.
-std::vector<double> grid_levels(const scorekit::VarianceExplodingSDE<double>& ve,
-                                const std::vector<double>& times) {
-  std::vector<double> sigmas;
-  for (double t : times)
-    if (ve.marginal(t).std > 0) sigmas.push_back(ve.marginal(t).std);
-  return sigmas;
 }
 
 /// A classifier whose gradient is NaN: w = 0 must never call it.
