@@ -4,6 +4,11 @@
 //   unet_train_b128   one BatchTrainer step at batch 128: minibatch, continuous-time VE DSM (sigma 0.01
 //                     -> 25), forward, backward, Adam, EMA
 //   unet_score_b256   one score evaluation of a batch of 256 (ImageScoreModel::score)
+//   unet_vjp_b256     one vector-Jacobian product on a batch of 256 (ImageScoreModel::vjp: the score and
+//                     v^T ds/dx, what Hutchinson's divergence of a likelihood needs), no parameter gradient
+//   unet_vjp_with_gradient_b256
+//                     the same product computing the parameter gradient too and discarding it (as vjp did
+//                     before Network::backward could skip it): what skipping saves
 //   refinenet_train_b128, refinenet_score_b256
 //                     the same for NCSN's RefineNet reduced (nn/image/refinenet.hpp, defaults: levels
 //                     32/64/64/64, one residual block per level, CIN++ of the noise level's index) on
@@ -153,6 +158,54 @@ void score_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> n
   state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
 }
 
+/// Vector-Jacobian products of `net` (He-uniform weights) on a batch at sigma = 1, with a random
+/// direction; `with_gradient`: the network's backward also computes the (discarded) parameter gradient.
+template <class Exec>
+void vjp_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> net,
+              const ImageScoreSettings& image, int batch, bool with_gradient) {
+  using Mem = typename Exec::memory_space;
+  Kokkos::View<float*, Mem> p("params", std::size_t(net->n_params())), g;
+  if (with_gradient) g = Kokkos::View<float*, Mem>("gradient", std::size_t(net->n_params()));
+  const auto segments = net->segments();
+  nn::initialize(Exec(), p, segments.data(), int(segments.size()), nn::Init::he_uniform, 1);
+  const ImageScoreModel<float, Exec> model(net, p, image);
+  const auto x = images<Exec>(batch);
+  const auto v = images<Exec>(batch);
+  const std::size_t d = std::size_t(side * side);
+  BatchView<float, Mem> s("s", std::size_t(batch), d), out("out", std::size_t(batch), d);
+  Kokkos::View<float*, Mem> sigma("sigma", std::size_t(batch));
+  Kokkos::deep_copy(sigma, 1.0f);
+  const Tensor<float, Mem> dy(v.data(), std::size_t(batch) * d, 1), dx(out.data(), std::size_t(batch) * d, 1);
+  auto call = [&] {
+    if (with_gradient) {
+      model.score(Exec(), x, sigma, s);  // the forward pass backward() needs
+      net->backward(Exec(), p, dy, g, dx);
+    } else {
+      model.vjp(Exec(), x, sigma, v, s, out);
+    }
+  };
+  const double mads = net->multiply_adds({batch, side, side, 1});
+  call();  // warm-up (allocates the network's buffers)
+  long calls = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    Exec().fence();
+    Kokkos::Timer timer;
+    call();
+    Exec().fence();
+    const double t = timer.seconds();
+    ++calls;
+    seconds += t;
+    state.SetIterationTime(t);
+  }
+  const double rate = double(calls) / seconds;
+  state.counters["evaluations_per_s"] = benchmark::Counter(rate);
+  state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * (with_gradient ? 3 : 2) * mads * 1e-9);
+  state.counters["FLOP_per_step"] = benchmark::Counter(2 * (with_gradient ? 3 : 2) * mads);
+  state.counters["parameters"] = benchmark::Counter(net->n_params());
+  state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
+}
+
 template <class Exec>
 void refinenet_train(benchmark::State& state, int batch) {
   using Draw = objective::SigmaLadder<float, typename Exec::memory_space>;
@@ -180,6 +233,12 @@ template <class Exec>
 void unet_score(benchmark::State& state, int batch) {
   score_case<Exec>(state, std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings())),
                    image_settings(), batch);
+}
+
+template <class Exec>
+void unet_vjp(benchmark::State& state, int batch, bool with_gradient) {
+  vjp_case<Exec>(state, std::make_shared<Network<float, Exec>>(unet<float, Exec>(UNetSettings())),
+                 image_settings(), batch, with_gradient);
 }
 
 /// One convolution of the U-Net at batch 128: forward, weight gradient and input adjoint.
@@ -237,6 +296,12 @@ void register_workloads(const std::string& backend) {
                                [](benchmark::State& s) { unet_score<Exec>(s, 256); })
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
+  for (const bool with_gradient : {false, true})
+    benchmark::RegisterBenchmark(
+        (std::string(with_gradient ? "unet_vjp_with_gradient_b256/" : "unet_vjp_b256/") + backend).c_str(),
+        [with_gradient](benchmark::State& s) { unet_vjp<Exec>(s, 256, with_gradient); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark(("refinenet_train_b128/" + backend).c_str(),
                                [](benchmark::State& s) { refinenet_train<Exec>(s, 128); })
       ->UseManualTime()

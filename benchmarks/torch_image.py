@@ -36,6 +36,9 @@ Workloads:
                    0.01 -> 25, loss mean over the batch of 0.5 sigma^2 ||s + z / sigma||^2), backward, Adam
                    (lr 1e-4, fused), an EMA of the weights (rate 0.999, torch._foreach ops)
   unet_score_b256  one score evaluation of 256 images at sigma = 1, under torch.no_grad()
+  unet_vjp_b256    one vector-Jacobian product on 256 images at sigma = 1: the score s and v^T ds/dx by
+                   torch.autograd.grad with the parameters frozen (requires_grad False, so no parameter
+                   gradient), what Hutchinson's divergence of a likelihood needs
   refinenet_train_b128, refinenet_score_b256
                    the same for the RefineNet, trained on NCSN's ladder (10 levels geometric from 1 to
                    0.01, a level uniform per sample, loss weight sigma^2); the score at level 0 (sigma = 1)
@@ -43,7 +46,7 @@ Workloads:
 Variants: eager and torch.compile (the loss and the model), each in PyTorch's default memory format
 (NCHW) and in channels_last (NHWC, which oneDNN often prefers on CPUs); the fastest is the peer.
 FLOP: 2 x the convolutions' multiply-adds (as scorekit counts): forward once; a training step three times
-less the first layer's input adjoint.
+less the first layer's input adjoint; a vector-Jacobian product twice (forward, input adjoint).
 
 Timing as torch_train.py: warm-up (compiles), then the variants take turns, --repeats rounds of at least
 --min-time seconds each; the best rate is reported, with each run's CPU share.
@@ -359,6 +362,25 @@ def make_score_step(model, compiled, channels_last, batch=256, ladder=False):
     return step
 
 
+def make_vjp_step(model, compiled, channels_last, batch=256):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(batch, 1, SIDE, SIDE)
+    v = torch.rand(batch, 1, SIDE, SIDE)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    s = torch.ones(batch)
+    f = torch.compile(model) if compiled else model
+
+    def step(i):
+        xg = x.detach().requires_grad_(True)
+        out = f(xg, s)
+        (g,) = torch.autograd.grad(out, xg, v)
+        return g
+
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -372,10 +394,12 @@ def main():
     data = torch.rand(2048, 1, SIDE, SIDE)
     results = {}
     n_params = {}
-    for workload in ("unet_train_b128", "unet_score_b256", "refinenet_train_b128", "refinenet_score_b256"):
+    for workload in ("unet_train_b128", "unet_score_b256", "unet_vjp_b256", "refinenet_train_b128",
+                     "refinenet_score_b256"):
         net = UNet if workload.startswith("unet") else RefineNetLite
         ladder = net is RefineNetLite
         train = "_train_" in workload
+        vjp = "_vjp_" in workload
         variants = {}
         for compiled in ([False] if args.no_compile else [False, True]):
             for cl in (False, True):
@@ -388,6 +412,9 @@ def main():
                     if train:
                         d = data.contiguous(memory_format=torch.channels_last) if cl else data
                         step = make_train_step(model, d, compiled, cl, ladder=ladder)
+                    elif vjp:
+                        model.eval()
+                        step = make_vjp_step(model, compiled, cl)
                     else:
                         model.eval()
                         step = make_score_step(model, compiled, cl, ladder=ladder)
@@ -417,7 +444,7 @@ def main():
             mads, first = conv_multiply_adds(batch)
         else:
             mads, first = refinenet_multiply_adds(batch), batch * 9 * 1 * 32 * SIDE * SIDE
-        flop = 2 * (3 * mads - first) if train else 2 * mads
+        flop = 2 * (3 * mads - first) if train else 2 * 2 * mads if vjp else 2 * mads
         out = {}
         for name, v in variants.items():
             best = max(v["rates"])

@@ -14,6 +14,9 @@ namespace scorekit_test {
 
 template <class Exec>
 struct NetworkAsLayer {
+  /// Network::backward takes an empty gradient: check_image_layer then checks that the network's
+  /// adjoints do not depend on it.
+  static constexpr bool optional_gradient = true;
   std::shared_ptr<scorekit::nn::image::Network<double, Exec>> net;
   scorekit::nn::image::Tensor<double, typename Exec::memory_space> features;
   std::string name() const { return "network"; }

@@ -18,6 +18,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -35,11 +36,45 @@ Conv2d padded_conv(int ci, int co) {
   return Conv2d(ci, co, 3, o);
 }
 
+/// A user's layer with parameters that does not declare optional_gradient: y = x a_c per channel c. Its
+/// backward() refuses an empty gradient, so a network must give it one.
+struct ChannelScale {
+  int c = 0;
+  std::string name() const { return "ChannelScale"; }
+  ImageShape output_shape(const ImageShape& in) const { return in; }
+  int n_params() const { return c; }
+  std::vector<scorekit::nn::Segment> segments(int offset) const {
+    return {{scorekit::nn::ParameterKind::scale, offset, c, 1, 1}};
+  }
+  std::size_t workspace_size(const ImageShape&) const { return 0; }
+  template <class Exec, class P, class X, class Y, class W>
+  void forward(const Exec& exec, const P& p, const X& x, const ImageShape& in, const Y& y, const W&) const {
+    const int k = c;
+    Kokkos::parallel_for(
+        "ChannelScale::forward", Kokkos::RangePolicy<Exec>(exec, 0, int(in.size())),
+        KOKKOS_LAMBDA(const int e) { y(e / k, e % k) = x(e / k, e % k) * p(e % k); });
+  }
+  template <class Exec, class P, class X, class DY, class G, class DX, class W>
+  void backward(const Exec& exec, const P& p, const X& x, const ImageShape& in, const DY& dy, const G& g,
+                const DX& dx, const W&) const {
+    scorekit::nn::image::detail::require_parameters(g, c, "ChannelScale backward", "the gradient");
+    const int k = c, rows = int(in.rows());
+    Kokkos::parallel_for(
+        "ChannelScale::gradient", Kokkos::RangePolicy<Exec>(exec, 0, k), KOKKOS_LAMBDA(const int j) {
+          for (int r = 0; r < rows; ++r) g(j) += x(r, j) * dy(r, j);
+        });
+    if (dx.extent(0) == 0) return;
+    Kokkos::parallel_for(
+        "ChannelScale::adjoint", Kokkos::RangePolicy<Exec>(exec, 0, int(in.size())),
+        KOKKOS_LAMBDA(const int e) { dx(e / k, e % k) = dy(e / k, e % k) * p(e % k); });
+  }
+};
+
 /// A small U-shaped graph: conv, features added, GroupNorm, SiLU, down, conv, up, concat with the
 /// full-resolution branch, a pointwise conv, and the input added back; `twice` also sums a node with
-/// itself (one value, two consumers).
+/// itself (one value, two consumers); `scaled` ends in a ChannelScale.
 template <class Exec>
-Network<double, Exec> small_graph(bool twice) {
+Network<double, Exec> small_graph(bool twice, bool scaled = false) {
   Network<double, Exec> net;
   const int x = net.image_input(2);
   const int f = net.features_input(3);
@@ -50,7 +85,8 @@ Network<double, Exec> small_graph(bool twice) {
   if (twice) d = net.sum(d, d);
   d = net.layer(Upsample2d(2), d);
   h = net.layer(pointwise_dense(8, 2), net.concat(skip, d));
-  net.set_output(net.sum(h, x));
+  const int y = net.sum(h, x);
+  net.set_output(scaled ? net.layer(ChannelScale{2}, y) : y);
   return net;
 }
 
@@ -149,4 +185,53 @@ TEST_CASE("image network: malformed graphs and batches are named errors", "[imag
   CHECK_THROWS_WITH(ok.backward(Exec(), p, y, g, Tensor<double, Kokkos::HostSpace>(),
                                 Tensor<double, Kokkos::HostSpace>("f", 1, 1)),
                     Contains("has no features input"));
+}
+
+TEMPLATE_LIST_TEST_CASE("image network: without a gradient, the same adjoints; other layers get a scratch",
+                        "[image]", Backends) {
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  // small_graph's layers all skip their gradient; a user's layer that cannot is given a discarded one.
+  Network<double, Exec> net = small_graph<Exec>(true, true);
+  const ImageShape in{2, 4, 4, 2};
+  const auto out = net.output_shape(in);
+  Kokkos::View<double*, Mem> p("p", std::size_t(net.n_params())), g("g", std::size_t(net.n_params()));
+  const auto segs = net.segments();
+  scorekit::nn::initialize(Exec(), p, segs.data(), int(segs.size()), scorekit::nn::Init::glorot_normal, 4);
+  const auto x = random_features<Exec>(int(in.rows()), in.c, 5);
+  const auto f = random_features<Exec>(2, 3, 6);
+  const auto c = random_features<Exec>(int(out.rows()), out.c, 7);
+  Tensor<double, Mem> y("y", std::size_t(out.rows()), std::size_t(out.c));
+  Tensor<double, Mem> dx1("dx1", std::size_t(in.rows()), std::size_t(in.c)),
+      dx2("dx2", dx1.extent(0), dx1.extent(1));
+  Tensor<double, Mem> df1("df1", 2, 3), df2("df2", 2, 3);
+  net.forward(Exec(), p, x, in, f, y);
+  net.backward(Exec(), p, c, g, dx1, df1);
+  net.backward(Exec(), p, c, Kokkos::View<double*, Mem>(), dx2, df2);
+  const auto h1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), dx1);
+  const auto h2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), dx2);
+  const auto hf1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), df1);
+  const auto hf2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), df2);
+  int differ = 0;
+  double largest = 0;
+  for (std::size_t r = 0; r < h1.extent(0); ++r)
+    for (std::size_t k = 0; k < h1.extent(1); ++k) {
+      differ += h1(r, k) != h2(r, k);
+      largest = std::max(largest, std::fabs(h1(r, k)));
+    }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) differ += hf1(i, j) != hf2(i, j);
+  CHECK(largest > 0);
+  CHECK(differ == 0);
+  // The gradient the first call wrote is untouched by the second.
+  const auto hg = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), g);
+  Kokkos::View<double*, Mem> g2("g2", std::size_t(net.n_params()));
+  net.backward(Exec(), p, c, g2);
+  const auto hg2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), g2);
+  int moved = 0;
+  for (int i = 0; i < net.n_params(); ++i) moved += hg(i) != hg2(i);
+  CHECK(moved == 0);
+  // A gradient of the wrong size is still an error.
+  CHECK_THROWS_WITH(net.backward(Exec(), p, c, Kokkos::View<double*, Mem>("short", 3)),
+                    Catch::Contains("the gradient") && Catch::Contains("3 scalars given"));
 }

@@ -4,7 +4,7 @@
 // for a runtime Network (nn/image/network.hpp, e.g. conv_classifier with embedding > 0) that maps an
 // image and the Fourier features of log sigma (score/noise_features.hpp) to logits. The gradient is one
 // forward and one backward: the logits' adjoint of log softmax(z)_y is onehot(y) - softmax(z), and the
-// network's input adjoint carries it back to the image (its parameter gradient goes to a scratch view).
+// network's input adjoint carries it back to the image (no parameter gradient is computed).
 // A network without a features input is evaluated on the noised image alone (a classifier trained with
 // noise augmentation); it is then not told sigma.
 // Every call checks its batch as ImageScoreModel does (a NaN or infinite entry, a noise level outside
@@ -152,17 +152,13 @@ class ImageClassifierModel {
                              Kokkos::WithoutInitializing),
           n, k);
     }
-    if (grad_.extent(0) == 0)
-      grad_ = Kokkos::View<Real*, memory_space>("scorekit::ImageClassifierModel::scratch_gradient",
-                                                std::size_t(net_->n_params()));
     forward(exec, x, sigma, z_);
     Kokkos::parallel_for("scorekit::ImageClassifierModel::log_softmax_adjoint",
                          Kokkos::RangePolicy<Exec>(exec, 0, int(n)),
                          detail::LogSoftmaxAdjoint<Real, memory_space>{z_, labels, dz_, log_p});
-    Kokkos::deep_copy(exec, grad_, Real(0));
     const std::int64_t rows = std::int64_t(n) * s_.height * s_.width;
     net_->backward(
-        exec, params_, dz_, grad_,
+        exec, params_, dz_, typename network_type::vector_type(),
         typename network_type::tensor_type(out.data(), std::size_t(rows), std::size_t(s_.channels)));
   }
 
@@ -210,7 +206,6 @@ class ImageClassifierModel {
   FourierFeatures<Real, memory_space> fourier_;
   mutable nn::image::Tensor<Real, memory_space> features_;
   mutable BatchView<Real, memory_space> z_, dz_;
-  mutable Kokkos::View<Real*, memory_space> grad_;
 };
 
 }  // namespace scorekit

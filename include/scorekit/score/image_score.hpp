@@ -194,8 +194,8 @@ class ImageScoreModel {
   }
 
   /// s = s(x, sigma) and out(n, :) = v(n, :)^T (d s / d x)(x(n, :), sigma(n)), the vector-Jacobian
-  /// product (core/batch_model.hpp): one forward and one backward of the network, whose parameter
-  /// gradient goes to a scratch view. Leaves the batch in place for backward() like score().
+  /// product (core/batch_model.hpp): one forward and one backward of the network, which skips the
+  /// parameter gradient. Leaves the batch in place for backward() like score().
   template <class E>
   void vjp(const E& exec, const ConstBatchView<Real, memory_space>& x,
            const NoiseLevels<Real, memory_space>& sigma, const ConstBatchView<Real, memory_space>& v,
@@ -212,17 +212,13 @@ class ImageScoreModel {
           Kokkos::view_alloc(std::string("scorekit::ImageScoreModel::direction"),
                              Kokkos::WithoutInitializing),
           x.extent(0), x.extent(1));
-    if (grad_.extent(0) == 0)
-      grad_ = Kokkos::View<Real*, memory_space>("scorekit::ImageScoreModel::scratch_gradient",
-                                                std::size_t(net_->n_params()));
     Kokkos::deep_copy(exec, dy_, v);
-    Kokkos::deep_copy(exec, grad_, Real(0));
     if (s_.divide_by_sigma) scale_rows(exec, dy_, sigma);
     const std::int64_t rows = std::int64_t(x.extent(0)) * s_.height * s_.width;
     const typename network_type::const_tensor_type dy(dy_.data(), std::size_t(rows),
                                                       std::size_t(s_.channels));
     const typename network_type::tensor_type dx(out.data(), std::size_t(rows), std::size_t(s_.channels));
-    net_->backward(exec, params_, dy, grad_, dx);
+    net_->backward(exec, params_, dy, typename network_type::vector_type(), dx);
   }
 
   // Public only because nvcc rejects device lambdas in private members.
@@ -300,8 +296,7 @@ class ImageScoreModel {
   mutable nn::image::Tensor<Real, memory_space> features_;  ///< a view of features_storage_
   mutable Kokkos::View<Real*, memory_space> features_storage_;
   mutable NoiseLevels<Real, memory_space> sigma_;
-  mutable BatchView<Real, memory_space> dy_;        // vjp's scaled direction
-  mutable Kokkos::View<Real*, memory_space> grad_;  // vjp's discarded parameter gradient
+  mutable BatchView<Real, memory_space> dy_;  // vjp's scaled direction
 };
 
 }  // namespace scorekit

@@ -3,7 +3,8 @@
 // loss L(params, x) = <c, layer(params, x)> for a random coefficient tensor c (so the exact gradient is
 // what backward() returns for dy = c), with the Richardson-derived tolerance of
 // testing/network_checks.hpp; and the contract's promises: backward() accumulates into the gradient,
-// overwrites every entry of the input adjoint, and gives the same gradient with the adjoint skipped.
+// overwrites every entry of the input adjoint, gives the same gradient with the adjoint skipped, and (for a
+// layer that declares optional_gradient) the same adjoints, bit for bit, with the gradient skipped.
 // check_conditioned_image_layer does the same for a conditioned layer (one that also reads per-sample
 // features, network.hpp's conditioned_layer(): CIN++), and checks its features adjoint as the input's.
 // Runs in double. Users run it on their own layers.
@@ -170,6 +171,30 @@ NetworkCheckResult check_layer(const Exec& exec, const Layer& layer, const nn::i
           ", expected twice the first, ", expected, ": backward must accumulate into the gradient"));
   }
   if (!result.passed) return result;
+  if constexpr (nn::image::detail::has_optional_gradient<Layer>::value) {
+    // The parameter gradient skipped (an empty gradient view): the same adjoints, bit for bit.
+    Kokkos::deep_copy(DX, math::quiet_nan<Real>());
+    Kokkos::deep_copy(DF, math::quiet_nan<Real>());
+    backward(P, X, FE, C, Kokkos::View<Real*, Mem>(), DX, DF, W);
+    exec.fence();
+    Kokkos::deep_copy(hDX, DX);
+    Kokkos::deep_copy(hDF, DF);
+    for (std::int64_t e = 0; e < in.size() + fshape.size(); ++e) {
+      const bool input = e < in.size();
+      const std::int64_t k = input ? e : e - in.size();
+      const double got = input ? hDX(k / in.c, k % in.c) : hDF(k / F, k % F);
+      const double want = input ? dx[std::size_t(k)] : df[std::size_t(k)];
+      ++result.n_checked;
+      if (!(got == want)) {
+        fail(scorekit::detail::concat(layer.name(),
+                                      ": backward with the gradient skipped (optional_gradient) "
+                                      "made ",
+                                      input ? "input" : "features", " adjoint entry ", k, " ", got,
+                                      ", with the gradient ", want, ": the adjoints must not depend on it"));
+        return result;
+      }
+    }
+  }
 
   // which: 0 parameters, 1 input, 2 features.
   const char* const what[] = {" parameter", " input", " features"};

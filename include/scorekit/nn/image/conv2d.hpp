@@ -4,6 +4,7 @@
 // products go through Kokkos Kernels (core/blas.hpp, the host BLAS or cuBLAS):
 //   forward   Y = cols(X) W + 1 b^T             cols(X): one row per output pixel, its k k c_in patch
 //   backward  dW += cols(X)^T dY,  db += dY^T 1,  dX = scatter(dY W^T)
+// (either part skipped when its view is empty: an input adjoint alone builds no patch matrix)
 // A pointwise convolution (k = 1, stride 1, no padding) is X W directly, with no patch matrix; a dense
 // layer on features is one (pointwise_dense()). Otherwise the patch matrix is built by an own gather
 // kernel (im2col) for as many images at a time as fit in max_patch_scalars, and the input adjoint is
@@ -54,6 +55,9 @@ struct Conv2dOptions {
 
 class Conv2d {
  public:
+  /// backward() takes an empty gradient and then skips the parameter gradient (tensor.hpp).
+  static constexpr bool optional_gradient = true;
+
   Conv2d(int c_in, int c_out, int kernel, Conv2dOptions options = {})
       : c_in_(c_in), c_out_(c_out), k_(kernel), o_(options) {
     const std::string where = "scorekit::nn::image::Conv2d";
@@ -222,7 +226,7 @@ class Conv2d {
     const std::string where = name() + " backward";
     const ImageShape out = output_shape(in);
     detail::require_parameters(params, n_params(), where, "the parameters");
-    detail::require_parameters(grad, n_params(), where, "the gradient");
+    const bool want_grad = detail::require_optional_gradient(grad, n_params(), where);
     detail::require_tensor(x, in, where, "the input");
     detail::require_tensor(dy, out, where, "the output adjoint");
     const bool want_dx = dx.extent(0) != 0;
@@ -231,34 +235,41 @@ class Conv2d {
     ScopedRegion region("scorekit::nn::image::Conv2d::backward");
 
     const auto W = detail::matrix<const Real, Mem>(params.data(), patch_size(), c_out_);
-    const auto dW = detail::matrix<Real, Mem>(grad.data(), patch_size(), c_out_);
-    const auto db = detail::matrix<Real, Mem>(grad.data() + std::int64_t(patch_size()) * c_out_, 1, c_out_);
+    // (Empty when the gradient is skipped: no offset is applied to its null pointer.)
+    const auto dW = detail::matrix<Real, Mem>(grad.data(), want_grad ? patch_size() : 0, c_out_);
+    const auto db = detail::matrix<Real, Mem>(
+        want_grad ? grad.data() + std::int64_t(patch_size()) * c_out_ : nullptr, want_grad ? 1 : 0, c_out_);
     const int per = chunk(in);
     const std::int64_t pix = std::int64_t(out.h) * out.w;
     const std::int64_t patch = pointwise() ? 0 : per * pix * std::int64_t(patch_size());
     const bool adjoint_conv = adjoint_is_convolution();
     Real* const ones_at = work.data() + (adjoint_conv ? 1 : 2) * patch;
-    if (o_.bias)
+    // Without the parameter gradient, only a scattered input adjoint needs the chunks (no patch matrix).
+    const bool chunks = want_grad || (want_dx && !adjoint_conv);
+    if (o_.bias && want_grad)
       Kokkos::deep_copy(
           exec,
           Kokkos::View<Real*, Mem, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(ones_at, std::size_t(per * pix)),
           Real(1));
-    for (int s0 = 0; s0 < in.n; s0 += per) {
+    for (int s0 = 0; chunks && s0 < in.n; s0 += per) {
       const int s1 = std::min(in.n, s0 + per);
       const std::int64_t rows = (s1 - s0) * pix;
       const auto dy_rows = detail::row_block(dy, s0 * pix, s1 * pix);
-      if (o_.bias)
+      if (o_.bias && want_grad)
         blas::gemm(exec, "T", "N", Real(1), detail::matrix<const Real, Mem>(ones_at, rows, 1), dy_rows,
                    Real(1), db);
       if (pointwise()) {
-        blas::gemm(exec, "T", "N", Real(1), detail::row_block(x, s0 * pix, s1 * pix), dy_rows, Real(1), dW);
+        if (want_grad)
+          blas::gemm(exec, "T", "N", Real(1), detail::row_block(x, s0 * pix, s1 * pix), dy_rows, Real(1), dW);
         if (want_dx)
           blas::gemm(exec, "N", "T", Real(1), dy_rows, W, Real(0), detail::row_block(dx, s0 * pix, s1 * pix));
         continue;
       }
-      const auto cols = detail::matrix<Real, Mem>(work.data(), rows, patch_size());
-      im2col(exec, x, in, out, s0, s1, cols);
-      blas::gemm(exec, "T", "N", Real(1), cols, dy_rows, Real(1), dW);
+      if (want_grad) {
+        const auto cols = detail::matrix<Real, Mem>(work.data(), rows, patch_size());
+        im2col(exec, x, in, out, s0, s1, cols);
+        blas::gemm(exec, "T", "N", Real(1), cols, dy_rows, Real(1), dW);
+      }
       if (!want_dx || adjoint_conv) continue;
       const auto dcols = detail::matrix<Real, Mem>(work.data() + patch, rows, patch_size());
       blas::gemm(exec, "N", "T", Real(1), dy_rows, W, Real(0), dcols);

@@ -29,6 +29,9 @@ namespace image {
 
 class GroupNorm {
  public:
+  /// backward() takes an empty gradient and then skips the parameter gradient (tensor.hpp).
+  static constexpr bool optional_gradient = true;
+
   GroupNorm(int groups, int channels, double eps = 1e-5, bool affine = true)
       : groups_(groups), c_(channels), eps_(eps), affine_(affine) {
     const char* where = "scorekit::nn::image::GroupNorm";
@@ -121,7 +124,7 @@ class GroupNorm {
     using Real = typename Gr::non_const_value_type;
     const std::string where = name() + " backward";
     check(params, x, in, work, where);
-    detail::require_parameters(grad, n_params(), where, "the gradient");
+    const bool want_grad = detail::require_optional_gradient(grad, n_params(), where);
     detail::require_tensor(dy, in, where, "the output adjoint");
     const bool want_dx = dx.extent(0) != 0;
     if (want_dx) detail::require_tensor(dx, in, where, "the input adjoint");
@@ -129,7 +132,7 @@ class GroupNorm {
     statistics(exec, x, in, work);
     const int c = c_, cg = c_ / groups_, G = groups_, n = in.n;
     const std::int64_t hw = std::int64_t(in.h) * in.w;
-    const bool affine = affine_;
+    const bool affine = affine_;  // (want_grad implies affine: n_params() > 0)
     const Real* p = params.data();
     const std::int64_t ngroups = std::int64_t(n) * G;
     const Real* mean = work.data();
@@ -139,7 +142,7 @@ class GroupNorm {
     Real* partial = work.data() + 4 * ngroups;  // per image: sum dy xhat (c), sum dy (c)
     const auto* const xp = x.data();
     const auto* const dyp = dy.data();
-    // Per (image, group): the two sums of the input adjoint, and (when affine) the image's partial
+    // Per (image, group): the two sums of the input adjoint, and (when wanted) the image's partial
     // parameter gradient of the group's channels; the pixels in order, the channels a vector loop.
     Kokkos::parallel_for(
         "scorekit::nn::image::GroupNorm::group_sums",
@@ -149,7 +152,7 @@ class GroupNorm {
           const int c0 = int(ng % G) * cg;
           const Real m = mean[ng], r = rstd[ng];
           Real* pg = partial + img * 2 * c;
-          if (affine)
+          if (want_grad)
             for (int j = c0; j < c0 + cg; ++j) pg[j] = pg[c + j] = Real(0);
           Real a = 0, b = 0;
           for (std::int64_t q = 0; q < hw; ++q) {
@@ -160,7 +163,7 @@ class GroupNorm {
               const Real d = dr[j] * (affine ? p[j] : Real(1));
               a += d;
               b += d * xhat;
-              if (affine) {
+              if (want_grad) {
                 pg[j] += dr[j] * xhat;
                 pg[c + j] += dr[j];
               }
@@ -169,7 +172,7 @@ class GroupNorm {
           sum_g[ng] = a;
           sum_gx[ng] = b;
         });
-    if (affine) {
+    if (want_grad) {
       Real* g = grad.data();
       Kokkos::parallel_for(
           "scorekit::nn::image::GroupNorm::parameter_gradient", Kokkos::RangePolicy<Exec>(exec, 0, 2 * c),

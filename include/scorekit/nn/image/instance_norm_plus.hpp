@@ -59,6 +59,9 @@ struct InstanceNormPlusOptions {
 /// per-sample features f (n x feature_size()) and whose backward also gives their adjoint.
 class ConditionalInstanceNormPlus {
  public:
+  /// backward() takes an empty gradient and then skips the parameter gradient (tensor.hpp).
+  static constexpr bool optional_gradient = true;
+
   ConditionalInstanceNormPlus(int channels, int features, InstanceNormPlusOptions options = {})
       : c_(channels), f_(features), o_(options) {
     const char* where = "scorekit::nn::image::ConditionalInstanceNormPlus";
@@ -161,7 +164,7 @@ class ConditionalInstanceNormPlus {
                 const DY& dy, const Gr& grad, const DX& dx, const DF& dfeatures, const Work& work) const {
     const std::string where = name() + " backward";
     check(params, x, in, features, work, where);
-    detail::require_parameters(grad, n_params(), where, "the gradient");
+    const bool want_grad = detail::require_optional_gradient(grad, n_params(), where);
     detail::require_tensor(dy, in, where, "the output adjoint");
     const bool want_dx = dx.extent(0) != 0, want_df = dfeatures.extent(0) != 0;
     if (want_dx) detail::require_tensor(dx, in, where, "the input adjoint");
@@ -173,7 +176,7 @@ class ConditionalInstanceNormPlus {
     ScopedRegion region("scorekit::nn::image::ConditionalInstanceNormPlus::backward");
     statistics(exec, params, x, in, features, work);
     coefficient_adjoints(exec, x, in, dy, work);
-    parameter_gradient(exec, in, features, grad, work);
+    if (want_grad) parameter_gradient(exec, in, features, grad, work);
     if (want_df) features_adjoint(exec, params, in, dfeatures, work);
     if (want_dx) input_adjoint(exec, x, in, dy, dx, work);
   }
@@ -436,6 +439,9 @@ class ConditionalInstanceNormPlus {
 /// per-channel (gamma, beta, alpha), initialised (1, 0, 1). An ordinary runtime layer (tensor.hpp).
 class InstanceNormPlus {
  public:
+  /// backward() takes an empty gradient and then skips the parameter gradient (tensor.hpp).
+  static constexpr bool optional_gradient = true;
+
   explicit InstanceNormPlus(int channels, double eps = 1e-5) : impl_(channels, 0, options(eps)) {}
 
   int channels() const { return impl_.channels(); }

@@ -279,8 +279,10 @@ class Network {
     Kokkos::deep_copy(exec, y, value(output_));
   }
 
-  /// After forward() on the same batch: grad += (d net / d params)^T dy; dx (when not empty) = the
-  /// input adjoint, dfeatures (when not empty) = the features' adjoint.
+  /// After forward() on the same batch: grad (when not empty) += (d net / d params)^T dy; dx (when not
+  /// empty) = the input adjoint, dfeatures (when not empty) = the features' adjoint. With an empty grad no
+  /// parameter gradient is computed (a vector-Jacobian product: about a third less work for convolutions);
+  /// the adjoints are the same bits as with one.
   void backward(const Exec& exec, const const_vector_type& params, const const_tensor_type& dy,
                 const vector_type& grad, const tensor_type& dx = tensor_type(),
                 const tensor_type& dfeatures = tensor_type()) {
@@ -289,7 +291,8 @@ class Network {
     if (prepared_.n == 0 || x_.data() == nullptr)
       throw invalid_argument(w + ": call forward() on the batch first");
     require_parameters(params, n_params_, w, "the parameters");
-    require_parameters(grad, n_params_, w, "the gradient");
+    const bool want_grad = grad.extent(0) != 0;
+    if (want_grad) require_parameters(grad, n_params_, w, "the gradient");
     detail::require_tensor(dy, nodes_[std::size_t(output_)].shape, w, "the output adjoint");
     if (dx.extent(0) != 0) detail::require_tensor(dx, nodes_[0].shape, w, "the input adjoint");
     if (dfeatures.extent(0) != 0) {
@@ -300,6 +303,13 @@ class Network {
     ScopedRegion region("scorekit::nn::image::Network::backward");
     // Every node's adjoint is wanted except the inputs', which are computed only when asked for.
     const std::size_t N = nodes_.size();
+    if (!want_grad) {  // a layer that cannot skip its gradient writes it to a discarded scratch
+      std::size_t largest = 0;
+      for (const Node& n : nodes_)
+        if (n.op && !n.op->optional_gradient()) largest = std::max(largest, std::size_t(n.op->n_params()));
+      if (grad_scratch_.extent(0) < largest)
+        grad_scratch_ = vector_type("scorekit::nn::image::Network::scratch_gradient", largest);
+    }
     std::vector<char> needed(N, 1), written(N, 0);
     needed[0] = dx.extent(0) != 0;
     if (features_node_ >= 0) needed[std::size_t(features_node_)] = dfeatures.extent(0) != 0;
@@ -400,6 +410,7 @@ class Network {
     virtual int feature_size() const = 0;
     virtual ImageShape output_shape(const ImageShape& in) const = 0;
     virtual int n_params() const = 0;
+    virtual bool optional_gradient() const = 0;
     virtual std::vector<Segment> segments(int offset) const = 0;
     virtual std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const = 0;
     virtual std::size_t workspace_size(const ImageShape& in) const = 0;
@@ -424,6 +435,7 @@ class Network {
     }
     ImageShape output_shape(const ImageShape& in) const override { return layer.output_shape(in); }
     int n_params() const override { return layer.n_params(); }
+    bool optional_gradient() const override { return detail::has_optional_gradient<Layer>::value; }
     std::vector<Segment> segments(int offset) const override { return layer.segments(offset); }
     std::vector<ParameterTensor> tensors(int offset, const std::string& prefix) const override {
       if constexpr (names_tensors<Layer>::value) {
@@ -621,8 +633,13 @@ class Network {
   const_vector_type layer_params(const const_vector_type& params, const Node& n) const {
     return const_vector_type(params.data() + n.param_offset, std::size_t(n.op->n_params()));
   }
+  /// The layer's part of grad; with grad empty, an empty view for a layer that can skip its gradient,
+  /// else the scratch (its values discarded).
   vector_type layer_grad(const vector_type& grad, const Node& n) const {
-    return vector_type(grad.data() + n.param_offset, std::size_t(n.op->n_params()));
+    const std::size_t np = std::size_t(n.op->n_params());
+    if (grad.extent(0) != 0) return vector_type(grad.data() + n.param_offset, np);
+    if (np == 0 || n.op->optional_gradient()) return vector_type();
+    return vector_type(grad_scratch_.data(), np);
   }
 
   /// Where the adjoint for node `id` is written: its own buffer the first time, else the scratch (then
@@ -720,6 +737,7 @@ class Network {
   ImageShape prepared_{};
   vector_type work_, scratch_;                  ///< views of the storage below
   vector_type work_storage_, scratch_storage_;  ///< grown to the largest batch seen (prepare())
+  vector_type grad_scratch_;          ///< backward() without a gradient: for layers that cannot skip theirs
   std::size_t scratch_features_ = 0;  ///< where a conditioned layer's features adjoint may go in scratch_
   const_tensor_type x_, f_;
 };

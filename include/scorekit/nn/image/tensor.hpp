@@ -17,7 +17,11 @@
 // params and grad are rank-1 views of exactly n_params() scalars (a layer's part of the network's flat
 // view), x, y, dy and dx Tensors of the input and output shapes, work a rank-1 view of at least
 // workspace_size(in) scalars. backward() accumulates into grad (so gradients of several calls sum) and
-// overwrites dx; an empty dx (extent 0) skips the input adjoint. Shapes and sizes are checked on the
+// overwrites dx; an empty dx (extent 0) skips the input adjoint. A layer with parameters that declares
+//   static constexpr bool optional_gradient = true;
+// also takes an empty grad and then skips the parameter gradient (a vector-Jacobian product, or a
+// classifier's input gradient, needs only dx); Network gives any other layer a scratch gradient instead.
+// Shapes and sizes are checked on the
 // host before anything runs; a mismatch throws dimension_mismatch naming the layer, the argument and
 // both shapes. testing/image_layer_checks.hpp checks a layer against finite differences.
 #pragma once
@@ -28,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 namespace scorekit {
 namespace nn {
@@ -91,6 +96,21 @@ void require_parameters(const View& p, int n, const std::string& where, const ch
                                                       " scalars given, the layer has ", n, " parameters"));
   if (n > 0 && !p.span_is_contiguous())
     throw invalid_argument(scorekit::detail::concat(where, ": ", what, " must be contiguous"));
+}
+
+/// Layers that declare optional_gradient = true: their backward() takes an empty gradient.
+template <class L, class = void>
+struct has_optional_gradient : std::false_type {};
+template <class L>
+struct has_optional_gradient<L, std::enable_if_t<L::optional_gradient>> : std::true_type {};
+
+/// The gradient argument of an optional_gradient layer's backward(): empty (the parameter gradient is
+/// skipped; returns false) or exactly n scalars, as require_parameters checks (returns true).
+template <class View>
+bool require_optional_gradient(const View& g, int n, const std::string& where) {
+  if (g.extent(0) == 0 && n > 0) return false;
+  require_parameters(g, n, where, "the gradient");
+  return n > 0;
 }
 
 /// Throws dimension_mismatch unless the workspace holds at least `need` scalars.
