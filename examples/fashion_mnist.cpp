@@ -535,8 +535,10 @@ void train_within_budget(Context& c, Trainer& trainer, const std::string& path, 
   while (true) {
     const double left = budget - seconds_since(start);
     const double to_checkpoint = c.o.checkpoint_minutes * 60 - seconds_since(last_checkpoint);
-    const long steps = long(std::min(left, std::max(1.0, std::min(to_checkpoint, 60.0))) * rate);
-    if (left <= 0 || steps < 1) break;
+    if (left <= 0) break;
+    // At least one step a round: a network slower than a step a second must not stop at a checkpoint.
+    const long steps =
+        std::max(1L, long(std::min(left, std::max(1.0, std::min(to_checkpoint, 60.0))) * rate));
     const auto t0 = Clock::now();
     const train::TrainReport r = trainer.train(c.train, steps);
     rate = double(steps) / seconds_since(t0);
