@@ -69,6 +69,23 @@ ImageScoreSettings image_settings() {
   return s;
 }
 
+/// Times `units = call()` once a benchmark iteration, fenced on both sides; returns the units a second.
+template <class Exec, class F>
+double timed_rate(benchmark::State& state, F&& call) {
+  long units = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    Exec().fence();
+    Kokkos::Timer timer;
+    units += call();
+    Exec().fence();
+    const double s = timer.seconds();
+    seconds += s;
+    state.SetIterationTime(s);
+  }
+  return double(units) / seconds;
+}
+
 /// NCSN's ladder: 10 levels geometric from 1 to 0.01.
 std::vector<double> ncsn_ladder() {
   std::vector<double> s(10);
@@ -103,18 +120,7 @@ void train_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> n
   const auto x = images<Exec>(2048);
   const ConstBatchView<float, typename Exec::memory_space> data = x;
   trainer.train(data, warm_up);
-  long steps = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    Exec().fence();
-    Kokkos::Timer timer;
-    steps += trainer.train(data, per_iteration).steps;
-    Exec().fence();
-    const double s = timer.seconds();
-    seconds += s;
-    state.SetIterationTime(s);
-  }
-  const double rate = double(steps) / seconds;
+  const double rate = timed_rate<Exec>(state, [&] { return long(trainer.train(data, per_iteration).steps); });
   state.counters["steps_per_s"] = benchmark::Counter(rate);
   state.counters["images_per_s"] = benchmark::Counter(rate * batch);
   state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * (3 * mads - first) * 1e-9);
@@ -138,19 +144,10 @@ void score_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> n
   Kokkos::deep_copy(sigma, 1.0f);
   const double mads = net->multiply_adds({batch, side, side, 1});
   model.score(Exec(), x, sigma, out);  // warm-up (allocates the network's buffers)
-  long calls = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    Exec().fence();
-    Kokkos::Timer timer;
+  const double rate = timed_rate<Exec>(state, [&] {
     model.score(Exec(), x, sigma, out);
-    Exec().fence();
-    const double s = timer.seconds();
-    ++calls;
-    seconds += s;
-    state.SetIterationTime(s);
-  }
-  const double rate = double(calls) / seconds;
+    return 1L;
+  });
   state.counters["evaluations_per_s"] = benchmark::Counter(rate);
   state.counters["images_per_s"] = benchmark::Counter(rate * batch);
   state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * mads * 1e-9);
@@ -186,19 +183,10 @@ void vjp_case(benchmark::State& state, std::shared_ptr<Network<float, Exec>> net
   };
   const double mads = net->multiply_adds({batch, side, side, 1});
   call();  // warm-up (allocates the network's buffers)
-  long calls = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    Exec().fence();
-    Kokkos::Timer timer;
+  const double rate = timed_rate<Exec>(state, [&] {
     call();
-    Exec().fence();
-    const double t = timer.seconds();
-    ++calls;
-    seconds += t;
-    state.SetIterationTime(t);
-  }
-  const double rate = double(calls) / seconds;
+    return 1L;
+  });
   state.counters["evaluations_per_s"] = benchmark::Counter(rate);
   state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * (with_gradient ? 3 : 2) * mads * 1e-9);
   state.counters["FLOP_per_step"] = benchmark::Counter(2 * (with_gradient ? 3 : 2) * mads);
@@ -254,21 +242,12 @@ void conv(benchmark::State& state, Conv2d layer, ImageShape in) {
   Kokkos::deep_copy(x, 0.5f);
   Kokkos::View<float*, Mem> work("work", layer.workspace_size(in));
   const Exec exec;
-  long calls = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    exec.fence();
-    Kokkos::Timer timer;
+  const double rate = timed_rate<Exec>(state, [&] {
     layer.forward(exec, p, x, in, y, work);
     layer.backward(exec, p, x, in, y, g, dx, work);
-    exec.fence();
-    const double s = timer.seconds();
-    ++calls;
-    seconds += s;
-    state.SetIterationTime(s);
-  }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(double(calls) / seconds * 2 * 3 * layer.multiply_adds(in) * 1e-9);
+    return 1L;
+  });
+  state.counters["GFLOP/s"] = benchmark::Counter(rate * 2 * 3 * layer.multiply_adds(in) * 1e-9);
   state.counters["threads"] = benchmark::Counter(double(Exec().concurrency()));
 }
 
