@@ -22,6 +22,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -90,6 +91,25 @@ Network<double, Exec> small_graph(bool twice, bool scaled = false) {
   return net;
 }
 
+/// small_graph with its problem on a 2 x 4 x 4 x 2 batch: Glorot parameters (seed 4), input (5),
+/// features (6) and an output cotangent (7), and a zero gradient of the parameters' size.
+template <class Exec>
+struct GraphProblem {
+  using Mem = typename Exec::memory_space;
+  Network<double, Exec> net;
+  ImageShape in{2, 4, 4, 2};
+  ImageShape out = net.output_shape(in);
+  Kokkos::View<double*, Mem> p{"p", std::size_t(net.n_params())}, g{"g", std::size_t(net.n_params())};
+  Tensor<double, Mem> x = random_features<Exec>(int(in.rows()), in.c, 5);
+  Tensor<double, Mem> f = random_features<Exec>(2, 3, 6);
+  Tensor<double, Mem> c = random_features<Exec>(int(out.rows()), out.c, 7);
+
+  explicit GraphProblem(Network<double, Exec> graph) : net(std::move(graph)) {
+    const auto segs = net.segments();
+    scorekit::nn::initialize(Exec(), p, segs.data(), int(segs.size()), scorekit::nn::Init::glorot_normal, 4);
+  }
+};
+
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("image network: gradients and adjoints match finite differences", "[image]",
@@ -112,15 +132,10 @@ TEMPLATE_LIST_TEST_CASE("image network: the features adjoint matches finite diff
                         Backends) {
   using Exec = TestType;
   using Mem = typename Exec::memory_space;
-  auto net = small_graph<Exec>(false);
-  const ImageShape in{2, 4, 4, 2};
-  const auto out = net.output_shape(in);
-  Kokkos::View<double*, Mem> p("p", std::size_t(net.n_params())), g("g", std::size_t(net.n_params()));
-  const auto segs = net.segments();
-  scorekit::nn::initialize(Exec(), p, segs.data(), int(segs.size()), scorekit::nn::Init::glorot_normal, 4);
-  const auto x = random_features<Exec>(int(in.rows()), in.c, 5);
-  auto f = random_features<Exec>(2, 3, 6);
-  const auto c = random_features<Exec>(int(out.rows()), out.c, 7);
+  GraphProblem<Exec> prob(small_graph<Exec>(false));
+  auto& net = prob.net;
+  const auto &in = prob.in, &out = prob.out;
+  const auto &p = prob.p, &g = prob.g, &x = prob.x, &f = prob.f, &c = prob.c;
   Tensor<double, Mem> y("y", std::size_t(out.rows()), std::size_t(out.c)), df("df", 2, 3);
   net.forward(Exec(), p, x, in, f, y);
   net.backward(Exec(), p, c, g, Tensor<double, Mem>(), df);
@@ -192,15 +207,10 @@ TEMPLATE_LIST_TEST_CASE("image network: without a gradient, the same adjoints; o
   using Exec = TestType;
   using Mem = typename Exec::memory_space;
   // small_graph's layers all skip their gradient; a user's layer that cannot is given a discarded one.
-  Network<double, Exec> net = small_graph<Exec>(true, true);
-  const ImageShape in{2, 4, 4, 2};
-  const auto out = net.output_shape(in);
-  Kokkos::View<double*, Mem> p("p", std::size_t(net.n_params())), g("g", std::size_t(net.n_params()));
-  const auto segs = net.segments();
-  scorekit::nn::initialize(Exec(), p, segs.data(), int(segs.size()), scorekit::nn::Init::glorot_normal, 4);
-  const auto x = random_features<Exec>(int(in.rows()), in.c, 5);
-  const auto f = random_features<Exec>(2, 3, 6);
-  const auto c = random_features<Exec>(int(out.rows()), out.c, 7);
+  GraphProblem<Exec> prob(small_graph<Exec>(true, true));
+  auto& net = prob.net;
+  const auto &in = prob.in, &out = prob.out;
+  const auto &p = prob.p, &g = prob.g, &x = prob.x, &f = prob.f, &c = prob.c;
   Tensor<double, Mem> y("y", std::size_t(out.rows()), std::size_t(out.c));
   Tensor<double, Mem> dx1("dx1", std::size_t(in.rows()), std::size_t(in.c)),
       dx2("dx2", dx1.extent(0), dx1.extent(1));
