@@ -12,6 +12,8 @@
 #   KokkosKernels_ROOT   (optional) a Kokkos Kernels built against that Kokkos (cuBLAS as its TPL): the
 #                        batched path's dense products (core/blas.hpp, nn/image/, BatchedMixtureScore)
 #                        and their tests and benchmarks are built only with it
+#   SCOREKIT_ENABLE_MPI  ON: also configure distributed/ (an MPI found through nvcc_wrapper) and build
+#                        its headers and the MPI test binaries
 #   SCOREKIT_BUILD_DIR   the build folder (default build/cuda)
 #   SCOREKIT_JOBS        parallel compile jobs (default: nproc; nvcc needs about 2-3 GB per job)
 #   targets              build only these (e.g. scorekit_headers_self_contained, scorekit_tests);
@@ -45,6 +47,9 @@ if [ "${#targets[@]}" -eq 0 ]; then
            user_kernel_step)
   benchmarks=(bench_annealed_langevin bench_elementary bench_train bench_reverse_sde)
   if [ -n "${KokkosKernels_ROOT:-}" ]; then benchmarks+=(bench_image); fi
+  if [ "${SCOREKIT_ENABLE_MPI:-OFF}" = ON ]; then targets+=(scorekit_mpi_tests scorekit_mpi_abort_probe); fi
+  # The image example needs Kokkos Kernels, zlib and libpng; it is built when the configuration has it.
+  optional=(fashion_mnist)
 fi
 
 gpu=0
@@ -61,8 +66,12 @@ kernels_flag=()
 if [ -n "${KokkosKernels_ROOT:-}" ]; then kernels_flag=(-DKokkosKernels_ROOT="$KokkosKernels_ROOT"); fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKokkos_ROOT="$kokkos" "${kernels_flag[@]}" \
   -DCMAKE_CXX_COMPILER="$wrapper" -DSCOREKIT_WARNINGS_AS_ERRORS=ON \
-  -DSCOREKIT_BUILD_TESTS=ON -DSCOREKIT_BUILD_EXAMPLES=ON -DSCOREKIT_BUILD_BENCHMARKS="$bench_flag" >"$log" 2>&1 ||
+  -DSCOREKIT_BUILD_TESTS=ON -DSCOREKIT_BUILD_EXAMPLES=ON -DSCOREKIT_BUILD_BENCHMARKS="$bench_flag" \
+  -DSCOREKIT_ENABLE_MPI="${SCOREKIT_ENABLE_MPI:-OFF}" >"$log" 2>&1 ||
   { tail -n 40 "$log" >&2; exit 1; }
+for t in "${optional[@]+"${optional[@]}"}"; do
+  if ninja -C "$build" -t targets all 2>/dev/null | grep -q "^$t:"; then targets+=("$t"); fi
+done
 if [ "$bench_flag" = ON ]; then targets+=("${benchmarks[@]}"); fi
 
 echo "cuda-build: building ${targets[*]} with $jobs jobs (log: $log)" >&2
