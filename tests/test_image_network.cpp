@@ -135,7 +135,8 @@ TEMPLATE_LIST_TEST_CASE("image network: the features adjoint matches finite diff
   GraphProblem<Exec> prob(small_graph<Exec>(false));
   auto& net = prob.net;
   const auto &in = prob.in, &out = prob.out;
-  const auto &p = prob.p, &g = prob.g, &x = prob.x, &f = prob.f, &c = prob.c;
+  const auto &p = prob.p, &g = prob.g;  // one deduced type a declaration
+  const auto &x = prob.x, &f = prob.f, &c = prob.c;
   Tensor<double, Mem> y("y", std::size_t(out.rows()), std::size_t(out.c)), df("df", 2, 3);
   net.forward(Exec(), p, x, in, f, y);
   net.backward(Exec(), p, c, g, Tensor<double, Mem>(), df);
@@ -210,7 +211,8 @@ TEMPLATE_LIST_TEST_CASE("image network: without a gradient, the same adjoints; o
   GraphProblem<Exec> prob(small_graph<Exec>(true, true));
   auto& net = prob.net;
   const auto &in = prob.in, &out = prob.out;
-  const auto &p = prob.p, &g = prob.g, &x = prob.x, &f = prob.f, &c = prob.c;
+  const auto &p = prob.p, &g = prob.g;  // one deduced type a declaration
+  const auto &x = prob.x, &f = prob.f, &c = prob.c;
   Tensor<double, Mem> y("y", std::size_t(out.rows()), std::size_t(out.c));
   Tensor<double, Mem> dx1("dx1", std::size_t(in.rows()), std::size_t(in.c)),
       dx2("dx2", dx1.extent(0), dx1.extent(1));
