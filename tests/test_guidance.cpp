@@ -34,6 +34,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 using scorekit_test::Backends;
@@ -238,12 +239,13 @@ Eigen::MatrixXd exact_reverse_samples(
   return scorekit_test::to_eigen(x);
 }
 
-/// An integrator that does nothing: isolates what a replacement wrapper adds.
+/// An integrator that does nothing: isolates what a replacement wrapper adds. Its counts are arbitrary
+/// and distinct, so a wrapper that does not pass them on is caught.
 struct NullIntegrator {
-  static constexpr int n_vectors = 0;
+  static constexpr int n_vectors = 3;
   template <class System>
   static void check(const System&) {}
-  int evaluations(double, double) const { return 0; }
+  int evaluations(double, double) const { return 5; }
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void step(const System&, Real*, Real, Real, bool, Real*, Real*,
                                    scorekit::CounterRng<Real>&) const {}
@@ -462,6 +464,9 @@ TEST_CASE("One inpainting step replaces the known coordinates by a noised observ
   const Eigen::Vector2d y(0.8, -1.5);
   const auto guided = scorekit::inpainting<double, HostSpace>(NullIntegrator{}, 3, {0, 2}, y);
   const double t = 0.6, t_next = 0.55;
+  // The wrapper's work vectors and model calls are the inner integrator's.
+  STATIC_REQUIRE(std::decay_t<decltype(guided)>::n_vectors == NullIntegrator::n_vectors);
+  CHECK(guided.evaluations(t, t_next) == NullIntegrator{}.evaluations(t, t_next));
   const auto k = system.sde().marginal(t_next);
   REQUIRE(k.scale < 0.9);  // a VP kernel: the observation is scaled, not only noised
   for (bool noise : {true, false}) {
