@@ -9,8 +9,7 @@ include paths and warning flags (-Werror included). GCC accepts some ill-formed 
 nvcc's front end refuse (seen here: one `auto` declaration whose declarators deduce different types);
 the CI build is GCC's, so this is where such code is caught before a user's clang or CUDA build.
 Every header is reached through the tests that include it; tests/compile_fail/, which must not
-compile, is left out. Exits 1 and prints clang's messages, file by
-file, when any unit fails.
+compile, is left out. Exits 1 and prints clang's messages, file by file, when any unit fails.
 """
 import json
 import os
