@@ -218,6 +218,15 @@ TEST_CASE("safetensors: lying, foreign or mismatched files are refused by name; 
              Catch::Contains("unknown dtype 'Q7'"));
   CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", four)),
              Catch::Contains("non-negative integer"));
+  // Empty, but a size past 2^63 (it would read back negative) or sizes multiplying past 2^62.
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [0, 18446744073709551615],
+                                          "data_offsets": [0, 0]}})",
+                                {})),
+             Catch::Contains("its shape is too large for any file"));
+  CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296, 0],
+                                          "data_offsets": [0, 0]}})",
+                                {})),
+             Catch::Contains("its shape is too large for any file"));
   CHECK_THAT(read_error(file_of(R"({"a": {"dtype": "F32", "shape": [1]}})", four)),
              Catch::Contains("not an object of exactly dtype, shape and data_offsets"));
   CHECK_THAT(read_error(file_of(R"({"__metadata__": {"k": 1}})", {})),

@@ -272,12 +272,20 @@ NpyArray read_npy_from(std::uint64_t size, Read read, Fail fail) {
   a.type = h.type;
   a.shape = h.shape;
   const std::uint64_t item = std::uint64_t(npy_type_size(h.type));
+  // NumPy's own limit: the nonzero dimensions times the item size fit a signed 64-bit integer, zeros
+  // or not (so that NpyArray::size() cannot overflow either).
   std::uint64_t count = 1;
+  bool empty = false;
   for (const std::int64_t s : h.shape) {
-    if (s != 0 && count > std::numeric_limits<std::uint64_t>::max() / item / std::uint64_t(s))
-      throw fail("the shape declares more bytes than any file holds");
+    if (s == 0) {
+      empty = true;
+      continue;
+    }
+    if (count > std::uint64_t(std::numeric_limits<std::int64_t>::max()) / item / std::uint64_t(s))
+      throw fail("the shape declares more bytes than any array holds (past 2^63 - 1, NumPy's limit too)");
     count *= std::uint64_t(s);
   }
+  if (empty) count = 0;
   const std::uint64_t data = count * item, available = size - prefix_size - header_size;
   if (data != available)
     throw fail(scorekit::detail::concat(

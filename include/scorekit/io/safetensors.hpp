@@ -166,16 +166,23 @@ inline Safetensors read_safetensors(const std::string& path) {
     const int item = sd::dtype_size(t.dtype);
     if (item == 0) throw fail(concat(at, "unknown dtype '", printable(t.dtype), "'"));
     if (!sh.is_array()) throw fail(at + "its shape is not an array");
+    // The nonzero sizes multiply to at most 2^62 whether or not a zero empties the tensor, so that every
+    // size and every product of sizes fits a signed 64-bit integer.
     std::uint64_t count = 1;
+    bool empty = false;
     for (const auto& s : sh) {
       if (!s.is_number_unsigned())
         throw fail(at + "its shape holds something other than a non-negative integer");
       const std::uint64_t e = s.get<std::uint64_t>();
       if (e != 0 && count > (std::uint64_t(1) << 62) / e)
         throw fail(at + "its shape is too large for any file");
-      count *= e;
+      if (e == 0)
+        empty = true;
+      else
+        count *= e;
       t.shape.push_back(std::int64_t(e));
     }
+    if (empty) count = 0;
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       throw fail(at + "its data_offsets are not two non-negative integers");
     const std::uint64_t begin = off[0].get<std::uint64_t>(), end = off[1].get<std::uint64_t>();
