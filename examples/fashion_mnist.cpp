@@ -557,6 +557,15 @@ void train_within_budget(Context& c, Trainer& trainer, const std::string& path, 
               seconds_since(start) / 60, path.c_str());
 }
 
+/// A progress line between chunks of a long loop (10,000 samples or 1,000 likelihoods take an hour or
+/// more on 2 cores): `done` of `n` after the seconds since `start`, and the ETA at that rate.
+void print_progress(const char* what, int done, int n, Clock::time_point start) {
+  const double elapsed = seconds_since(start);
+  std::printf("%s: %d of %d, %.0f s, ETA %.1f minutes\n", what, done, n, elapsed,
+              elapsed / done * (n - done) / 60);
+  std::fflush(stdout);
+}
+
 /// Runs `sampler(x, seed)` on chunks of at most sample_batch rows of an n x D view.
 template <class Sampler>
 Rows sample_in_chunks(const Context& c, int n, Sampler sampler, double& seconds, double& evaluations) {
@@ -568,12 +577,7 @@ Rows sample_in_chunks(const Context& c, int n, Sampler sampler, double& seconds,
     Rows xs("chunk", std::size_t(m), std::size_t(c.dim));
     evaluations += sampler(xs, c.o.seed * 1000003 + std::uint64_t(k));
     Kokkos::deep_copy(Kokkos::subview(x, std::make_pair(first, first + m), Kokkos::ALL()), xs);
-    if (first + m < n) {  // a progress line between chunks: 10,000 samples take an hour on 2 cores
-      const double elapsed = seconds_since(start);
-      std::printf("sampling: %d of %d, %.0f s, ETA %.1f minutes\n", first + m, n, elapsed,
-                  elapsed / (first + m) * (n - first - m) / 60);
-      std::fflush(stdout);
-    }
+    if (first + m < n) print_progress("sampling", first + m, n, start);
   }
   seconds = seconds_since(start);
   evaluations /= n;
@@ -860,6 +864,7 @@ void run_sde(Context& c) {
       Kokkos::parallel_for(
           "copy", Kokkos::RangePolicy<Exec>(0, m),
           KOKKOS_LAMBDA(const int i) { log_p(first + i) = double(lp(i)); });
+      if (first + m < n) print_progress("likelihood", first + m, n, start);
     }
     const BitsPerDimension b = mean_bits_per_dimension(log_p, c.dim);
     char line[400];
