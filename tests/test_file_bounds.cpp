@@ -161,3 +161,29 @@ TEST_CASE("files: checkpoint metadata keys are stored sorted and once; a file th
   CHECK_THAT(with_key('c'), Catch::Contains("corrupt: metadata key 'key_b' is out of order"));
   CHECK_THAT(with_key('b'), Catch::Contains("corrupt: metadata key 'key_b' appears twice"));
 }
+
+TEST_CASE("files: an array's bytes are bounded as NumPy bounds them, zeros or not", "[io][files][npy]") {
+  using scorekit::detail::array_bytes;
+  const std::uint64_t limit = std::uint64_t(1) << 62;
+  std::uint64_t bytes = 7;
+  CHECK(array_bytes(std::vector<std::int64_t>{3, 5}, 4, limit, bytes));
+  CHECK(bytes == 60);
+  CHECK(array_bytes(std::vector<std::int64_t>{}, 8, limit, bytes));  // a scalar
+  CHECK(bytes == 8);
+  CHECK(array_bytes(std::vector<std::int64_t>{3, 0, 5}, 4, limit, bytes));
+  CHECK(bytes == 0);
+  // Exactly at the limit passes; one element more does not, with or without a zero.
+  CHECK(array_bytes(std::vector<std::uint64_t>{std::uint64_t(1) << 30, std::uint64_t(1) << 30}, 4, limit,
+                    bytes));
+  CHECK(bytes == limit);
+  bytes = 7;
+  CHECK_FALSE(array_bytes(std::vector<std::uint64_t>{(std::uint64_t(1) << 60) + 1, 4}, 1, limit, bytes));
+  CHECK_FALSE(array_bytes(std::vector<std::uint64_t>{std::uint64_t(1) << 61, 0, 2}, 2, limit, bytes));
+  CHECK(bytes == 7);  // left alone when refused
+  // The item size counts: 2^61 one-byte elements pass, 2^61 eight-byte ones do not.
+  CHECK(array_bytes(std::vector<std::uint64_t>{std::uint64_t(1) << 61}, 1, limit, bytes));
+  CHECK_FALSE(array_bytes(std::vector<std::uint64_t>{std::uint64_t(1) << 61}, 8, limit, bytes));
+  // Sizes whose product wraps 2^64 to a small number are refused, not wrapped.
+  CHECK_FALSE(array_bytes(std::vector<std::uint64_t>{std::uint64_t(1) << 32, std::uint64_t(1) << 32, 0}, 1,
+                          ~std::uint64_t(0), bytes));
+}

@@ -262,5 +262,27 @@ inline std::vector<std::uint8_t> read_file(const std::string& path, const char* 
   return file.read(0, std::size_t(file.size()));
 }
 
+/// The bytes an array of `item`-byte elements of this shape (non-negative sizes) holds, with the shape
+/// bounded as NumPy bounds it: the nonzero sizes times the item size must not pass `limit`, zeros or not,
+/// so that every product of sizes a reader forms afterwards fits an int64_t even when a zero empties the
+/// array. Returns false where the shape passes the limit (`bytes` is then left alone).
+template <class Sizes>
+bool array_bytes(const Sizes& shape, std::uint64_t item, std::uint64_t limit, std::uint64_t& bytes) {
+  std::uint64_t nonzero = item;
+  bool empty = false;
+  for (const auto s : shape) {
+    const std::uint64_t e = std::uint64_t(s);
+    if (e == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > limit / e) return false;
+    nonzero *= e;
+  }
+  if (nonzero > limit) return false;
+  bytes = empty ? 0 : nonzero;
+  return true;
+}
+
 }  // namespace detail
 }  // namespace scorekit

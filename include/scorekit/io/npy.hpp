@@ -274,19 +274,11 @@ NpyArray read_npy_from(std::uint64_t size, Read read, Fail fail) {
   const std::uint64_t item = std::uint64_t(npy_type_size(h.type));
   // NumPy's own limit: the nonzero dimensions times the item size fit a signed 64-bit integer, zeros
   // or not (so that NpyArray::size() cannot overflow either).
-  std::uint64_t count = 1;
-  bool empty = false;
-  for (const std::int64_t s : h.shape) {
-    if (s == 0) {
-      empty = true;
-      continue;
-    }
-    if (count > std::uint64_t(std::numeric_limits<std::int64_t>::max()) / item / std::uint64_t(s))
-      throw fail("the shape declares more bytes than any array holds (past 2^63 - 1, NumPy's limit too)");
-    count *= std::uint64_t(s);
-  }
-  if (empty) count = 0;
-  const std::uint64_t data = count * item, available = size - prefix_size - header_size;
+  std::uint64_t data = 0;
+  if (!scorekit::detail::array_bytes(h.shape, item, std::uint64_t(std::numeric_limits<std::int64_t>::max()),
+                                     data))
+    throw fail("the shape declares more bytes than any array holds (past 2^63 - 1, NumPy's limit too)");
+  const std::uint64_t available = size - prefix_size - header_size;
   if (data != available)
     throw fail(scorekit::detail::concat(
         data > available ? "truncated" : "trailing data", ": dtype ", npy_type_name(h.type), " and shape (",
@@ -302,6 +294,7 @@ NpyArray read_npy_from(std::uint64_t size, Read read, Fail fail) {
   if (h.swap)
     for (std::size_t i = 0; i < raw.size(); i += w)
       for (std::size_t k = 0; k < w / 2; ++k) std::swap(raw[i + k], raw[i + w - 1 - k]);
+  const std::uint64_t count = data / item;
   if (h.fortran && h.shape.size() > 1 && count > 0) {
     // Element (i_0, ..., i_{r-1}) is at sum i_k * prod_{j<k} n_j in Fortran order: walk the C order.
     a.bytes.resize(raw.size());

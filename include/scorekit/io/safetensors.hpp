@@ -166,32 +166,27 @@ inline Safetensors read_safetensors(const std::string& path) {
     const int item = sd::dtype_size(t.dtype);
     if (item == 0) throw fail(concat(at, "unknown dtype '", printable(t.dtype), "'"));
     if (!sh.is_array()) throw fail(at + "its shape is not an array");
-    // The nonzero sizes multiply to at most 2^62 whether or not a zero empties the tensor, so that every
-    // size and every product of sizes fits a signed 64-bit integer.
-    std::uint64_t count = 1;
-    bool empty = false;
+    // The nonzero sizes times the item size reach at most 2^62 whether or not a zero empties the tensor,
+    // so that every size and every product of sizes fits a signed 64-bit integer.
+    std::vector<std::uint64_t> sizes;
     for (const auto& s : sh) {
       if (!s.is_number_unsigned())
         throw fail(at + "its shape holds something other than a non-negative integer");
-      const std::uint64_t e = s.get<std::uint64_t>();
-      if (e != 0 && count > (std::uint64_t(1) << 62) / e)
-        throw fail(at + "its shape is too large for any file");
-      if (e == 0)
-        empty = true;
-      else
-        count *= e;
-      t.shape.push_back(std::int64_t(e));
+      sizes.push_back(s.get<std::uint64_t>());
     }
-    if (empty) count = 0;
+    std::uint64_t bytes = 0;
+    if (!scorekit::detail::array_bytes(sizes, std::uint64_t(item), std::uint64_t(1) << 62, bytes))
+      throw fail(at + "its shape is too large for any file");
+    t.shape.assign(sizes.begin(), sizes.end());
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       throw fail(at + "its data_offsets are not two non-negative integers");
     const std::uint64_t begin = off[0].get<std::uint64_t>(), end = off[1].get<std::uint64_t>();
     if (begin > end || end > data_size)
       throw fail(concat(at, "its data_offsets [", begin, ", ", end, ") lie outside the ", data_size,
                         " bytes of data"));
-    if (count > (std::uint64_t(1) << 62) / std::uint64_t(item) || end - begin != count * std::uint64_t(item))
+    if (end - begin != bytes)
       throw fail(concat(at, "its data_offsets hold ", end - begin, " bytes, but ", t.dtype,
-                        " of this shape needs ", count * std::uint64_t(item)));
+                        " of this shape needs ", bytes));
     ranges.push_back({begin, end, name});
     out.tensors.emplace(name, std::move(t));
   }
