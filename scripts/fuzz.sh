@@ -2,7 +2,8 @@
 # Runs every libFuzzer harness for longer than the tests do (they run each for 20 s).
 #   scripts/fuzz.sh [seconds per harness, default 600]
 # Needs clang (Debian's clang) and the build folder scripts/test.sh configured (SCOREKIT_BUILD_DIR,
-# default build/ci): the harnesses are built there, and the unit tests write the seed corpus.
+# default build/ci): the harnesses are built there, the unit tests write the seed corpus, and what a
+# harness finds is saved in $build/tests/fuzz_artifacts/<name>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
@@ -24,5 +25,7 @@ for h in "${harnesses[@]}"; do
   mkdir -p "$corpus"
   SCOREKIT_FUZZ_CORPUS="$corpus" "$build/tests/scorekit_tests" "$tag" >/dev/null
   echo "fuzz.sh: fuzz_$name for $seconds s" >&2
-  "$build/tests/fuzz_$name" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 "$corpus"
+  mkdir -p "$build/tests/fuzz_artifacts/$name"
+  "$build/tests/fuzz_$name" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+    -artifact_prefix="$build/tests/fuzz_artifacts/$name/" "$corpus"
 done
