@@ -74,6 +74,7 @@ struct Options {
   int sample_batch = 500;
   double learning_rate = 2e-4;
   bool resume = false;
+  bool likelihood_weighting = false;  // sde: weight the DSM loss by g(t)^2 (score_sde's, for bits/dim)
   std::uint64_t seed = 1;
 };
 
@@ -91,6 +92,8 @@ struct Options {
       "  --samples N              samples for the quality measures (default 10000)\n"
       "  --ode-samples N          probability-flow ODE samples (sde; default 1000)\n"
       "  --likelihood N           test images for bits/dim (sde; default 1000; 0: skip)\n"
+      "  --likelihood-weighting   train with lambda(t) = g(t)^2, score_sde's likelihood weighting, in\n"
+      "                           place of the marginal variance (sde)\n"
       "  --pc-steps N             predictor-corrector steps (sde; default 500)\n"
       "  --classifier-steps N     classifier training steps of 128 images (default 4000)\n"
       "  --guide-steps N          steps of the noise-conditional classifier for classifier guidance (sde;\n"
@@ -138,6 +141,8 @@ Options parse(int argc, char* argv[]) {
       o.steps = long(number(i));
     else if (a == "--resume")
       o.resume = true;
+    else if (a == "--likelihood-weighting")
+      o.likelihood_weighting = true;
     else if (a == "--size")
       o.size = int(number(i));
     else if (a == "--samples")
@@ -207,6 +212,8 @@ Options parse(int argc, char* argv[]) {
     bad = "--guide-steps must be >= 0, --guided >= 1, and --guidance-scales must name at least one scale";
   else if (!(o.learning_rate > 0))
     bad = "--learning-rate must be positive";
+  else if (o.likelihood_weighting && o.recipe != "sde")
+    bad = "--likelihood-weighting applies to --recipe sde only";
   if (!bad.empty()) {
     std::fprintf(stderr, "fashion_mnist: %s\n", bad.c_str());
     std::exit(2);
@@ -693,14 +700,17 @@ void run_sde(Context& c) {
       sigma_max, seconds_since(start_config));
   const auto [net, image] = unet_score_net(c);
   using Draw = objective::ContinuousTime<VarianceExplodingSDE<float>>;
-  train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(sde), score_train_settings(c), c.o.seed);
+  // The weighting is part of the trainer's signature: a checkpoint trained with the other is refused.
+  train::BatchTrainer<float, Exec, Draw> trainer(net, image, Draw(sde, 1e-5, c.o.likelihood_weighting),
+                                                 score_train_settings(c), c.o.seed);
   std::printf("score network: U-Net %d parameters, %s\n", net->n_params(), trainer.signature().c_str());
   train_within_budget(c, trainer, c.o.output + "/sde.ckpt", c.o.minutes);
   auto model = trainer.model();
   model.set_parameters(trainer.ema_parameters());
   c.results << "Score network: U-Net (" << net->n_params() << " parameters), VE SDE sigma 0.01 -> "
-            << sigma_max << ", continuous-time DSM, " << trainer.step() << " steps of " << c.o.batch
-            << " images, Adam " << c.o.learning_rate << ", EMA 0.999.\n\n";
+            << sigma_max << ", continuous-time DSM"
+            << (c.o.likelihood_weighting ? " (likelihood weighting, g(t)^2)" : "") << ", " << trainer.step()
+            << " steps of " << c.o.batch << " images, Adam " << c.o.learning_rate << ", EMA 0.999.\n\n";
 
   const auto pc = predictor_corrector(ReverseDiffusion{}, LangevinCorrector(0.16));
   auto pc_sampler = [&](const Rows& xs, std::uint64_t seed) {

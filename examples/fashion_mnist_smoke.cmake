@@ -49,6 +49,20 @@ foreach(expected "test accuracy" "predictor-corrector" "probability-flow ODE" "I
   endif()
 endforeach()
 
+# Likelihood weighting: it trains and says so, and it is part of the checkpoint's signature (the
+# unweighted run's checkpoint is refused).
+run_ok(${small} --steps 2 --pc-steps 2 --ode-samples 0 --likelihood 4 --guide-steps 0 --likelihood-weighting
+       --output ${OUT}/weighted)
+file(READ ${OUT}/weighted/results.md results)
+foreach(expected "(likelihood weighting, g(t)^2)" "Bits/dim")
+  string(FIND "${results}" "${expected}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "the likelihood-weighted run's results.md lacks '${expected}':\n${results}")
+  endif()
+endforeach()
+file(COPY_FILE ${OUT}/a/sde.ckpt ${OUT}/weighted/sde.ckpt)
+run_fails("signature mismatch" ${small} --resume --steps 3 --likelihood-weighting --output ${OUT}/weighted)
+
 # The NCSNv2 recipe and the table of noise levels.
 run_ok(${small} --recipe ncsnv2 --steps 2 --output ${OUT}/ncsnv2)
 if(NOT EXISTS ${OUT}/ncsnv2/ncsnv2_samples.png)
@@ -67,4 +81,5 @@ run_fails("too small" ${small} --minutes 0.000001 --output ${OUT}/c)
 file(COPY_FILE ${OUT}/ncsnv2/ncsnv2.ckpt ${OUT}/c/sde.ckpt)
 run_fails("signature mismatch" ${small} --resume --steps 3 --output ${OUT}/c)
 run_fails("--size must be 28 or 14" --size 20)
+run_fails("--likelihood-weighting applies to --recipe sde only" --recipe ncsnv2 --likelihood-weighting)
 run_fails("--guidance-scales takes numbers >= 0" --guidance-scales 1,-2)
