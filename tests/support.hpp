@@ -51,6 +51,22 @@ scorekit::GaussianMixture<Real, Mem> full_covariance_mixture() {
   return scorekit::GaussianMixture<Real, Mem>::full(Eigen::Vector2d(0.4, 0.6), mu, {c0, c1});
 }
 
+/// A model's per-particle score alone (no score_block): the drivers then take their one-particle
+/// kernels (annealed Langevin, integrate()), the arithmetic the batched path and the blocks are checked
+/// against.
+template <class Model>
+struct PerParticleOnly {
+  using value_type = typename Model::value_type;
+  using memory_space = typename Model::memory_space;
+  Model model;
+  KOKKOS_INLINE_FUNCTION int dim() const { return model.dim(); }
+  KOKKOS_INLINE_FUNCTION int workspace_size() const { return model.workspace_size(); }
+  KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
+                                    value_type* work) const {
+    model.score(x, sigma, out, work);
+  }
+};
+
 /// True when two views hold bitwise-identical values.
 template <class A, class B>
 bool bitwise_equal(const A& a, const B& b) {

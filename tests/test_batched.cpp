@@ -46,21 +46,6 @@ scorekit::GaussianMixture<Real, Mem> two_modes() {
                                                          Eigen::Vector2d(1, 0.5));
 }
 
-/// A model's per-particle score alone (no score_block), so that annealed Langevin's fused run takes its
-/// one-particle kernel, the same arithmetic as the batched path.
-template <class Model>
-struct PerParticleOnly {
-  using value_type = typename Model::value_type;
-  using memory_space = typename Model::memory_space;
-  Model model;
-  KOKKOS_INLINE_FUNCTION int dim() const { return model.dim(); }
-  KOKKOS_INLINE_FUNCTION int workspace_size() const { return model.workspace_size(); }
-  KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out,
-                                    value_type* work) const {
-    model.score(x, sigma, out, work);
-  }
-};
-
 /// Same bits on host backends (no contraction on plain x86-64, and none elsewhere that differs between
 /// the two call sites); on devices, where nvcc contracts each inlined copy on its own, the same to
 /// rounding: a few ulp a step, grown at most by the flow over the run.
@@ -232,7 +217,7 @@ TEMPLATE_LIST_TEST_CASE("Batched and fused annealed Langevin give the same sampl
   using Exec = TestType;
   using Mem = typename Exec::memory_space;
   const auto mix = two_modes<float, Mem>();
-  const PerParticleOnly<scorekit::PerturbedMixtureScore<float, Mem>> model{
+  const scorekit_test::PerParticleOnly<scorekit::PerturbedMixtureScore<float, Mem>> model{
       scorekit::PerturbedMixtureScore<float, Mem>(mix)};
   scorekit::AnnealedLangevinSettings<float> s;
   s.sigmas = {5.0f, 2.0f, 0.7f, 0.2f};

@@ -21,6 +21,7 @@
 // about 1500 comparisons of the whole file (both backends) a false alarm has probability about 1e-3 (and
 // seeds are fixed, so a pass is reproducible).
 #include "backends.hpp"
+#include "contraction/contraction.hpp"
 
 #include <scorekit/core/traits.hpp>
 #include <scorekit/core/views.hpp>
@@ -41,8 +42,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -347,10 +350,82 @@ TEST_CASE("PerturbedMixtureScore: tabulated and untabulated noise levels agree a
   }
 }
 
+TEST_CASE("level_of finds exactly the tabulated noise levels", "[density][mixture][perturbed_score]") {
+  // The search runs with selects over the sorted levels: every level must be found at its own index
+  // (with duplicates removed and the input unsorted), and nothing between, below or above the levels.
+  const auto mix = scorekit::GaussianMixture<double, HostMem>::isotropic(
+      Eigen::VectorXd::Ones(1), Eigen::MatrixXd::Zero(1, 2), Eigen::VectorXd::Ones(1));
+  for (int n : {1, 2, 3, 4, 7, 8, 9, 1001}) {
+    std::vector<double> levels;
+    for (int i = n - 1; i >= 0; --i) levels.push_back(0.01 * std::pow(1.01, i));  // descending
+    levels.push_back(levels.front());                                             // a duplicate
+    const scorekit::PerturbedMixtureScore<double, HostMem> model(mix, levels);
+    std::sort(levels.begin(), levels.end());
+    levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
+    INFO(n << " levels");
+    REQUIRE(int(levels.size()) == n);
+    for (int i = 0; i < n; ++i) {
+      const double s = levels[std::size_t(i)];
+      REQUIRE(model.level_of(s) == i);
+      REQUIRE(model.level_of(std::nextafter(s, 0.0)) == -1);
+      REQUIRE(model.level_of(std::nextafter(s, 1e300)) == -1);
+    }
+    REQUIRE(model.level_of(0.0) == -1);
+    REQUIRE(model.level_of(1e300) == -1);
+    REQUIRE(model.level_of(std::numeric_limits<double>::quiet_NaN()) == -1);
+  }
+  const scorekit::PerturbedMixtureScore<double, HostMem> none(mix);
+  REQUIRE(none.level_of(0.5) == -1);
+}
+
+TEST_CASE(
+    "An isotropic or diagonal mixture's score_block is score() lane by lane, with and without FMA "
+    "contraction",
+    "[density][mixture][block][contraction]") {
+  // score_lanes is one definition for a panel and for one particle; built with and without contraction
+  // (tests/contraction/), the panels (vectorised where the build's target allows) must give every
+  // particle the bits of its own evaluation, NaN and overflowing rows included. 37 rows: a block of 32
+  // (four panels) and a tail of 5; a tabulated level (the perturbed mixture's own) and an untabulated one.
+  using ScoresFn = void (*)(const scorekit_test::HostMixture&, const double*, int, double, double, int,
+                            double*, double*, double*);
+  std::vector<std::pair<const char*, ScoresFn>> builds = {
+      {"without contraction", &scorekit_test::contraction_off::mixture_scores}};
+#ifdef SCOREKIT_TEST_CONTRACTION_ON
+  if (scorekit_test::cpu_runs_contraction_on())
+    builds.push_back({"with contraction", &scorekit_test::contraction_on::mixture_scores});
+#endif
+  for (const MixtureSpec& spec : mixture_specs()) {
+    if (spec.kind == CovarianceKind::full) continue;
+    const auto base = spec.build<double, HostMem>();
+    const int d = spec.dim(), n = 37;
+    const auto pts = mixture_points(spec, 1.0);
+    std::vector<double> x(std::size_t(n * d));
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < d; ++j)
+        x[std::size_t(i * d + j)] = pts[std::size_t(i) % pts.size()][std::size_t(j)] + 0.05 * i;
+    x[std::size_t(9 * d)] = std::numeric_limits<double>::quiet_NaN();
+    x[std::size_t(20 * d + 1)] = 1e200;
+    for (const auto& [a, sigma, level] : {std::tuple<double, double, int>{1.0, 0.5, 0}, {0.8, 0.37, -1}}) {
+      const auto mix = level == 0 ? base.perturbed(a, sigma) : base;
+      std::vector<double> block(x.size()), single(x.size()),
+          work(std::size_t(mix.max_block * mix.workspace_size()));
+      for (const auto& [name, scores] : builds) {
+        INFO(spec.name << ", " << name << ", level " << level);
+        scores(mix, x.data(), n, a, sigma, level, block.data(), single.data(), work.data());
+        REQUIRE(std::memcmp(block.data(), single.data(), block.size() * sizeof(double)) == 0);
+        REQUIRE(std::isnan(single[std::size_t(9 * d)]));
+        REQUIRE(std::isfinite(single[std::size_t(8 * d)]));
+      }
+    }
+  }
+}
+
 TEST_CASE("score_block agrees with score for full blocks, tail blocks and untabulated levels",
           "[density][mixture][perturbed_score][block]") {
+  // Isotropic and diagonal covariances: score_block's panels and score() run one definition
+  // (GaussianMixture::score_lanes) lane by lane, so they must agree bit for bit. Full covariances:
   // score_block sums the precision products in another order than score() (per particle of a
-  // transposed block), nothing else. With T = max_k,r sum_c |P_k,rc| |diff_c| and D1 = max_k ||diff||_1,
+  // transposed panel), nothing else. With T = max_k,r sum_c |P_k,rc| |diff_c| and D1 = max_k ||diff||_1,
   // each product g_r differs by at most 2 d eps T, so each l_k by delta = 2 d eps T (D1 + 1); the
   // responsibilities then move the score by at most 2 delta G, the products themselves by 2 d eps T, and
   // the weighted sum of K component scores adds (K + 4) eps G of its own.
@@ -358,11 +433,11 @@ TEST_CASE("score_block agrees with score for full blocks, tail blocks and untabu
   for (const MixtureSpec& spec : mixture_specs()) {
     const auto mix = spec.build<double, HostMem>();
     const scorekit::PerturbedMixtureScore<double, HostMem> model(mix, {0.5});
-    const int d = spec.dim(), B = model.max_block;
-    REQUIRE(model.block_size() == (spec.kind == CovarianceKind::full ? B : 1));
+    const int d = spec.dim(), B = model.max_block, P = scorekit::GaussianMixture<double, HostMem>::panel;
+    REQUIRE(model.block_size() == B);  // on the host, every kind
     const int ws = model.workspace_size();
-    for (double sigma : {0.5, 0.37}) {  // tabulated (block path for full covariances), untabulated
-      for (int nb : {B, 3}) {           // a full block and a tail
+    for (double sigma : {0.5, 0.37}) {  // tabulated (panel path for full covariances), untabulated
+      for (int nb : {B, P + 3, 3}) {    // a whole block of panels, a panel and a tail, a tail alone
         auto pts = mixture_points(spec, 1.0);
         while (int(pts.size()) < nb) pts.push_back(pts[pts.size() % 3]);
         std::vector<double> x(std::size_t(nb * d)), out(std::size_t(nb * d)),
@@ -385,8 +460,12 @@ TEST_CASE("score_block agrees with score for full blocks, tail blocks and untabu
           const double G = component_score_scale(spec, 1.0, sigma, xb);
           const double tol = 2 * delta * G + 2.0 * d * eps * T + (spec.components() + 4) * eps * G;
           INFO(spec.name << ", sigma " << sigma << ", block of " << nb << ", particle " << b);
-          for (int j = 0; j < d; ++j)
-            REQUIRE(std::fabs(out[std::size_t(b * d + j)] - single[std::size_t(j)]) <= tol);
+          for (int j = 0; j < d; ++j) {
+            if (spec.kind == CovarianceKind::full)
+              REQUIRE(std::fabs(out[std::size_t(b * d + j)] - single[std::size_t(j)]) <= tol);
+            else
+              REQUIRE(out[std::size_t(b * d + j)] == single[std::size_t(j)]);
+          }
         }
       }
     }

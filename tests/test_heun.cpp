@@ -363,6 +363,106 @@ TEMPLATE_LIST_TEST_CASE("Heun with churn works in single precision", "[heun][flo
   require_reproduces<Exec>(x, data, 602);
 }
 
+namespace {
+
+/// Heun through integrate() with `model` (whose score_block makes the host run blocks) and with the same
+/// model seen per particle: the two runs must be the same bits, whole and in two pieces whose rows sit
+/// at other offsets within their blocks (first_particle 13).
+template <class Exec, class Real, class Model, class SDE>
+void require_blocks_match_particles(const char* name, const Model& model, const SDE& sde,
+                                    const scorekit::Heun& heun, double t0, int n) {
+  using Mem = typename Exec::memory_space;
+  INFO(name << (heun.churn > 0 ? ", with churn" : ""));
+  const auto blocked = scorekit::probability_flow(sde, model);
+  const auto single = scorekit::probability_flow(sde, scorekit_test::PerParticleOnly<Model>{model});
+  // Blocks on the host, of the model's max_block; one particle a work item on a GPU.
+  const bool host = scorekit_test::host_backend_v<Exec>;
+  CHECK(scorekit::detail::integrate_block_size<scorekit::Heun>(blocked) == (host ? Model::max_block : 1));
+  CHECK(scorekit::detail::integrate_block_size<scorekit::Heun>(single) == 1);
+  auto start = scorekit::make_particles<Real>(Exec(), n, 2);
+  scorekit::draw_exact(Exec(), two_modes<Real, Mem>().perturbed(Real(1), Real(3)), start, 31);
+  scorekit::IntegrateSettings s;
+  s.times = scorekit::uniform_times(t0, 1e-3, 40);
+  s.seed = 32;
+  auto run = [&](const auto& system, std::size_t begin, std::size_t end) {
+    auto x = scorekit::make_particles<Real>(Exec(), std::int64_t(end - begin), 2);
+    Kokkos::deep_copy(x, Kokkos::subview(start, std::make_pair(begin, end), Kokkos::ALL));
+    auto settings = s;
+    settings.first_particle = begin;
+    scorekit::integrate(Exec(), system, heun, x, settings);
+    return x;
+  };
+  const std::size_t all = std::size_t(n), cut = 13;
+  const auto whole = run(blocked, 0, all);
+  CHECK(scorekit_test::bitwise_equal(whole, run(single, 0, all)));
+  CHECK(scorekit_test::bitwise_equal(
+      run(blocked, 0, cut), Kokkos::subview(whole, std::make_pair(std::size_t(0), cut), Kokkos::ALL)));
+  CHECK(scorekit_test::bitwise_equal(run(blocked, cut, all),
+                                     Kokkos::subview(whole, std::make_pair(cut, all), Kokkos::ALL)));
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("Heun in blocks gives every particle the one-particle kernel's bits", "[heun][block]",
+                        Backends) {
+  // On the host integrate() steps the probability flow of a model with score_block in blocks of its
+  // block_size() (32 for a mixture: four vectorised panels of 8), sharing the step's time-dependent work
+  // and one score_block() call a drift; a particle's arithmetic stays that of the one-particle kernel,
+  // which the same model seen per particle runs. 203 particles: 6 blocks and a tail of 11 (a panel and 3
+  // alone). VE scores a block at once, VP (a(t) != 1) particle by particle inside the block; churn draws
+  // each particle's own noise. Isotropic and diagonal mixtures: the panels are score() lane by lane.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
+  const auto vp = scorekit::vp_sde(scorekit::LinearBeta<double>{0.1, 20});
+  Eigen::MatrixXd variances(2, 2);
+  variances << 1.0, 0.4, 0.7, 1.3;
+  const auto diagonal =
+      scorekit::GaussianMixture<double, Mem>::diagonal(Eigen::Vector2d(0.2, 0.8), mixture_means(), variances);
+  const auto grid = scorekit::uniform_times(1.0, 1e-3, 40);
+  std::vector<double> sigmas;
+  for (double t : grid) sigmas.push_back(ve.marginal(t).std);
+  const scorekit::PerturbedMixtureScore<double, Mem> iso(two_modes<double, Mem>(), sigmas), diag(diagonal);
+  scorekit::Heun churned;
+  churned.churn = 2;
+  churned.n_steps = 40;
+  for (const scorekit::Heun& heun : {scorekit::Heun{}, churned}) {
+    require_blocks_match_particles<Exec, double>("isotropic, VE, tabulated levels", iso, ve, heun, 1.0, 203);
+    require_blocks_match_particles<Exec, double>("diagonal, VE", diag, ve, heun, 1.0, 203);
+    require_blocks_match_particles<Exec, double>("diagonal, VP", diag, vp, heun, 1.0, 203);
+  }
+  const scorekit::VarianceExplodingSDE<float> ve_float(0.01f, 20);
+  const scorekit::PerturbedMixtureScore<float, Mem> iso_float(two_modes<float, Mem>());
+  require_blocks_match_particles<Exec, float>("isotropic, VE, float", iso_float, ve_float, churned, 1.0, 203);
+}
+
+TEMPLATE_LIST_TEST_CASE("A particle that goes non-finite inside a block is named as on the one-particle path",
+                        "[heun][block][errors]", Backends) {
+  // Particle 37 (in the second block, not its first) starts at 1e200: its score overflows to NaN at the
+  // first step, so both paths must name particle 37 at step 1.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
+  const scorekit::PerturbedMixtureScore<double, Mem> model(two_modes<double, Mem>());
+  scorekit::IntegrateSettings s;
+  s.times = scorekit::uniform_times(1.0, 1e-3, 5);
+  auto run = [&](const auto& system) {
+    auto x = exact_marginal<Exec>(two_modes<double, Mem>(), ve, 1.0, 100, 41);
+    scorekit_test::fill_host(
+        x, [&, h = scorekit::to_host(x)](std::size_t i, std::size_t j) { return i == 37 ? 1e200 : h(i, j); });
+    try {
+      scorekit::integrate(Exec(), system, scorekit::Heun{}, x, s);
+    } catch (const scorekit::non_finite_error& e) {
+      return std::make_pair(e.particle(), e.step());
+    }
+    return std::make_pair(std::int64_t(-1), std::int64_t(-1));
+  };
+  const auto blocked = run(scorekit::probability_flow(ve, model));
+  CHECK(blocked == std::make_pair(std::int64_t(37), std::int64_t(1)));
+  CHECK(run(scorekit::probability_flow(ve, scorekit_test::PerParticleOnly<decltype(model)>{model})) ==
+        blocked);
+}
+
 TEMPLATE_LIST_TEST_CASE("EdmSDE is the sigma(t) = t noising SDE", "[heun][sde][edm]", Backends) {
   const scorekit::EdmSDE<double> edm(80);
   CHECK(edm.t_max() == 80);

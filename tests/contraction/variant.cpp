@@ -71,5 +71,15 @@ SCOREKIT_TEST_ENTRY void evaluate_elementary(const float* x, std::int64_t n, flo
   evaluate(x, n, out);
 }
 
+SCOREKIT_TEST_ENTRY void mixture_scores(const HostMixture& m, const double* x, int n, double a, double sigma,
+                                        int level, double* block, double* single, double* work) {
+  const int d = m.dim(), ws = m.workspace_size(), B = HostMixture::max_block;
+  for (int i0 = 0; i0 < n; i0 += B) {
+    const int nb = n - i0 < B ? n - i0 : B;
+    m.score_block(nb, x + i0 * d, d, a, sigma, level, block + i0 * d, d, work, ws);
+  }
+  for (int i = 0; i < n; ++i) m.score_at(x + i * d, a, sigma, level, single + i * d, work);
+}
+
 }  // namespace SCOREKIT_TEST_CONTRACTION_NAMESPACE
 }  // namespace scorekit_test

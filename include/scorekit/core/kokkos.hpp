@@ -27,6 +27,28 @@
 #endif
 #define SCOREKIT_STRINGIFY(x) #x
 
+namespace scorekit {
+namespace detail {
+
+/// Calls f(i, k) for coordinate j of particles b = 0..nb-1 of two particle arrays, i = b stride_a + j into
+/// the first and k = b stride_b + j into the second. When both are contiguous (strides d) this is one
+/// flat loop of nb d iterations, which vectorises where a loop over d = 2 coordinates would not. f must
+/// treat each coordinate apart (no order between iterations).
+template <class F>
+KOKKOS_FORCEINLINE_FUNCTION void for_each_coordinate(int nb, int d, int stride_a, int stride_b, F&& f) {
+  if (stride_a == d && stride_b == d) {
+    const int n = nb * d;
+    SCOREKIT_SIMD
+    for (int e = 0; e < n; ++e) f(e, e);
+  } else {
+    for (int b = 0; b < nb; ++b)
+      for (int j = 0; j < d; ++j) f(b * stride_a + j, b * stride_b + j);
+  }
+}
+
+}  // namespace detail
+}  // namespace scorekit
+
 // GCC 12 warns (-Warray-bounds, a false positive) when a point stored in a short array, e.g. a 2-D point
 // in a `double[2]`, reaches a loop over coordinates that runs only when dim() is larger: it cannot see
 // the run-time bound. Densities with such loops wrap themselves in these.

@@ -24,11 +24,12 @@
 //   KOKKOS_INLINE_FUNCTION void score(const value_type* x, value_type sigma, value_type* out) const;
 // (with the same optional workspace), and optionally, to evaluate a block of particles at once,
 //   static constexpr int max_block;
-//   KOKKOS_INLINE_FUNCTION int block_size() const;  // the block the model wants now, 1 ..= max_block (1: no
-//   blocking) KOKKOS_INLINE_FUNCTION void score_block(int nb, const value_type* x, int x_stride, value_type
-//   sigma,
-//                                           value_type* out, int out_stride, value_type* work,
-//                                           int work_stride) const;   // nb <= max_block particles
+//   KOKKOS_INLINE_FUNCTION int block_size() const;  // the block the model wants now,
+//                                                   // 1 ..= max_block (1: no blocking)
+//   KOKKOS_INLINE_FUNCTION void score_block(int nb, const value_type* x, int x_stride,
+//                                           value_type sigma, value_type* out, int out_stride,
+//                                           value_type* work, int work_stride) const;
+//                                           // nb <= max_block particles
 // where particle b's workspace starts at work + b * work_stride and the samplers guarantee that the
 // nb workspaces are one contiguous region of nb * work_stride values (a model may use it as a whole).
 #pragma once
@@ -139,6 +140,15 @@ struct has_nc_score_block<
                        std::declval<ptr<T>>(), int(), std::declval<ptr<T>>(), int())),
                    decltype(int(T::max_block)), decltype(int(std::declval<const T&>().block_size()))>>
     : std::true_type {};
+
+/// T::max_block for a model with score_block, else 1.
+template <class T>
+constexpr int model_max_block() {
+  if constexpr (has_nc_score_block<T>::value)
+    return T::max_block;
+  else
+    return 1;
+}
 
 }  // namespace detail
 

@@ -10,6 +10,7 @@
 // Laplacians use a streaming log-sum-exp over components (one pass, no per-component storage).
 #pragma once
 
+#include <scorekit/core/elementary.hpp>
 #include <scorekit/core/error.hpp>
 #include <scorekit/core/kokkos.hpp>
 
@@ -114,9 +115,10 @@ class GaussianMixture {
   KOKKOS_INLINE_FUNCTION Real scale() const { return m_a; }
   KOKKOS_INLINE_FUNCTION Real noise() const { return m_sigma; }
   /// Workspace (values) one evaluation needs: 3 d for full covariances (x - a mu_k, the rotated
-  /// coordinates, and the score while the Laplacian is formed), d otherwise.
+  /// coordinates, and the score while the Laplacian is formed), 2 d otherwise (the score while the
+  /// Laplacian is formed; in score_block, a panel's particles and scores transposed).
   KOKKOS_INLINE_FUNCTION int workspace_size() const {
-    return m_kind == CovarianceKind::full ? 3 * m_dim : m_dim;
+    return m_kind == CovarianceKind::full ? 3 * m_dim : 2 * m_dim;
   }
 
   /// Normalised log-density at x.
@@ -125,7 +127,7 @@ class GaussianMixture {
   }
   /// grad_x log p(x).
   KOKKOS_INLINE_FUNCTION void score(const Real* x, Real* out, Real* work) const {
-    evaluate<true, false>(x, m_a, m_sigma, 0, out, work, nullptr);
+    score_at(x, m_a, m_sigma, 0, out, work);
   }
   /// Laplacian of log p at x (the divergence of the score).
   KOKKOS_INLINE_FUNCTION Real laplacian(const Real* x, Real* work) const {
@@ -227,12 +229,7 @@ class GaussianMixture {
       for (int j = 0; j < d; ++j) out[j] = 0;
     for (int k = 0; k < m_k; ++k) {
       Real quad = 0, grad2 = 0, trace = 0, log_norm;
-      if (level >= 0)
-        log_norm = m_log_norm(level, k);
-      else {
-        log_norm = m_log_weight(k) - Real(0.5) * Real(d) * math::log(2 * math::pi<Real>());
-        for (int i = 0; i < d; ++i) log_norm -= Real(0.5) * math::log(a * a * m_lambda(k, i) + sigma * sigma);
-      }
+      log_norm = level >= 0 ? m_log_norm(level, k) : untabulated_log_norm(k, a, sigma);
       const bool use_precision = full && level >= 0 && m_precision.extent(0) > 0;
       if (use_precision) {
         // z holds g_k = -P (x - a mu_k) here.
@@ -309,6 +306,102 @@ class GaussianMixture {
     return run_max + math::log(run_sum);
   }
 
+  /// The score of the law of a X + sigma Z at x (what evaluate<true, false> gives; for isotropic and
+  /// diagonal covariances through score_lanes<1>, so that it is the same bits as a lane of a block).
+  KOKKOS_INLINE_FUNCTION void score_at(const Real* x, Real a, Real sigma, int level, Real* out,
+                                       Real* work) const {
+    if (m_kind == CovarianceKind::full)
+      evaluate<true, false>(x, a, sigma, level, out, work, nullptr);
+    else
+      score_lanes<1>(x, 0, a, sigma, level, out, 0, work);
+  }
+
+  /// Scores of NB particles of the law of a X + sigma Z for isotropic and diagonal covariances: particle
+  /// b at x + b x_stride, its score to out + b out_stride. The one definition of a one-particle score
+  /// (NB = 1, score_at, no workspace) and of a panel of a block (NB = panel, score_block): every lane runs
+  /// the same operations in the same order, so a particle's score is the same bits in a panel or alone.
+  /// Written for vectorisation across the lanes: a panel is transposed into 2 d NB values of `work`
+  /// (x, then the score, coordinate-major: one vector of NB lanes a coordinate), the streaming
+  /// log-sum-exp selects instead of branching (one exponential a component: of lk - max when lk is not a
+  /// new maximum, else of the rescale), and its exponential is elementary::exp, which vectorises where
+  /// libm's exp does not.
+  template <int NB>
+  KOKKOS_INLINE_FUNCTION void score_lanes(const Real* x, int x_stride, Real a, Real sigma, int level,
+                                          Real* out, int out_stride, Real* work) const {
+    const int d = m_dim;
+    // Coordinate j of lane b at xp[j NB + b], its score at op[j NB + b]: for one lane, x and out.
+    const Real* xp = x;
+    Real* op = out;
+    if (NB > 1) {
+      Real* xt = work;
+      for (int b = 0; b < NB; ++b)
+        for (int j = 0; j < d; ++j) xt[j * NB + b] = x[b * x_stride + j];
+      xp = xt;
+      op = work + d * NB;
+    }
+    // (All set by component 0 before use; zeroed for the compiler, which cannot see that m_k >= 1.)
+    Real run_max[NB] = {}, run_sum[NB] = {}, quad[NB] = {}, e[NB] = {}, new_max[NB] = {};
+    for (int k = 0; k < m_k; ++k) {
+      for (int b = 0; b < NB; ++b) quad[b] = 0;
+      for (int j = 0; j < d; ++j) {
+        const Real mc = a * m_mean(k, j), iv = inv_var(level, k, j, a, sigma);
+        const Real* xj = xp + j * NB;
+        SCOREKIT_SIMD
+        for (int b = 0; b < NB; ++b) {
+          const Real dj = xj[b] - mc;
+          quad[b] += dj * dj * iv;
+        }
+      }
+      const Real log_norm = level >= 0 ? m_log_norm(level, k) : untabulated_log_norm(k, a, sigma);
+      if (k == 0) {
+        SCOREKIT_SIMD
+        for (int b = 0; b < NB; ++b) {
+          run_max[b] = log_norm - Real(0.5) * quad[b];
+          run_sum[b] = 1;
+        }
+      } else {
+        SCOREKIT_SIMD
+        for (int b = 0; b < NB; ++b) {
+          const Real lk = log_norm - Real(0.5) * quad[b];
+          const bool bigger = lk > run_max[b];
+          // e: the rescale of what was summed when lk is the new maximum, else the component's weight.
+          e[b] = elementary::exp(bigger ? run_max[b] - lk : lk - run_max[b]);
+          new_max[b] = bigger ? Real(1) : Real(0);
+          // Each sum here and below has one product, so that a build that contracts a * b + c into a
+          // fused multiply-add contracts it in a panel as in one particle (a sum of two products, such as
+          // s * rescale + w * g, may be contracted around either, and GCC did so differently).
+          run_sum[b] = bigger ? run_sum[b] * e[b] + Real(1) : run_sum[b] + e[b];
+          run_max[b] = bigger ? lk : run_max[b];
+        }
+      }
+      for (int j = 0; j < d; ++j) {  // the first component writes the score, the others fold into it
+        const Real mc = a * m_mean(k, j), iv = inv_var(level, k, j, a, sigma);
+        const Real* xj = xp + j * NB;
+        Real* oj = op + j * NB;
+        if (k == 0) {
+          SCOREKIT_SIMD
+          for (int b = 0; b < NB; ++b) oj[b] = -((xj[b] - mc) * iv);
+        } else {
+          SCOREKIT_SIMD
+          for (int b = 0; b < NB; ++b) {
+            const Real g = (xj[b] - mc) * iv;  // minus the component's score
+            oj[b] = new_max[b] > Real(0) ? oj[b] * e[b] - g : oj[b] - e[b] * g;
+          }
+        }
+      }
+    }
+    SCOREKIT_SIMD
+    for (int b = 0; b < NB; ++b) run_sum[b] = Real(1) / run_sum[b];
+    for (int j = 0; j < d; ++j) {
+      Real* oj = op + j * NB;
+      SCOREKIT_SIMD
+      for (int b = 0; b < NB; ++b) oj[b] *= run_sum[b];
+    }
+    if (NB > 1)
+      for (int b = 0; b < NB; ++b)
+        for (int j = 0; j < d; ++j) out[b * out_stride + j] = op[j * NB + b];
+  }
+
   /// Streaming log-sum-exp: folds component k's log-term lk into (run_max, run_sum) and returns the weight
   /// exp(lk - run_max) of its contributions. When lk is the new maximum, what was accumulated so far
   /// (run_sum, out[0..d) when out is not null, *run_lap when not null) is rescaled first.
@@ -334,33 +427,57 @@ class GaussianMixture {
     return w;
   }
 
-  /// The most particles score_block takes at once.
-  static constexpr int max_block = 8;
+  /// The most particles score_block takes at once, and the panel it evaluates them in: a block is
+  /// evaluated a panel of `panel` particles at a time (vectorised across them), a tail particle by
+  /// particle. A block of several panels shares the caller's per-block work (the noise level's table
+  /// lookup; in integrate(), the SDE's coefficients at the step's time).
+  static constexpr int max_block = 32;
+  static constexpr int panel = 8;
 
-  /// The block score_block() makes faster: on a CPU, max_block when the per-level precision table exists
-  /// (full covariances), otherwise 1 (the particles would be evaluated one by one anyway); on a GPU
-  /// always 1 (one particle per thread).
+  /// The block score_block() makes faster: on a CPU, max_block for isotropic and diagonal covariances
+  /// (score_lanes vectorises across a panel) and for full ones when the per-level precision table exists,
+  /// otherwise 1 (the particles would be evaluated one by one anyway); on a GPU always 1 (one particle
+  /// per thread).
   KOKKOS_INLINE_FUNCTION int block_size() const {
-    return runs_on_host_v<MemorySpace> && m_precision.extent(0) > 0 ? max_block : 1;
+    return runs_on_host_v<MemorySpace> && (m_kind != CovarianceKind::full || m_precision.extent(0) > 0)
+               ? max_block
+               : 1;
   }
 
   /// Scores of nb <= max_block particles of the law of a X + sigma Z at once: particle b at
   /// x + b x_stride, its score to out + b out_stride; the block owns the workspace span
-  /// [work, work + nb work_stride), work_stride >= workspace_size(). For full covariances at a tabulated
-  /// level and a full block, the particles are transposed into a d x max_block panel so that each entry
-  /// of the precision table multiplies one vector of max_block particles (vertical FMAs, no horizontal
-  /// sums, every table row read once for the block); otherwise the particles are evaluated one by one.
+  /// [work, work + nb work_stride), work_stride >= workspace_size(). The block goes a panel of `panel`
+  /// particles at a time, then the tail particle by particle. Isotropic and diagonal covariances take
+  /// score_lanes (a panel vectorised across its particles, the same bits as one particle alone). For
+  /// full covariances at a tabulated level, a panel is transposed into a d x panel matrix so that each
+  /// entry of the precision table multiplies one vector of `panel` particles (vertical FMAs, no
+  /// horizontal sums, every table row read once for the panel); otherwise the particles are evaluated
+  /// one by one.
   KOKKOS_INLINE_FUNCTION void score_block(int nb, const Real* x, int x_stride, Real a, Real sigma, int level,
                                           Real* out, int out_stride, Real* work, int work_stride) const {
-    constexpr int B = max_block;
-    if (!(m_kind == CovarianceKind::full && level >= 0 && m_precision.extent(0) > 0) || nb != B) {
-      for (int b = 0; b < nb; ++b)
-        evaluate<true, false>(x + b * x_stride, a, sigma, level, out + b * out_stride, work + b * work_stride,
-                              nullptr);
-      return;
+    constexpr int B = panel;
+    const bool full = m_kind == CovarianceKind::full;
+    const bool panels = !full || (level >= 0 && m_precision.extent(0) > 0);
+    int b0 = 0;
+    for (; panels && b0 + B <= nb; b0 += B) {
+      if (full)
+        score_precision_panel(x + b0 * x_stride, x_stride, a, level, out + b0 * out_stride, out_stride,
+                              work + b0 * work_stride);
+      else
+        score_lanes<B>(x + b0 * x_stride, x_stride, a, sigma, level, out + b0 * out_stride, out_stride,
+                       work + b0 * work_stride);
     }
+    for (int b = b0; b < nb; ++b)
+      score_at(x + b * x_stride, a, sigma, level, out + b * out_stride, work + b * work_stride);
+  }
+
+  /// score_block()'s panel for full covariances at a tabulated level with a precision table: `panel`
+  /// particles, the workspace of `panel` particles (2 d panel values, within panel workspace_size()).
+  KOKKOS_INLINE_FUNCTION void score_precision_panel(const Real* x, int x_stride, Real a, int level, Real* out,
+                                                    int out_stride, Real* work) const {
+    constexpr int B = panel;
     const int d = m_dim;
-    Real* diff = work;       // d x B: diff[c B + b] = x_b[c] - a mu_k[c]   (B d <= B workspace_size())
+    Real* diff = work;       // d x B: diff[c B + b] = x_b[c] - a mu_k[c]
     Real* g = work + B * d;  // d x B: g_k = -P (x_b - a mu_k)
     Real run_max[B] = {}, run_sum[B] = {}, quad[B];
     for (int b = 0; b < B; ++b)
@@ -453,6 +570,13 @@ class GaussianMixture {
     for (Eigen::Index k = 0; k < weights.size(); ++k)
       require_positive(weights[k], "each mixture weight", where);
     if (!means.allFinite()) throw invalid_argument(detail::concat(where, ": means contain NaN or inf"));
+  }
+
+  /// log w_k + log N(. ; a mu_k, C_k)'s normaliser at an untabulated (a, sigma): d logs.
+  KOKKOS_INLINE_FUNCTION Real untabulated_log_norm(int k, Real a, Real sigma) const {
+    Real log_norm = m_log_weight(k) - Real(0.5) * Real(m_dim) * math::log(2 * math::pi<Real>());
+    for (int i = 0; i < m_dim; ++i) log_norm -= Real(0.5) * math::log(a * a * m_lambda(k, i) + sigma * sigma);
+    return log_norm;
   }
 
   KOKKOS_INLINE_FUNCTION Real inv_var(int level, int k, int i, Real a, Real sigma) const {

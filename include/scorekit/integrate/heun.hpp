@@ -116,32 +116,51 @@ struct Heun {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* v,
                                    Real* work, CounterRng<Real>& rng) const {
+    step_block(system, 1, x, system.dim(), t, t_next, noise, v, work, 0,
+               [&rng](int) -> CounterRng<Real>& { return rng; });
+  }
+
+  /// step() of nb particles at one time (at most the system's max_block; integrate() steps blocks of the
+  /// system's block_size()): particle b at x + b x_stride, its workspace at work + b work_stride, its
+  /// generator rng_of(b) (a CounterRng<Real>&, or one by value). `v` is the block's n_vectors nb d values
+  /// of scratch, one contiguous span (the drifts, particle b's at v + b d, then the Euler predictions at
+  /// v + nb d + b d), so that with contiguous particles every update is one flat loop. The churn time and
+  /// the drifts' time-dependent coefficients are computed once for the block, the drifts through
+  /// detail::drift_block (one score_block() call where the model has one). A particle takes the bits
+  /// step() gives it when the model's score_block() gives each particle its score()'s.
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
+                                         Real t_next, bool noise, Real* v, Real* work, int work_stride,
+                                         RngOf&& rng_of) const {
     if constexpr (accepts<System>) {
       const int d = system.dim();
-      const Real t_hat = noise && t_next < t ? churn_up(system.sde(), d, x, t, rng) : t;
+      const Real t_hat = noise && t_next < t ? churn_time(system.sde(), t) : t;
+      if (t_hat > t)
+        for (int b = 0; b < nb; ++b) churn_up(system.sde(), d, x + b * x_stride, t, t_hat, rng_of(b));
       const Real h = t_next - t_hat;
-      system.drift(static_cast<const Real*>(x), t_hat, v, work);
+      detail::drift_block(system, nb, static_cast<const Real*>(x), x_stride, t_hat, v, d, work, work_stride);
       if (t_next == Real(0)) {
-        for (int j = 0; j < d; ++j) x[j] += h * v[j];
+        detail::for_each_coordinate(nb, d, x_stride, d, [&](int i, int k) { x[i] += h * v[k]; });
         return;
       }
-      Real* x1 = v + d;
       const Real half = Real(0.5) * h;
-      for (int j = 0; j < d; ++j) {
-        x1[j] = x[j] + h * v[j];
-        x[j] += half * v[j];
-      }
-      system.drift(static_cast<const Real*>(x1), t_next, v, work);
-      for (int j = 0; j < d; ++j) x[j] += half * v[j];
+      Real* x1 = v + nb * d;
+      detail::for_each_coordinate(nb, d, x_stride, d, [&](int i, int k) {
+        x1[k] = x[i] + h * v[k];
+        x[i] += half * v[k];
+      });
+      detail::drift_block(system, nb, static_cast<const Real*>(x1), d, t_next, v, d, work, work_stride);
+      detail::for_each_coordinate(nb, d, x_stride, d, [&](int i, int k) { x[i] += half * v[k]; });
     } else {
-      (void)system, (void)x, (void)t, (void)t_next, (void)noise, (void)v, (void)work, (void)rng;
+      (void)system, (void)nb, (void)x, (void)x_stride, (void)t, (void)t_next, (void)noise, (void)v,
+          (void)work, (void)work_stride, (void)rng_of;
     }
   }
 
-  /// The churn of a step from t: raises x from time t to t_hat (see the file comment) and returns t_hat
-  /// (t itself when no churn applies at t).
+  /// The time t_hat a step from t churns up to (see the file comment): t itself when no churn applies.
+  /// It depends on t alone, so a block of particles shares it.
   template <class SDE, class Real>
-  KOKKOS_INLINE_FUNCTION Real churn_up(const SDE& sde, int d, Real* x, Real t, CounterRng<Real>& rng) const {
+  KOKKOS_INLINE_FUNCTION Real churn_time(const SDE& sde, Real t) const {
     const double g = gamma();
     if (!(g > 0) || !(double(t) >= churn_t_min && double(t) <= churn_t_max)) return t;
     const Real target = (Real(1) + Real(g)) * sde.marginal(t).sigma();
@@ -165,11 +184,15 @@ struct Heun {
         t_hat = hi;
       }
     }
-    if (!(t_hat > t)) return t;
+    return t_hat > t ? t_hat : t;
+  }
+
+  /// Raises x from time t to t_hat > t by the SDE's exact forward transition, with the churn noise.
+  template <class SDE, class Real, class Rng>
+  KOKKOS_INLINE_FUNCTION void churn_up(const SDE& sde, int d, Real* x, Real t, Real t_hat, Rng&& rng) const {
     const DiscreteTransition<Real> tr = discrete_transition(sde, t, t_hat);
     const Real s = Real(churn_noise) * math::sqrt(tr.variance);
     rng.for_each_normal(d, [&](int j, Real z) { x[j] = tr.ratio * x[j] + s * z; });
-    return t_hat;
   }
 };
 

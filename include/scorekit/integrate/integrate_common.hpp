@@ -15,6 +15,16 @@
 // `noise` is false only on the final step of a run with remove_last_noise set: the step then returns its
 // mean, as score_sde's samplers do (their noise_removal); `work` is the system's workspace.
 // `rng.particle()` is the index of the particle being stepped (the row of x in the particle view).
+//
+// Optionally, to step a block of particles at one time (Heun):
+//   template <class System, class Real, class RngOf>
+//   KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
+//                                          Real t_next, bool noise, Real* vectors, Real* work,
+//                                          int work_stride, RngOf&& rng_of) const;
+// where `vectors` is the block's n_vectors nb d values (one span) and rng_of(b) particle b's generator.
+// When the system has drift_block (sde/reverse.hpp) and block_size() > 1, integrate() runs such an
+// integrator in blocks of block_size() consecutive particles a work item (integrate_blocks below); step()
+// should then be step_block() of one particle, so that both are one definition.
 #pragma once
 
 #include <scorekit/core/batch_model.hpp>
@@ -86,6 +96,109 @@ double system_t_max(const System& system) {
     return double(system.sde().t_max());
   else
     return ((void)system, std::numeric_limits<double>::max());
+}
+
+/// Systems that step a block of particles at one time (sde/reverse.hpp: drift_block, block_size and
+/// max_block).
+template <class System, class = void>
+struct has_drift_block : std::false_type {};
+template <class System>
+struct has_drift_block<
+    System,
+    std::void_t<decltype(std::declval<const System&>().drift_block(
+                    int(), std::declval<const typename System::value_type*>(), int(),
+                    std::declval<typename System::value_type>(), std::declval<typename System::value_type*>(),
+                    int(), std::declval<typename System::value_type*>(), int())),
+                decltype(int(System::max_block)), decltype(int(std::declval<const System&>().block_size()))>>
+    : std::true_type {};
+
+/// The drifts of nb particles at time t (particle b at x + b x_stride, to out + b out_stride, its
+/// workspace at work + b work_stride): the system's drift_block() where it has one, else drift() per
+/// particle.
+template <class System, class Real>
+KOKKOS_INLINE_FUNCTION void drift_block(const System& system, int nb, const Real* x, int x_stride, Real t,
+                                        Real* out, int out_stride, Real* work, int work_stride) {
+  if constexpr (has_drift_block<System>::value)
+    system.drift_block(nb, x, x_stride, t, out, out_stride, work, work_stride);
+  else
+    for (int b = 0; b < nb; ++b)
+      system.drift(x + b * x_stride, t, out + b * out_stride, work + b * work_stride);
+}
+
+/// The generators of a block's particles at one step: particle first + b's CounterRng(seed, ., step).
+template <class Real>
+struct BlockRngs {
+  std::uint64_t seed, first, step;
+  KOKKOS_INLINE_FUNCTION CounterRng<Real> operator()(int b) const {
+    return CounterRng<Real>(seed, first + std::uint64_t(b), step);
+  }
+};
+
+/// Integrators that step a block of particles at once (Heun: step_block).
+template <class Integrator, class System, class = void>
+struct has_step_block : std::false_type {};
+template <class Integrator, class System>
+struct has_step_block<
+    Integrator, System,
+    std::void_t<decltype(std::declval<const Integrator&>().step_block(
+        std::declval<const System&>(), int(), std::declval<typename System::value_type*>(), int(),
+        std::declval<typename System::value_type>(), std::declval<typename System::value_type>(), bool(),
+        std::declval<typename System::value_type*>(), std::declval<typename System::value_type*>(), int(),
+        std::declval<BlockRngs<typename System::value_type>>()))>> : std::true_type {};
+
+/// The block integrate() steps: the system's block_size() (at most its max_block) when both the
+/// integrator and the system step blocks, else 1.
+template <class Integrator, class System>
+int integrate_block_size(const System& system) {
+  if constexpr (has_step_block<Integrator, System>::value && has_drift_block<System>::value) {
+    const int b = system.block_size();
+    return b < System::max_block ? b : int(System::max_block);
+  } else {
+    return ((void)system, 1);
+  }
+}
+
+/// The fused kernel in blocks of `block` consecutive particles a work item, for an integrator and a
+/// system that step blocks (step_block, drift_block): per step one step_block() call, so a block shares
+/// the step's time-dependent work and one score_block() call a drift. Each particle keeps its own
+/// generator; a particle that goes non-finite is reported as in the one-particle kernel (its lane keeps
+/// being stepped, unread, until the block ends).
+template <class ExecSpace, class System, class Integrator, class View, class Run, class Times>
+void integrate_blocks(const ExecSpace& exec, const System& system, const Integrator& integrator,
+                      const View& x, const Run& run, const Times& times, const IntegrateSettings& settings,
+                      int block) {
+  using Real = typename System::value_type;
+  constexpr int max_block = System::max_block;
+  const int n_steps = int(times.extent(0)) - 1;
+  const std::int64_t n_blocks = (run.n + block - 1) / block;
+  const int x_stride = int(x.stride(0)), w_stride = int(run.work.stride(0));
+  const std::uint64_t seed = settings.seed, first = settings.first_particle;
+  const bool remove_last_noise = settings.remove_last_noise;
+  // The vectors of consecutive particles are one span (LayoutRight rows of Integrator::n_vectors d): a
+  // block's n_vectors nb d values of scratch start at its first particle's.
+  Kokkos::parallel_for(
+      "scorekit::integrate_blocks", Kokkos::RangePolicy<ExecSpace>(exec, 0, n_blocks),
+      KOKKOS_LAMBDA(const std::int64_t blk) {
+        const std::int64_t i0 = blk * block;
+        const int nb = int(run.n - i0 < block ? run.n - i0 : block);
+        bool alive[max_block];
+        bool any = false;
+        for (int b = 0; b < nb; ++b) {
+          alive[b] = run.after_step(i0 + b, 0, &x(i0 + b, 0));
+          any = any || alive[b];
+        }
+        for (int n = 1; n <= n_steps && any; ++n) {
+          integrator.step_block(system, nb, &x(i0, 0), x_stride, times(n - 1), times(n),
+                                !(remove_last_noise && n == n_steps), run.vector(i0, 0), run.workspace(i0),
+                                w_stride, BlockRngs<Real>{seed, first + std::uint64_t(i0), std::uint64_t(n)});
+          any = false;
+          for (int b = 0; b < nb; ++b)
+            if (alive[b]) {
+              alive[b] = run.after_step(i0 + b, n, &x(i0 + b, 0));
+              any = any || alive[b];
+            }
+        }
+      });
 }
 
 /// True when T is a system around a batch model (and not a per-particle one: a model that is both kinds
@@ -220,6 +333,13 @@ SamplerResult<typename System::value_type, typename View::memory_space> integrat
 
     ScopedRegion region(where);
     Kokkos::Timer timer;
+    const int block = detail::integrate_block_size<Integrator>(system);
+    if (block > 1) {
+      if constexpr (detail::has_step_block<Integrator, System>::value &&
+                    detail::has_drift_block<System>::value)
+        detail::integrate_blocks(exec, system, integrator, x, run, times, settings, block);
+      return detail::finish_run(exec, run, x, timer, where, n_steps, evaluations);
+    }
     const std::uint64_t seed = settings.seed, first = settings.first_particle;
     const bool remove_last_noise = settings.remove_last_noise;
     Kokkos::parallel_for(

@@ -49,10 +49,58 @@ class ScoreDrivenDrift {
     score_at_time(m_sde, m_model, m_dim, x, t, out, work);
     const value_type f = m_sde.drift_coefficient(t), g = m_sde.diffusion(t);
     const value_type c = -m_factor * g * g;
-    for (int j = 0; j < m_dim; ++j) out[j] = f * x[j] + c * out[j];
+    for (int j = 0; j < m_dim; ++j) out[j] = combined(x[j], f, c, out[j]);
+  }
+
+  /// The most particles drift_block() takes at once, and the block it makes faster (the model's, when
+  /// it has score_block(): see core/traits.hpp; else 1).
+  static constexpr int max_block = detail::model_max_block<Model>();
+  KOKKOS_INLINE_FUNCTION int block_size() const {
+    if constexpr (policy_traits<Model>::has_score_block)
+      return m_model.block_size();
+    else
+      return 1;
+  }
+
+  /// drift() of nb <= max_block particles at one time t: particle b at x + b x_stride, its drift to
+  /// out + b out_stride, its workspace at work + b work_stride (work_stride >= workspace_size(); the
+  /// block's workspaces one span, as score_block wants). The SDE's coefficients at t are computed once
+  /// for the block, and the scores come from one score_block() call when the model has one and the
+  /// kernel's scale a(t) is 1 (VE; for a(t) != 1 the model is asked particle by particle at x / a(t)). A
+  /// particle's drift is the bits drift() gives it, provided the model's score_block() gives a particle
+  /// the bits of its score() (so a block of one is drift() itself).
+  KOKKOS_INLINE_FUNCTION void drift_block(int nb, const value_type* x, int x_stride, value_type t,
+                                          value_type* out, int out_stride, value_type* work,
+                                          int work_stride) const {
+    if (nb == 1) {
+      drift(x, t, out, work);
+      return;
+    }
+    const MarginalKernel<value_type> kernel = m_sde.marginal(t);
+    bool blocked = false;
+    if constexpr (policy_traits<Model>::has_score_block) {
+      if (kernel.scale == value_type(1)) {
+        m_model.score_block(nb, x, x_stride, kernel.std, out, out_stride, work, work_stride);
+        blocked = true;
+      }
+    }
+    if (!blocked)
+      for (int b = 0; b < nb; ++b)
+        score_at_marginal(m_model, m_dim, x + b * x_stride, kernel, out + b * out_stride,
+                          work + b * work_stride);
+    const value_type f = m_sde.drift_coefficient(t), g = m_sde.diffusion(t);
+    const value_type c = -m_factor * g * g;
+    detail::for_each_coordinate(nb, m_dim, x_stride, out_stride,
+                                [&](int i, int k) { out[k] = combined(x[i], f, c, out[k]); });
   }
 
  protected:
+  /// f x + c s: a coordinate of the drift from the score's, s.
+  KOKKOS_FORCEINLINE_FUNCTION static value_type combined(value_type x, value_type f, value_type c,
+                                                         value_type s) {
+    return f * x + c * s;
+  }
+
   SDE m_sde;
   Model m_model;
   int m_dim;
