@@ -61,8 +61,8 @@ struct Philox4x32Block {
 };
 
 /// The Philox4x32 bijection with 10 rounds, keyed by two 32-bit words.
-KOKKOS_INLINE_FUNCTION Philox4x32Block philox4x32_10(Philox4x32Block ctr, std::uint32_t k0,
-                                                     std::uint32_t k1) {
+KOKKOS_FORCEINLINE_FUNCTION Philox4x32Block philox4x32_10(Philox4x32Block ctr, std::uint32_t k0,
+                                                          std::uint32_t k1) {
   constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;  // round multipliers (paper, Table 2)
   constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;  // Weyl key increments
   for (int round = 0; round < 10; ++round) {
@@ -180,6 +180,55 @@ class CounterRng {
 #endif
   }
 
+  /// Calls f(b, j, z) for particles b = 0..nb-1 and j = 0..n-1, z the next n standard normal variates of
+  /// rng_of(b) (a CounterRng<Real>&): the same values, and the same generators after, as
+  /// rng_of(b).for_each_normal(n, ...) particle by particle. On the host, when no generator holds a
+  /// cached value and nb <= 32, a pair is drawn for every particle side by side in vector lanes (one
+  /// Philox block and one Box-Muller a lane: a 2-D particle's one pair would fill one lane alone);
+  /// otherwise, and on a GPU, particle by particle. f must treat each (b, j) apart.
+  template <class RngOf, class F>
+  KOKKOS_INLINE_FUNCTION static void for_each_normal_block(int nb, int n, RngOf&& rng_of, F&& f) {
+#if !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__)
+    constexpr int lanes = 32;
+    CounterRng* gen[lanes];
+    bool side_by_side = nb > 1 && nb <= lanes;
+    for (int b = 0; side_by_side && b < nb; ++b) {
+      gen[b] = &rng_of(b);
+      side_by_side = !gen[b]->m_cached;
+    }
+    if (side_by_side) {
+      std::uint32_t draw[lanes] = {}, step[lanes] = {}, particle[lanes] = {}, stream[lanes] = {},
+                    k0[lanes] = {}, k1[lanes] = {};
+      for (int b = 0; b < nb; ++b) {
+        const CounterRng& g = *gen[b];
+        draw[b] = g.m_draw, step[b] = g.m_step, particle[b] = g.m_particle, stream[b] = g.m_stream;
+        k0[b] = g.m_k0, k1[b] = g.m_k1;
+      }
+      const int pairs = n / 2;
+      Real c[lanes], s[lanes];
+      for (int p = 0; p < pairs; ++p) {
+        SCOREKIT_SIMD
+        for (int b = 0; b < nb; ++b) {
+          const Philox4x32Block blk = philox4x32_10(
+              Philox4x32Block{{draw[b] + std::uint32_t(p), step[b], particle[b], stream[b]}}, k0[b], k1[b]);
+          box_muller(blk.v[0], blk.v[1], blk.v[2], blk.v[3], c[b], s[b]);
+        }
+        for (int b = 0; b < nb; ++b) {
+          f(b, 2 * p, c[b]);
+          f(b, 2 * p + 1, s[b]);
+        }
+      }
+      for (int b = 0; b < nb; ++b) {
+        CounterRng& g = *gen[b];
+        g.m_draw = draw[b] + std::uint32_t(pairs);
+        if (2 * pairs < n) f(b, n - 1, g.normal());
+      }
+      return;
+    }
+#endif
+    for (int b = 0; b < nb; ++b) rng_of(b).for_each_normal(n, [&](int j, Real z) { f(b, j, z); });
+  }
+
   /// The map from 64 random bits (a, b) to the open interval (0, 1) that uniform() and normal() use:
   /// the top 52 bits of a:b (double) or 23 bits of a (float) pick a cell of width 2^-52 or 2^-23, and the
   /// value is the cell's midpoint, (2k + 1) 2^-53 or (2k + 1) 2^-24. Setting the lowest of 53 (24) bits
@@ -199,8 +248,8 @@ class CounterRng {
 
  private:
   /// The pair of normals one block gives: c = r cos(theta), s = r sin(theta) (normal() returns c first).
-  KOKKOS_INLINE_FUNCTION static void box_muller(std::uint32_t b0, std::uint32_t b1, std::uint32_t b2,
-                                                std::uint32_t b3, Real& c, Real& s) {
+  KOKKOS_FORCEINLINE_FUNCTION static void box_muller(std::uint32_t b0, std::uint32_t b1, std::uint32_t b2,
+                                                     std::uint32_t b3, Real& c, Real& s) {
     const Real u1 = to_open_unit(b0, b1);
     const Real u2 = to_open_unit(b2, b3);
     // elementary:: rather than math:: (libm on the host, libdevice on a GPU: different bits). sqrt is

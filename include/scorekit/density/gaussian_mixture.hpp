@@ -439,9 +439,8 @@ class GaussianMixture {
   /// otherwise 1 (the particles would be evaluated one by one anyway); on a GPU always 1 (one particle
   /// per thread).
   KOKKOS_INLINE_FUNCTION int block_size() const {
-    return runs_on_host_v<MemorySpace> && (m_kind != CovarianceKind::full || m_precision.extent(0) > 0)
-               ? max_block
-               : 1;
+    if (!runs_on_host_v<MemorySpace>) return 1;
+    return m_kind != CovarianceKind::full || m_precision.extent(0) > 0 ? max_block : 1;
   }
 
   /// Scores of nb <= max_block particles of the law of a X + sigma Z at once: particle b at
@@ -473,8 +472,10 @@ class GaussianMixture {
 
   /// score_block()'s panel for full covariances at a tabulated level with a precision table: `panel`
   /// particles, the workspace of `panel` particles (2 d panel values, within panel workspace_size()).
-  KOKKOS_INLINE_FUNCTION void score_precision_panel(const Real* x, int x_stride, Real a, int level, Real* out,
-                                                    int out_stride, Real* work) const {
+  /// Out of line (SCOREKIT_NOINLINE, core/kokkos.hpp): inlined into a sampler's kernel it ran 1.6x slower.
+  SCOREKIT_NOINLINE KOKKOS_INLINE_FUNCTION void score_precision_panel(const Real* x, int x_stride, Real a,
+                                                                      int level, Real* out, int out_stride,
+                                                                      Real* work) const {
     constexpr int B = panel;
     const int d = m_dim;
     Real* diff = work;       // d x B: diff[c B + b] = x_b[c] - a mu_k[c]

@@ -16,7 +16,7 @@
 // mean, as score_sde's samplers do (their noise_removal); `work` is the system's workspace.
 // `rng.particle()` is the index of the particle being stepped (the row of x in the particle view).
 //
-// Optionally, to step a block of particles at one time (Heun):
+// Optionally, to step a block of particles at one time (Heun, ReverseDiffusion, PredictorCorrector):
 //   template <class System, class Real, class RngOf>
 //   KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
 //                                          Real t_next, bool noise, Real* vectors, Real* work,
@@ -35,6 +35,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -125,16 +126,36 @@ KOKKOS_INLINE_FUNCTION void drift_block(const System& system, int nb, const Real
       system.drift(x + b * x_stride, t, out + b * out_stride, work + b * work_stride);
 }
 
-/// The generators of a block's particles at one step: particle first + b's CounterRng(seed, ., step).
-template <class Real>
-struct BlockRngs {
-  std::uint64_t seed, first, step;
-  KOKKOS_INLINE_FUNCTION CounterRng<Real> operator()(int b) const {
-    return CounterRng<Real>(seed, first + std::uint64_t(b), step);
+/// The generators of a block's particles at one step, particle first + b's CounterRng(seed, ., step),
+/// kept for the whole step (a predictor continues from where the corrector's draws left its generator).
+/// Each is made when first asked for: a step that draws nothing (Heun without churn) makes none.
+template <class Real, int N>
+class BlockRngs {
+ public:
+  KOKKOS_INLINE_FUNCTION BlockRngs(std::uint64_t seed, std::uint64_t first, std::uint64_t step)
+      : m_seed(seed), m_first(first), m_step(step) {
+    for (int b = 0; b < N; ++b) m_made[b] = false;
   }
+  KOKKOS_INLINE_FUNCTION CounterRng<Real>& operator()(int b) {
+    if (!m_made[b]) {
+      new (&m_slot[b].rng) CounterRng<Real>(m_seed, m_first + std::uint64_t(b), m_step);
+      m_made[b] = true;
+    }
+    return m_slot[b].rng;
+  }
+
+ private:
+  union Slot {  // storage for a generator, made by operator()
+    KOKKOS_INLINE_FUNCTION Slot() {}
+    CounterRng<Real> rng;
+  };
+  std::uint64_t m_seed, m_first, m_step;
+  bool m_made[N];
+  Slot m_slot[N];
 };
 
-/// Integrators that step a block of particles at once (Heun: step_block).
+/// Integrators that step a block of particles at once (step_block: Heun, ReverseDiffusion,
+/// PredictorCorrector).
 template <class Integrator, class System, class = void>
 struct has_step_block : std::false_type {};
 template <class Integrator, class System>
@@ -144,7 +165,7 @@ struct has_step_block<
         std::declval<const System&>(), int(), std::declval<typename System::value_type*>(), int(),
         std::declval<typename System::value_type>(), std::declval<typename System::value_type>(), bool(),
         std::declval<typename System::value_type*>(), std::declval<typename System::value_type*>(), int(),
-        std::declval<BlockRngs<typename System::value_type>>()))>> : std::true_type {};
+        std::declval<BlockRngs<typename System::value_type, 1>&>()))>> : std::true_type {};
 
 /// The block integrate() steps: the system's block_size() (at most its max_block) when both the
 /// integrator and the system step blocks, else 1.
@@ -188,9 +209,10 @@ void integrate_blocks(const ExecSpace& exec, const System& system, const Integra
           any = any || alive[b];
         }
         for (int n = 1; n <= n_steps && any; ++n) {
+          BlockRngs<Real, max_block> rngs(seed, first + std::uint64_t(i0), std::uint64_t(n));
           integrator.step_block(system, nb, &x(i0, 0), x_stride, times(n - 1), times(n),
                                 !(remove_last_noise && n == n_steps), run.vector(i0, 0), run.workspace(i0),
-                                w_stride, BlockRngs<Real>{seed, first + std::uint64_t(i0), std::uint64_t(n)});
+                                w_stride, rngs);
           any = false;
           for (int b = 0; b < nb; ++b)
             if (alive[b]) {

@@ -41,6 +41,8 @@
 #include <scorekit/integrate/integrate_common.hpp>
 
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 namespace scorekit {
 
@@ -57,6 +59,9 @@ struct NoCorrector {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void correct(const System&, Real*, Real, Real, Real*, Real*,
                                       CounterRng<Real>&) const {}
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void correct_block(const System&, int, Real*, int, Real, Real, Real*, Real*, int,
+                                            RngOf&&) const {}
 };
 
 /// How the Langevin corrector replaces score_sde's batch-mean norms (see the file comment).
@@ -108,37 +113,61 @@ struct LangevinCorrector {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void correct(const System& system, Real* x, Real t, Real t_next, Real* v, Real* work,
                                       CounterRng<Real>& rng) const {
+    correct_block(system, 1, x, system.dim(), t, t_next, v, work, 0,
+                  [&rng](int) -> CounterRng<Real>& { return rng; });
+  }
+
+  /// correct() of nb particles at one time: particle b at x + b x_stride, its workspace at
+  /// work + b work_stride, its generator rng_of(b) (a CounterRng<Real>&); `v` is the block's 2 nb d
+  /// values of scratch (one span). With the noise_level rule the step size is computed once, the scores
+  /// come from one score_block() call where the model has one (score_block_at_marginal) and the normals
+  /// are drawn side by side (CounterRng::for_each_normal_block); the per_particle rule runs particle by
+  /// particle. Each particle gets correct()'s bits when the model's score_block gives it score()'s.
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void correct_block(const System& system, int nb, Real* x, int x_stride, Real t,
+                                            Real t_next, Real* v, Real* work, int work_stride,
+                                            RngOf&& rng_of) const {
     if constexpr (accepts<System>) {
       const int d = system.dim();
       const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
       const Real alpha = tr.ratio * tr.ratio;
       const Real snr2 = Real(snr) * Real(snr);
-      Real* g = v;
-      Real* z = v + d;
       if (rule == LangevinStepRule::noise_level) {
+        Real* g = v;  // nb x d
         const Real h = Real(2) * alpha * snr2 * tr.to.std * tr.to.std;
         const Real noise = math::sqrt(Real(2) * h);
         for (int k = 0; k < n_steps; ++k) {
-          score_at_marginal(system.model(), d, static_cast<const Real*>(x), tr.to, g, work);
-          rng.for_each_normal(d, [&](int j, Real z) { x[j] += h * g[j] + noise * z; });
+          score_block_at_marginal(system.model(), nb, d, static_cast<const Real*>(x), x_stride, tr.to, g, d,
+                                  work, work_stride);
+          CounterRng<Real>::for_each_normal_block(nb, d, rng_of, [&](int b, int j, Real z) {
+            x[b * x_stride + j] += h * g[b * d + j] + noise * z;
+          });
         }
         return;
       }
-      for (int k = 0; k < n_steps; ++k) {
-        score_at_marginal(system.model(), d, static_cast<const Real*>(x), tr.to, g, work);
-        Real g2 = 0, z2 = 0;
-        rng.fill_normal(z, d);
-        for (int j = 0; j < d; ++j) {
-          g2 += g[j] * g[j];
-          z2 += z[j] * z[j];
+      for (int b = 0; b < nb; ++b) {
+        Real* xb = x + b * x_stride;
+        Real* g = v + 2 * b * d;
+        Real* z = g + d;
+        Real* wb = work + b * work_stride;
+        auto&& rng = rng_of(b);
+        for (int k = 0; k < n_steps; ++k) {
+          score_at_marginal(system.model(), d, static_cast<const Real*>(xb), tr.to, g, wb);
+          Real g2 = 0, z2 = 0;
+          rng.fill_normal(z, d);
+          for (int j = 0; j < d; ++j) {
+            g2 += g[j] * g[j];
+            z2 += z[j] * z[j];
+          }
+          if (!(g2 > Real(0))) continue;  // at a stationary point of p_t the step is undefined: skip it
+          const Real h = Real(2) * alpha * snr2 * z2 / g2;
+          const Real noise = math::sqrt(Real(2) * h);
+          for (int j = 0; j < d; ++j) xb[j] += h * g[j] + noise * z[j];
         }
-        if (!(g2 > Real(0))) continue;  // at a stationary point of p_t the step is undefined: skip it
-        const Real h = Real(2) * alpha * snr2 * z2 / g2;
-        const Real noise = math::sqrt(Real(2) * h);
-        for (int j = 0; j < d; ++j) x[j] += h * g[j] + noise * z[j];
       }
     } else {
-      (void)system, (void)x, (void)t, (void)t_next, (void)v, (void)work, (void)rng;
+      (void)system, (void)nb, (void)x, (void)x_stride, (void)t, (void)t_next, (void)v, (void)work,
+          (void)work_stride, (void)rng_of;
     }
   }
 };
@@ -168,6 +197,45 @@ struct PredictorCorrector {
     corrector.correct(system, x, t, t_next, v, work, rng);
     predictor.step(system, x, t, t_next, noise, v, work, rng);
   }
+
+  /// step() of nb particles at one time (integrate_common.hpp's step_block): the corrector's and the
+  /// predictor's block versions where both have one (each particle's generator carries from the one to
+  /// the other, as in step()), else step() particle by particle.
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
+                                         Real t_next, bool noise, Real* v, Real* work, int work_stride,
+                                         RngOf&& rng_of) const {
+    if constexpr (blocks<System, Real, RngOf>) {
+      corrector.correct_block(system, nb, x, x_stride, t, t_next, v, work, work_stride, rng_of);
+      predictor.step_block(system, nb, x, x_stride, t, t_next, noise, v, work, work_stride, rng_of);
+    } else {
+      const int d = system.dim();
+      for (int b = 0; b < nb; ++b)
+        step(system, x + b * x_stride, t, t_next, noise, v + b * n_vectors * d, work + b * work_stride,
+             rng_of(b));
+    }
+  }
+
+ private:
+  template <class P, class System, class Real, class RngOf, class = void>
+  struct predictor_blocks : std::false_type {};
+  template <class P, class System, class Real, class RngOf>
+  struct predictor_blocks<
+      P, System, Real, RngOf,
+      std::void_t<decltype(std::declval<const P&>().step_block(
+          std::declval<const System&>(), int(), std::declval<Real*>(), int(), Real(), Real(), bool(),
+          std::declval<Real*>(), std::declval<Real*>(), int(), std::declval<RngOf>()))>> : std::true_type {};
+  template <class C, class System, class Real, class RngOf, class = void>
+  struct corrector_blocks : std::false_type {};
+  template <class C, class System, class Real, class RngOf>
+  struct corrector_blocks<
+      C, System, Real, RngOf,
+      std::void_t<decltype(std::declval<const C&>().correct_block(
+          std::declval<const System&>(), int(), std::declval<Real*>(), int(), Real(), Real(),
+          std::declval<Real*>(), std::declval<Real*>(), int(), std::declval<RngOf>()))>> : std::true_type {};
+  template <class System, class Real, class RngOf>
+  static constexpr bool blocks = predictor_blocks<Predictor, System, Real, RngOf>::value&&
+      corrector_blocks<Corrector, System, Real, RngOf>::value;
 };
 
 template <class Predictor, class Corrector>

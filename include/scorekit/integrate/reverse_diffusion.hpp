@@ -48,22 +48,38 @@ struct ReverseDiffusion {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* g,
                                    Real* work, CounterRng<Real>& rng) const {
+    step_block(system, 1, x, system.dim(), t, t_next, noise, g, work, 0,
+               [&rng](int) -> CounterRng<Real>& { return rng; });
+  }
+
+  /// step() of nb particles at one time (integrate_common.hpp's step_block): the transition once, the
+  /// scores through score_block_at_marginal, the normals side by side (for_each_normal_block); `g` is
+  /// the block's nb d values of scratch.
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
+                                         Real t_next, bool noise, Real* g, Real* work, int work_stride,
+                                         RngOf&& rng_of) const {
     if constexpr (accepts<System>) {
       constexpr bool stochastic = detail::is_reverse_sde_system<System>::value;
       const int d = system.dim();
       const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
-      score_at_marginal(system.model(), d, static_cast<const Real*>(x), tr.to, g, work);
+      score_block_at_marginal(system.model(), nb, d, static_cast<const Real*>(x), x_stride, tr.to, g, d, work,
+                              work_stride);
       // x - (abar - 1) x + c G^2 s: c = 1 for the reverse SDE, 1/2 for the probability flow.
       const Real keep = Real(2) - tr.ratio;
       const Real c = stochastic ? tr.variance : Real(0.5) * tr.variance;
       if (stochastic && noise) {
         const Real G = math::sqrt(tr.variance);
-        rng.for_each_normal(d, [&](int j, Real z) { x[j] = keep * x[j] + c * g[j] + G * z; });
+        CounterRng<Real>::for_each_normal_block(nb, d, rng_of, [&](int b, int j, Real z) {
+          Real& xj = x[b * x_stride + j];
+          xj = keep * xj + c * g[b * d + j] + G * z;
+        });
       } else {
-        for (int j = 0; j < d; ++j) x[j] = keep * x[j] + c * g[j];
+        detail::for_each_coordinate(nb, d, x_stride, d, [&](int i, int k) { x[i] = keep * x[i] + c * g[k]; });
       }
     } else {
-      (void)system, (void)x, (void)t, (void)t_next, (void)noise, (void)g, (void)work, (void)rng;
+      (void)system, (void)nb, (void)x, (void)x_stride, (void)t, (void)t_next, (void)noise, (void)g,
+          (void)work, (void)work_stride, (void)rng_of;
     }
   }
 };

@@ -76,18 +76,8 @@ class ScoreDrivenDrift {
       drift(x, t, out, work);
       return;
     }
-    const MarginalKernel<value_type> kernel = m_sde.marginal(t);
-    bool blocked = false;
-    if constexpr (policy_traits<Model>::has_score_block) {
-      if (kernel.scale == value_type(1)) {
-        m_model.score_block(nb, x, x_stride, kernel.std, out, out_stride, work, work_stride);
-        blocked = true;
-      }
-    }
-    if (!blocked)
-      for (int b = 0; b < nb; ++b)
-        score_at_marginal(m_model, m_dim, x + b * x_stride, kernel, out + b * out_stride,
-                          work + b * work_stride);
+    score_block_at_marginal(m_model, nb, m_dim, x, x_stride, m_sde.marginal(t), out, out_stride, work,
+                            work_stride);
     const value_type f = m_sde.drift_coefficient(t), g = m_sde.diffusion(t);
     const value_type c = -m_factor * g * g;
     detail::for_each_coordinate(nb, m_dim, x_stride, out_stride,

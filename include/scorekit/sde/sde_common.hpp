@@ -101,6 +101,25 @@ KOKKOS_INLINE_FUNCTION void score_at_marginal(const Model& model, int d, const R
   for (int j = 0; j < d; ++j) out[j] *= inv;
 }
 
+/// score_at_marginal for nb particles: particle b at x + b x_stride, its score to out + b out_stride, its
+/// time_score_workspace_size(model) values of workspace at work + b work_stride (the block's workspaces
+/// one span, as score_block wants). One score_block() call when the model has one, nb > 1 and the
+/// kernel's scale is 1 (VE); else particle by particle. A particle gets score_at_marginal's bits when the
+/// model's score_block gives each particle its score()'s.
+template <class Model, class Real>
+KOKKOS_INLINE_FUNCTION void score_block_at_marginal(const Model& model, int nb, int d, const Real* x,
+                                                    int x_stride, const MarginalKernel<Real>& k, Real* out,
+                                                    int out_stride, Real* work, int work_stride) {
+  if constexpr (policy_traits<Model>::has_score_block) {
+    if (nb > 1 && k.scale == Real(1)) {
+      model.score_block(nb, x, x_stride, k.std, out, out_stride, work, work_stride);
+      return;
+    }
+  }
+  for (int b = 0; b < nb; ++b)
+    score_at_marginal(model, d, x + b * x_stride, k, out + b * out_stride, work + b * work_stride);
+}
+
 /// grad_x log p_t(x) from a noise-conditional model: s_sigma(x / a) / a with sigma = s(t) / a(t). `work`
 /// holds time_score_workspace_size(model) values.
 template <class SDE, class Model, class Real>

@@ -1,0 +1,220 @@
+// The fused integrate() in blocks of particles (integrate_common.hpp: step_block, drift_block,
+// score_block_at_marginal, CounterRng::for_each_normal_block): on the host a model with score_block is
+// stepped in blocks of its block_size(), sharing each step's time-dependent work, one score_block() call
+// an evaluation and the step's normals drawn side by side. A particle's arithmetic stays that of the
+// one-particle kernel, which the same model seen per particle (scorekit_test::PerParticleOnly) runs, so
+// the two must give the same bits: whole runs, pieces of runs at other offsets within their blocks
+// (first_particle), and the error a particle that goes non-finite raises.
+#include <scorekit/core/random.hpp>
+#include <scorekit/density/draw.hpp>
+#include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/integrate/ancestral.hpp>
+#include <scorekit/integrate/euler_maruyama.hpp>
+#include <scorekit/integrate/heun.hpp>
+#include <scorekit/integrate/integrate_common.hpp>
+#include <scorekit/integrate/predictor_corrector.hpp>
+#include <scorekit/integrate/reverse_diffusion.hpp>
+#include <scorekit/schedule/linear_beta.hpp>
+#include <scorekit/score/perturbed_mixture.hpp>
+#include <scorekit/sde/reverse.hpp>
+#include <scorekit/sde/variance_exploding.hpp>
+#include <scorekit/sde/variance_preserving.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "backends.hpp"
+#include "support.hpp"
+
+#include <cstdint>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+using scorekit_test::Backends;
+
+namespace {
+
+// 0.2 N((-5,-5), I) + 0.8 N((5,5), 0.5 I), isotropic; and a diagonal mixture on the same means.
+Eigen::MatrixXd means() {
+  Eigen::MatrixXd m(2, 2);
+  m << -5, -5, 5, 5;
+  return m;
+}
+template <class Real, class Mem>
+scorekit::GaussianMixture<Real, Mem> two_modes() {
+  return scorekit::GaussianMixture<Real, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), means(),
+                                                         Eigen::Vector2d(1.0, 0.5));
+}
+template <class Mem>
+scorekit::GaussianMixture<double, Mem> diagonal_modes() {
+  Eigen::MatrixXd variances(2, 2);
+  variances << 1.0, 0.4, 0.7, 1.3;
+  return scorekit::GaussianMixture<double, Mem>::diagonal(Eigen::Vector2d(0.2, 0.8), means(), variances);
+}
+
+/// `integrator` through integrate() on `system(model)` (whose score_block makes the host run blocks)
+/// and on `system(model seen per particle)`: the same bits, whole and in two pieces whose rows sit at
+/// other offsets within their blocks (first_particle 13). 203 particles: 6 blocks of 32 and a tail of 11
+/// (a panel of 8 and 3 alone).
+template <class Exec, class Real, class Model, class MakeSystem, class Integrator>
+void require_blocks_match_particles(const char* name, const Model& model, const MakeSystem& system,
+                                    const Integrator& integrator, bool remove_last_noise = false) {
+  using Mem = typename Exec::memory_space;
+  INFO(name);
+  const auto blocked = system(model);
+  const auto single = system(scorekit_test::PerParticleOnly<Model>{model});
+  // Blocks on the host, of the model's max_block; one particle a work item on a GPU.
+  const bool host = scorekit_test::host_backend_v<Exec>;
+  CHECK(scorekit::detail::integrate_block_size<Integrator>(blocked) == (host ? Model::max_block : 1));
+  CHECK(scorekit::detail::integrate_block_size<Integrator>(single) == 1);
+  const int n = 203;
+  auto start = scorekit::make_particles<Real>(Exec(), n, 2);
+  scorekit::draw_exact(Exec(), two_modes<Real, Mem>().perturbed(Real(1), Real(3)), start, 31);
+  scorekit::IntegrateSettings s;
+  s.times = scorekit::uniform_times(1.0, 1e-3, 40);
+  s.seed = 32;
+  s.remove_last_noise = remove_last_noise;
+  auto run = [&](const auto& sys, std::size_t begin, std::size_t end) {
+    auto x = scorekit::make_particles<Real>(Exec(), std::int64_t(end - begin), 2);
+    Kokkos::deep_copy(x, Kokkos::subview(start, std::make_pair(begin, end), Kokkos::ALL));
+    auto settings = s;
+    settings.first_particle = begin;
+    scorekit::integrate(Exec(), sys, integrator, x, settings);
+    return x;
+  };
+  const std::size_t all = std::size_t(n), cut = 13;
+  const auto whole = run(blocked, 0, all);
+  CHECK(scorekit_test::bitwise_equal(whole, run(single, 0, all)));
+  CHECK(scorekit_test::bitwise_equal(
+      run(blocked, 0, cut), Kokkos::subview(whole, std::make_pair(std::size_t(0), cut), Kokkos::ALL)));
+  CHECK(scorekit_test::bitwise_equal(run(blocked, cut, all),
+                                     Kokkos::subview(whole, std::make_pair(cut, all), Kokkos::ALL)));
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("Heun in blocks gives every particle the one-particle kernel's bits", "[heun][block]",
+                        Backends) {
+  // VE scores a block at once (tabulated levels or not), VP (a(t) != 1) particle by particle inside the
+  // block; churn draws each particle's own noise. Isotropic and diagonal mixtures: a panel is score()
+  // lane by lane.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
+  const auto vp = scorekit::vp_sde(scorekit::LinearBeta<double>{0.1, 20});
+  std::vector<double> sigmas;
+  for (double t : scorekit::uniform_times(1.0, 1e-3, 40)) sigmas.push_back(ve.marginal(t).std);
+  const scorekit::PerturbedMixtureScore<double, Mem> iso(two_modes<double, Mem>(), sigmas),
+      diag(diagonal_modes<Mem>());
+  const auto flow_ve = [&](const auto& m) { return scorekit::probability_flow(ve, m); };
+  const auto flow_vp = [&](const auto& m) { return scorekit::probability_flow(vp, m); };
+  scorekit::Heun churned;
+  churned.churn = 2;
+  churned.n_steps = 40;
+  for (const scorekit::Heun& heun : {scorekit::Heun{}, churned}) {
+    INFO((heun.churn > 0 ? "with churn" : "without churn"));
+    require_blocks_match_particles<Exec, double>("isotropic, VE, tabulated levels", iso, flow_ve, heun);
+    require_blocks_match_particles<Exec, double>("diagonal, VE", diag, flow_ve, heun);
+    require_blocks_match_particles<Exec, double>("diagonal, VP", diag, flow_vp, heun);
+  }
+  const scorekit::VarianceExplodingSDE<float> ve_float(0.01f, 20);
+  const scorekit::PerturbedMixtureScore<float, Mem> iso_float(two_modes<float, Mem>());
+  require_blocks_match_particles<Exec, float>(
+      "isotropic, VE, float", iso_float,
+      [&](const auto& m) { return scorekit::probability_flow(ve_float, m); }, churned);
+}
+
+TEMPLATE_LIST_TEST_CASE("Reverse diffusion and predictor-corrector in blocks give the one-particle bits",
+                        "[pc][block]", Backends) {
+  // The corrector's and the predictor's normals are drawn side by side for a block and continue one
+  // generator a particle from the corrector to the predictor; the per_particle step rule and a predictor
+  // without step_block (Euler-Maruyama, ancestral) run particle by particle inside the blocks.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
+  const auto vp = scorekit::vp_sde(scorekit::LinearBeta<double>{0.1, 20});
+  const scorekit::PerturbedMixtureScore<double, Mem> iso(two_modes<double, Mem>()),
+      diag(diagonal_modes<Mem>());
+  const auto rev_ve = [&](const auto& m) { return scorekit::reverse_sde(ve, m); };
+  const auto rev_vp = [&](const auto& m) { return scorekit::reverse_sde(vp, m); };
+  const auto flow_ve = [&](const auto& m) { return scorekit::probability_flow(ve, m); };
+  const scorekit::ReverseDiffusion rd;
+  const auto pc = scorekit::predictor_corrector(rd, scorekit::LangevinCorrector(0.16, 2));
+  require_blocks_match_particles<Exec, double>("reverse diffusion, VE", iso, rev_ve, rd);
+  require_blocks_match_particles<Exec, double>("reverse diffusion, VE, noise removed", iso, rev_ve, rd, true);
+  require_blocks_match_particles<Exec, double>("reverse diffusion, probability flow", diag, flow_ve, rd);
+  require_blocks_match_particles<Exec, double>("predictor-corrector, VE", iso, rev_ve, pc);
+  require_blocks_match_particles<Exec, double>("predictor-corrector, VP", diag, rev_vp, pc);
+  require_blocks_match_particles<Exec, double>(
+      "predictor-corrector, per_particle rule", diag, rev_ve,
+      scorekit::predictor_corrector(
+          rd, scorekit::LangevinCorrector(0.16, 1, scorekit::LangevinStepRule::per_particle)));
+  require_blocks_match_particles<Exec, double>(
+      "Euler-Maruyama predictor", iso, rev_ve,
+      scorekit::predictor_corrector(scorekit::EulerMaruyama{}, scorekit::LangevinCorrector{}));
+  require_blocks_match_particles<Exec, double>(
+      "ancestral predictor", iso, rev_vp,
+      scorekit::predictor_corrector(scorekit::AncestralSampling{}, scorekit::LangevinCorrector{}));
+}
+
+TEMPLATE_LIST_TEST_CASE("A particle that goes non-finite inside a block is named as on the one-particle path",
+                        "[heun][pc][block][errors]", Backends) {
+  // Particle 37 (in the second block, not its first) starts at 1e200: its score overflows to NaN at the
+  // first step, so both paths must name particle 37 at step 1.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
+  const scorekit::PerturbedMixtureScore<double, Mem> model(two_modes<double, Mem>());
+  scorekit::IntegrateSettings s;
+  s.times = scorekit::uniform_times(1.0, 1e-3, 5);
+  auto run = [&](const auto& system, const auto& integrator) {
+    auto x = scorekit::make_particles<double>(Exec(), 100, 2);
+    scorekit_test::fill_host(x,
+                             [](std::size_t i, std::size_t j) { return i == 37 ? 1e200 : double(j) - 0.5; });
+    try {
+      scorekit::integrate(Exec(), system, integrator, x, s);
+    } catch (const scorekit::non_finite_error& e) {
+      return std::make_pair(e.particle(), e.step());
+    }
+    return std::make_pair(std::int64_t(-1), std::int64_t(-1));
+  };
+  const scorekit_test::PerParticleOnly<decltype(model)> single{model};
+  const auto expected = std::make_pair(std::int64_t(37), std::int64_t(1));
+  CHECK(run(scorekit::probability_flow(ve, model), scorekit::Heun{}) == expected);
+  CHECK(run(scorekit::probability_flow(ve, single), scorekit::Heun{}) == expected);
+  const auto pc = scorekit::predictor_corrector(scorekit::ReverseDiffusion{}, scorekit::LangevinCorrector{});
+  CHECK(run(scorekit::reverse_sde(ve, model), pc) == expected);
+  CHECK(run(scorekit::reverse_sde(ve, single), pc) == expected);
+}
+
+TEST_CASE("for_each_normal_block gives each generator the values and state of its own for_each_normal",
+          "[random][block]") {
+  // Blocks of fresh generators are drawn side by side; a block with a cached value anywhere, or of more
+  // than 32, particle by particle. Either way: the same values as each generator's for_each_normal, in
+  // order, and the same generators after (their next normal() agrees).
+  for (int nb : {1, 2, 7, 32, 33})
+    for (int n : {1, 2, 5, 64})
+      for (int cached : {-1, 0, 3}) {  // which generator holds a cached value (-1: none)
+        if (cached >= nb) continue;
+        INFO(nb << " generators, " << n << " normals each, cached " << cached);
+        std::vector<scorekit::CounterRng<double>> a, b;
+        for (int i = 0; i < nb; ++i) {
+          a.emplace_back(11, std::uint64_t(100 + 7 * i), 5);
+          b.emplace_back(11, std::uint64_t(100 + 7 * i), 5);
+          if (i == cached) (void)a.back().normal(), (void)b.back().normal();
+        }
+        std::vector<double> got(std::size_t(nb * n), 0.0), want(got.size(), 1.0);
+        std::vector<int> calls(got.size(), 0);
+        scorekit::CounterRng<double>::for_each_normal_block(
+            nb, n, [&](int i) -> scorekit::CounterRng<double>& { return a[std::size_t(i)]; },
+            [&](int i, int j, double z) {
+              got[std::size_t(i * n + j)] = z;
+              ++calls[std::size_t(i * n + j)];
+            });
+        for (int i = 0; i < nb; ++i)
+          b[std::size_t(i)].for_each_normal(n, [&](int j, double z) { want[std::size_t(i * n + j)] = z; });
+        CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(double)) == 0);
+        CHECK(std::vector<int>(calls.size(), 1) == calls);
+        for (int i = 0; i < nb; ++i) CHECK(a[std::size_t(i)].normal() == b[std::size_t(i)].normal());
+      }
+}
