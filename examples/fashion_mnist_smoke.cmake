@@ -22,6 +22,17 @@ function(run_fails expected)
   endif()
 endfunction()
 
+# Fails unless the run's results.md (in folder `run`) holds every string after the first argument.
+function(require_in run)
+  file(READ ${OUT}/${run}/results.md results)
+  foreach(expected ${ARGN})
+    string(FIND "${results}" "${expected}" at)
+    if(at EQUAL -1)
+      message(FATAL_ERROR "${run}/results.md lacks '${expected}':\n${results}")
+    endif()
+  endforeach()
+endfunction()
+
 # The score SDE recipe, twice with the same seed.
 foreach(run a b)
   run_ok(${small} --steps 3 --pc-steps 4 --ode-samples 4 --likelihood 4 --guide-steps 3 --guided 2
@@ -40,26 +51,14 @@ foreach(file sde_pc_samples.png sde_ode_samples.png sde_inpainting.png sde_traje
     message(FATAL_ERROR "two runs with the same seed wrote different ${file}")
   endif()
 endforeach()
-file(READ ${OUT}/a/results.md results)
-foreach(expected "test accuracy" "predictor-corrector" "probability-flow ODE" "Inpainting" "Bits/dim" "floor"
-                 "Classifier guidance" "| 4 | 20 |")
-  string(FIND "${results}" "${expected}" at)
-  if(at EQUAL -1)
-    message(FATAL_ERROR "results.md lacks '${expected}':\n${results}")
-  endif()
-endforeach()
+require_in(a "test accuracy" "predictor-corrector" "probability-flow ODE" "Inpainting" "Bits/dim" "floor"
+           "Classifier guidance" "| 4 | 20 |")
 
 # Likelihood weighting: it trains and says so, and it is part of the checkpoint's signature (the
 # unweighted run's checkpoint is refused).
 run_ok(${small} --steps 2 --pc-steps 2 --ode-samples 0 --likelihood 4 --guide-steps 0 --likelihood-weighting
        --output ${OUT}/weighted)
-file(READ ${OUT}/weighted/results.md results)
-foreach(expected "(likelihood weighting, g(t)^2)" "Bits/dim")
-  string(FIND "${results}" "${expected}" at)
-  if(at EQUAL -1)
-    message(FATAL_ERROR "the likelihood-weighted run's results.md lacks '${expected}':\n${results}")
-  endif()
-endforeach()
+require_in(weighted "(likelihood weighting, g(t)^2)" "Bits/dim")
 file(COPY_FILE ${OUT}/a/sde.ckpt ${OUT}/weighted/sde.ckpt)
 run_fails("signature mismatch" ${small} --resume --steps 3 --likelihood-weighting --output ${OUT}/weighted)
 
@@ -69,11 +68,7 @@ if(NOT EXISTS ${OUT}/ncsnv2/ncsnv2_samples.png)
   message(FATAL_ERROR "the ncsnv2 recipe wrote no samples")
 endif()
 run_ok(${small} --recipe ladder --steps 2 --samples 16 --output ${OUT}/ladder)
-file(READ ${OUT}/ladder/results.md results)
-string(FIND "${results}" "| 20 |" at)
-if(at EQUAL -1)
-  message(FATAL_ERROR "the noise-level table lacks L = 20:\n${results}")
-endif()
+require_in(ladder "| 20 |")  # the noise-level table reaches L = 20
 
 # Errors: no data set, a budget too small for one step, a checkpoint of another network.
 run_fails("dataset-fashion-mnist" ${small} --data ${OUT}/nowhere --output ${OUT}/c)

@@ -5,6 +5,7 @@
 // one-particle kernel, which the same model seen per particle (scorekit_test::PerParticleOnly) runs, so
 // the two must give the same bits: whole runs, pieces of runs at other offsets within their blocks
 // (first_particle), and the error a particle that goes non-finite raises.
+#include <scorekit/core/elementary.hpp>
 #include <scorekit/core/random.hpp>
 #include <scorekit/density/draw.hpp>
 #include <scorekit/density/gaussian_mixture.hpp>
@@ -187,34 +188,52 @@ TEMPLATE_LIST_TEST_CASE("A particle that goes non-finite inside a block is named
   CHECK(run(scorekit::reverse_sde(ve, single), pc) == expected);
 }
 
-TEST_CASE("for_each_normal_block gives each generator the values and state of its own for_each_normal",
-          "[random][block]") {
-  // Blocks of fresh generators are drawn side by side; a block with a cached value anywhere, or of more
-  // than 32, particle by particle. Either way: the same values as each generator's for_each_normal, in
-  // order, and the same generators after (their next normal() agrees).
-  for (int nb : {1, 2, 7, 32, 33})
-    for (int n : {1, 2, 5, 64})
-      for (int cached : {-1, 0, 3}) {  // which generator holds a cached value (-1: none)
-        if (cached >= nb) continue;
-        INFO(nb << " generators, " << n << " normals each, cached " << cached);
-        std::vector<scorekit::CounterRng<double>> a, b;
-        for (int i = 0; i < nb; ++i) {
-          a.emplace_back(11, std::uint64_t(100 + 7 * i), 5);
-          b.emplace_back(11, std::uint64_t(100 + 7 * i), 5);
-          if (i == cached) (void)a.back().normal(), (void)b.back().normal();
+TEMPLATE_LIST_TEST_CASE(
+    "for_each_normal_block gives each generator the values and state of its own "
+    "for_each_normal",
+    "[random][block]", Backends) {
+  // In a kernel on every backend (one case a work item), through the driver's BlockRngs: blocks of fresh
+  // generators are drawn side by side on the host, a block with a cached value anywhere, of more than
+  // 32, or on a GPU particle by particle. Either way: the same values as each generator's
+  // for_each_normal, each (particle, j) exactly once, and the same generators after (their next normal()
+  // agrees).
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  constexpr int max_nb = 33, max_n = 9;
+  const int nbs[] = {1, 2, 7, 32, 33}, ns[] = {1, 2, 5, 9}, cacheds[] = {-1, 0, 3};
+  const int cases = 5 * 4 * 3;
+  Kokkos::View<int*, Mem> wrong("wrong", std::size_t(cases));
+  Kokkos::parallel_for(
+      "for_each_normal_block", Kokkos::RangePolicy<Exec>(0, cases), KOKKOS_LAMBDA(const int c) {
+        const int nb = nbs[c / 12], n = ns[(c / 3) % 4], cached = cacheds[c % 3];
+        if (cached >= nb) {
+          wrong(c) = 0;
+          return;
         }
-        std::vector<double> got(std::size_t(nb * n), 0.0), want(got.size(), 1.0);
-        std::vector<int> calls(got.size(), 0);
-        scorekit::CounterRng<double>::for_each_normal_block(
-            nb, n, [&](int i) -> scorekit::CounterRng<double>& { return a[std::size_t(i)]; },
-            [&](int i, int j, double z) {
-              got[std::size_t(i * n + j)] = z;
-              ++calls[std::size_t(i * n + j)];
-            });
-        for (int i = 0; i < nb; ++i)
-          b[std::size_t(i)].for_each_normal(n, [&](int j, double z) { want[std::size_t(i * n + j)] = z; });
-        CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(double)) == 0);
-        CHECK(std::vector<int>(calls.size(), 1) == calls);
-        for (int i = 0; i < nb; ++i) CHECK(a[std::size_t(i)].normal() == b[std::size_t(i)].normal());
-      }
+        scorekit::detail::BlockRngs<double, max_nb> a(11, 100, 5), b(11, 100, 5);
+        if (cached >= 0) {
+          a(cached).normal();
+          b(cached).normal();
+        }
+        double got[max_nb * max_n], want[max_nb * max_n];
+        int calls[max_nb * max_n];
+        for (int k = 0; k < nb * n; ++k) calls[k] = 0;
+        scorekit::CounterRng<double>::for_each_normal_block(nb, n, a, [&](int i, int j, double z) {
+          got[i * n + j] = z;
+          ++calls[i * n + j];
+        });
+        for (int i = 0; i < nb; ++i) b(i).for_each_normal(n, [&](int j, double z) { want[i * n + j] = z; });
+        int count = 0;
+        for (int k = 0; k < nb * n; ++k)
+          count += (scorekit::elementary::detail::bit_cast<std::uint64_t>(got[k]) !=
+                    scorekit::elementary::detail::bit_cast<std::uint64_t>(want[k])) +
+                   (calls[k] != 1);
+        for (int i = 0; i < nb; ++i) count += a(i).normal() != b(i).normal();
+        wrong(c) = count;
+      });
+  const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), wrong);
+  for (int c = 0; c < cases; ++c) {
+    INFO(nbs[c / 12] << " generators, " << ns[(c / 3) % 4] << " normals each, cached " << cacheds[c % 3]);
+    CHECK(h(c) == 0);
+  }
 }
