@@ -52,6 +52,7 @@
 #include <scorekit/core/kokkos.hpp>
 
 #include <cstdint>
+#include <new>
 
 namespace scorekit {
 
@@ -268,5 +269,38 @@ class CounterRng {
   Real m_cache = Real(0);
   bool m_cached = false;
 };
+
+namespace detail {
+
+/// The generators of a block of particles at one step, particle first + b's CounterRng(seed, ., step),
+/// kept for the whole step (integrate/: a predictor continues from where the corrector's draws left its
+/// generator). Each is made when first asked for: a step that draws nothing (Heun without churn) makes
+/// none. What for_each_normal_block takes as rng_of.
+template <class Real, int N>
+class BlockRngs {
+ public:
+  KOKKOS_INLINE_FUNCTION BlockRngs(std::uint64_t seed, std::uint64_t first, std::uint64_t step)
+      : m_seed(seed), m_first(first), m_step(step) {
+    for (int b = 0; b < N; ++b) m_made[b] = false;
+  }
+  KOKKOS_INLINE_FUNCTION CounterRng<Real>& operator()(int b) {
+    if (!m_made[b]) {
+      new (&m_slot[b].rng) CounterRng<Real>(m_seed, m_first + std::uint64_t(b), m_step);
+      m_made[b] = true;
+    }
+    return m_slot[b].rng;
+  }
+
+ private:
+  union Slot {  // storage for a generator, made by operator()
+    KOKKOS_INLINE_FUNCTION Slot() {}
+    CounterRng<Real> rng;
+  };
+  std::uint64_t m_seed, m_first, m_step;
+  bool m_made[N];
+  Slot m_slot[N];
+};
+
+}  // namespace detail
 
 }  // namespace scorekit

@@ -35,7 +35,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -125,34 +124,6 @@ KOKKOS_INLINE_FUNCTION void drift_block(const System& system, int nb, const Real
     for (int b = 0; b < nb; ++b)
       system.drift(x + b * x_stride, t, out + b * out_stride, work + b * work_stride);
 }
-
-/// The generators of a block's particles at one step, particle first + b's CounterRng(seed, ., step),
-/// kept for the whole step (a predictor continues from where the corrector's draws left its generator).
-/// Each is made when first asked for: a step that draws nothing (Heun without churn) makes none.
-template <class Real, int N>
-class BlockRngs {
- public:
-  KOKKOS_INLINE_FUNCTION BlockRngs(std::uint64_t seed, std::uint64_t first, std::uint64_t step)
-      : m_seed(seed), m_first(first), m_step(step) {
-    for (int b = 0; b < N; ++b) m_made[b] = false;
-  }
-  KOKKOS_INLINE_FUNCTION CounterRng<Real>& operator()(int b) {
-    if (!m_made[b]) {
-      new (&m_slot[b].rng) CounterRng<Real>(m_seed, m_first + std::uint64_t(b), m_step);
-      m_made[b] = true;
-    }
-    return m_slot[b].rng;
-  }
-
- private:
-  union Slot {  // storage for a generator, made by operator()
-    KOKKOS_INLINE_FUNCTION Slot() {}
-    CounterRng<Real> rng;
-  };
-  std::uint64_t m_seed, m_first, m_step;
-  bool m_made[N];
-  Slot m_slot[N];
-};
 
 /// Integrators that step a block of particles at once (step_block: Heun, ReverseDiffusion,
 /// PredictorCorrector).

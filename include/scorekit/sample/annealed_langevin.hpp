@@ -97,8 +97,19 @@ class AnnealedLangevinStep {
   /// particles at once with a model's score_block().
   KOKKOS_INLINE_FUNCTION void update(Real* x, const Real* g, std::uint64_t seed, std::int64_t particle,
                                      std::int64_t t) const {
-    CounterRng<Real> rng(seed, std::uint64_t(particle), std::uint64_t(t));
-    rng.for_each_normal(m_dim, [&](int j, Real z) { x[j] += m_half_alpha * g[j] + m_noise * z; });
+    update_block<1>(1, x, m_dim, g, m_dim, seed, particle, t);
+  }
+
+  /// update() of nb <= N particles at once: particle b at x + b x_stride, its score at g + b g_stride,
+  /// its noise that of particle first + b. The normals are drawn for the block side by side
+  /// (CounterRng::for_each_normal_block); each particle gets update()'s bits.
+  template <int N>
+  KOKKOS_INLINE_FUNCTION void update_block(int nb, Real* x, int x_stride, const Real* g, int g_stride,
+                                           std::uint64_t seed, std::int64_t first, std::int64_t t) const {
+    detail::BlockRngs<Real, N> rngs(seed, std::uint64_t(first), std::uint64_t(t));
+    CounterRng<Real>::for_each_normal_block(nb, m_dim, rngs, [&](int b, int j, Real z) {
+      x[b * x_stride + j] += m_half_alpha * g[b * g_stride + j] + m_noise * z;
+    });
   }
 
   /// The final denoising step at this level (call it on the last level's step): x' = x + sigma^2 s(x,
@@ -206,16 +217,14 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
           ++t;
           model.score_block(nb, &x(i0, 0), x_stride, step.sigma(), run.vector(i0, 0), v_stride,
                             run.workspace(i0), w_stride);
-          for (int b = 0; b < nb; ++b) {
-            if (!alive[b]) continue;
-            Real* xi = &x(i0 + b, 0);
-            const Real* g = run.vector(i0 + b, 0);
-            if (denoising)
-              step.denoise_update(xi, g);
-            else
-              step.update(xi, g, seed, first + i0 + b, t);
-            alive[b] = run.after_step(i0 + b, t, xi);
-          }
+          // (A particle that went non-finite keeps being moved, unread, until the block ends.)
+          if (denoising)
+            for (int b = 0; b < nb; ++b) step.denoise_update(&x(i0 + b, 0), run.vector(i0 + b, 0));
+          else
+            step.template update_block<max_block>(nb, &x(i0, 0), x_stride, run.vector(i0, 0), v_stride, seed,
+                                                  first + i0, t);
+          for (int b = 0; b < nb; ++b)
+            if (alive[b]) alive[b] = run.after_step(i0 + b, t, &x(i0 + b, 0));
         };
         for (int l = 0; l < n_levels; ++l) {
           const AnnealedLangevinStep<Real> level_step = level(l);
