@@ -1,7 +1,7 @@
-// Sampling by reversing the VE SDE with the exact score of a Gaussian mixture: throughput of the two loops of
-// score_sde's samplers, on every backend this Kokkos enables (OpenMP with all threads, Serial, Cuda, HIP;
-// the backend is the last part of the benchmark's name), with the mixture and the particles in that
-// backend's memory space. benchmarks/torch_reverse_sde.py runs the same loops in PyTorch (--device
+// Sampling by reversing the VE SDE with the exact score of a Gaussian mixture: throughput of two loops of
+// score_sde's samplers and of DDIM, on every backend this Kokkos enables (OpenMP with all threads, Serial,
+// Cuda, HIP; the backend is the last part of the benchmark's name), with the mixture and the particles in
+// that backend's memory space. benchmarks/torch_reverse_sde.py runs the same loops in PyTorch (--device
 // cpu|cuda), and benchmarks/compare.sh (--only reverse, --device cpu|cuda) puts the two side by side.
 //
 // SDE: VE, sigma 0.01 -> 50 (sde/variance_exploding.hpp), the uniform grid t = 1 -> 1e-5 of score_sde with
@@ -15,6 +15,8 @@
 //        churn): 2 score evaluations per step, no noise. Deterministic, so the two implementations must agree
 //        to rounding: both report the mean of the final coordinates (pf_mean), which compare.sh prints side
 //        by side.
+//   ddim DDIM with eta = 0 (integrate/ddim.hpp) on the same grid: x' = x + s_t (s_t - s_t') s(x, t) for VE,
+//        1 score evaluation per step, no noise; deterministic, checked by pf_mean as heun.
 // Workloads (float64; the mixtures and particle counts of bench_annealed_langevin):
 //   mixture-2d   weights 0.2 / 0.8, means (0,0) and (10,10), identity covariances; 10,000 particles;
 //                N = 1000 steps.
@@ -38,6 +40,7 @@
 #include "mixture_workloads.hpp"
 
 #include <scorekit/density/gaussian_mixture.hpp>
+#include <scorekit/integrate/ddim.hpp>
 #include <scorekit/integrate/heun.hpp>
 #include <scorekit/integrate/integrate_common.hpp>
 #include <scorekit/integrate/predictor_corrector.hpp>
@@ -147,7 +150,7 @@ void fill_start(double* x, std::int64_t n, int d, std::uint64_t seed) {
 /// The loops, on the fused path (one particle a work item, the whole run in one kernel) or the batched one
 /// (BatchedMixtureScore, score/batched_mixture.hpp: per evaluation one batched score call, GEMMs for full
 /// covariances; built when Kokkos Kernels is available).
-enum class Loop { pc, heun, pc_batched, heun_batched };
+enum class Loop { pc, heun, ddim, pc_batched, heun_batched, ddim_batched };
 
 const char* loop_name(Loop loop) {
   switch (loop) {
@@ -155,10 +158,14 @@ const char* loop_name(Loop loop) {
       return "pc";
     case Loop::heun:
       return "heun";
+    case Loop::ddim:
+      return "ddim";
     case Loop::pc_batched:
       return "pc-batched";
     case Loop::heun_batched:
       return "heun-batched";
+    case Loop::ddim_batched:
+      return "ddim-batched";
   }
   return "?";
 }
@@ -210,12 +217,18 @@ void run_workload(benchmark::State& state, const Workload& w, Loop loop) {
   else if (loop == Loop::heun)
     totals = iterate(state, exec, scorekit::probability_flow(ve_sde(), model), scorekit::Heun{}, x, x0,
                      settings, w.n_particles);
+  else if (loop == Loop::ddim)
+    totals = iterate(state, exec, scorekit::probability_flow(ve_sde(), model), scorekit::Ddim(0), x, x0,
+                     settings, w.n_particles);
 #ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
   const scorekit::BatchedMixtureScore<double, Mem> batch(mixture, grid_sigmas(settings.times));
   if (loop == Loop::pc_batched)
     totals = iterate(state, exec, scorekit::reverse_sde(ve_sde(), batch), pc, x, x0, settings, w.n_particles);
   else if (loop == Loop::heun_batched)
     totals = iterate(state, exec, scorekit::probability_flow(ve_sde(), batch), scorekit::Heun{}, x, x0,
+                     settings, w.n_particles);
+  else if (loop == Loop::ddim_batched)
+    totals = iterate(state, exec, scorekit::probability_flow(ve_sde(), batch), scorekit::Ddim(0), x, x0,
                      settings, w.n_particles);
 #endif
   const double seconds = totals.seconds, evaluations = totals.evaluations,
@@ -243,9 +256,10 @@ void run_workload(benchmark::State& state, const Workload& w, Loop loop) {
 template <class Exec>
 void register_workload(const std::string& backend, const Workload& w) {
 #ifdef SCOREKIT_HAVE_KOKKOS_KERNELS
-  const auto loops = {Loop::pc, Loop::heun, Loop::pc_batched, Loop::heun_batched};
+  const auto loops = {Loop::pc,         Loop::heun,         Loop::ddim,
+                      Loop::pc_batched, Loop::heun_batched, Loop::ddim_batched};
 #else
-  const auto loops = {Loop::pc, Loop::heun};
+  const auto loops = {Loop::pc, Loop::heun, Loop::ddim};
 #endif
   for (Loop loop : loops)
     benchmark::RegisterBenchmark(

@@ -7,8 +7,8 @@
 #      share of the machine's fp64 FMA peak (all threads, widest vectors),
 #   5. bench_train and torch_train.py (float32 training steps/s of the seed paper's toy nets) and their table
 #      against the fp32 FMA peak,
-#   6. bench_reverse_sde and torch_reverse_sde.py (VE predictor-corrector and probability-flow Heun, float64)
-#      and their table, with a check that both compute the same probability-flow samples,
+#   6. bench_reverse_sde and torch_reverse_sde.py (VE predictor-corrector, probability-flow Heun and DDIM,
+#      float64) and their table, with a check that both compute the same probability-flow samples,
 #   7. bench_image and torch_image.py (the score_sde-tutorial U-Net and NCSN's RefineNet reduced on 28 x 28
 #      float32 images: a training step at batch 128, a score evaluation of 256, each U-Net convolution
 #      alone) and their table against the fp32 FMA peak, checking both sides run networks of the same

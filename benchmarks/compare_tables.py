@@ -106,7 +106,7 @@ def sampling(out, backend="OpenMP"):
 
 
 def reverse(out, backend="OpenMP"):
-    """bench_reverse_sde against torch_reverse_sde.py: VE predictor-corrector and probability-flow Heun."""
+    """bench_reverse_sde against torch_reverse_sde.py: VE predictor-corrector, probability-flow Heun, DDIM."""
     sk = json.load(open(f"{out}/scorekit_reverse.json"))
     pt = json.load(open(f"{out}/torch_reverse.json"))
     fp64_peak, threads = cpu_peak(out, "fp64", backend)
@@ -140,7 +140,7 @@ def reverse(out, backend="OpenMP"):
         ratio = f"{sps / peer:6.2f}" if peer else "     -"
         gf = b["GFLOP/s"]
         r = p.get(variant, {})
-        if name[1].startswith("heun"):
+        if name[1].startswith("heun") or name[1].startswith("ddim"):
             # Deterministic: the two final means must agree to rounding.
             a, c = b["pf_mean"], r.get("pf_mean", float("nan"))
             rel = abs(a - c) / max(abs(a), 1e-300)
@@ -155,10 +155,10 @@ def reverse(out, backend="OpenMP"):
         print(f"{key:26s} | {sps:18.4g} | {peer if peer else float('nan'):17.4g} | {variant:>15s} | {ratio} | "
               f"{gf:16.2f} | {share(gf, fp64_peak)} | {check}")
     print()
-    print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster); both loops make 2 score evaluations")
-    print("a step. GFLOP/s counts the score evaluations only. check: scorekit / PyTorch; pf_mean is the mean final")
-    print("coordinate of the deterministic probability-flow run from the same start (equal to rounding when both")
-    print("compute the same thing); near_mode_0 (pc, 2-D) is the fraction nearer (0,0), about 0.2, with other noise.")
+    print("ratio = scorekit / PyTorch particle-steps/s (> 1: scorekit is faster); pc and heun make 2 score")
+    print("evaluations a step, ddim 1. GFLOP/s counts the score evaluations only. check: scorekit / PyTorch; pf_mean")
+    print("is the mean final coordinate of the deterministic probability-flow runs (heun, ddim) from the same start")
+    print("(equal to rounding when both compute the same thing); near_mode_0 (pc, 2-D) is the fraction nearer (0,0), about 0.2, with other noise.")
     print("-batched: scorekit's batch-synchronous path (BatchedMixtureScore: one batched score call an evaluation,")
     print("GEMMs through Kokkos Kernels for full covariances) on the same workload, against the same PyTorch figure.")
 

@@ -11,9 +11,12 @@ s_t^2 I) with s_t^2 = sigma(t)^2 - 0.01^2; the grid t_n = 1 + (1e-5 - 1) n / N. 
         reverse-diffusion predictor x <- x + (s_t^2 - s_t'^2) s(x, s_t) + sqrt(s_t^2 - s_t'^2) z;
   heun  the probability-flow ODE dx/dt = -g(t)^2 s(x, s_t) / 2 by Heun's method (Euler predictor,
         trapezoidal corrector; two score evaluations a step).
+  ddim  DDIM with eta = 0 (diffusers' DDIMScheduler written for VE): x <- x + k s(x, s_t) with
+        k = s_t (s_t^2 - s_t'^2) / (s_t + s_t') (= s_t (s_t - s_t'), integrate/ddim.hpp's arithmetic); one
+        score evaluation a step.
 Both start from N(0, (50^2 - 0.01^2) I) drawn from the deterministic FormulaStream of
 torch_annealed_langevin.py (seed 7 for mixture-2d, 8 for mixture-64d), as the C++ benchmark does; the
-probability-flow loop is deterministic, so its final mean (pf_mean) must equal scorekit's to rounding.
+probability-flow loops (heun, ddim) are deterministic, so their final mean (pf_mean) must equal scorekit's to rounding.
 The per-level constants of the score (one level per grid time) are computed before the timed loop, as
 torch_annealed_langevin.py does for its ladder and as scorekit's PerturbedMixtureScore tabulates them.
 
@@ -90,6 +93,13 @@ def make_heun_step(score_fn, n_level):
     return step
 
 
+def make_ddim_step(score_fn):
+    def step(x, k, *level):
+        return x + k * score_fn(x, *level)
+
+    return step
+
+
 def scalar(v):
     # 0-d tensors, not Python floats: torch.compile would specialise (recompile) on each float.
     return torch.tensor(v, dtype=DTYPE, device=tal.DEVICE)
@@ -114,6 +124,25 @@ def heun_constants(sde, model, times):
         steps.append((scalar(h), scalar(0.5 * h), scalar(-0.5 * g0 * g0), scalar(-0.5 * g1 * g1),
                       levels[n] + levels[n + 1]))
     return steps
+
+
+def ddim_constants(sde, model, times):
+    steps = []
+    for t, tn in zip(times[:-1], times[1:]):
+        s, sn = sde.kernel_std(t), sde.kernel_std(tn)
+        var = (s - sn) * (s + sn)
+        c = math.sqrt(sn * sn)
+        steps.append((scalar(s * var / (s + c)), model.level(s)))
+    return steps
+
+
+def run_ddim(step, x, consts):
+    sync()
+    t0 = time.perf_counter()
+    for k, lv in consts:
+        x = step(x, k, *lv)
+    sync()
+    return x, time.perf_counter() - t0
 
 
 def run_pc(step, x, consts):
@@ -154,8 +183,9 @@ def start(sde, w):
 
 def time_loop(sde, w, loop, step, repeats):
     times = uniform_times(1.0, T_END, w["steps"])
-    consts = (pc_constants if loop == "pc" else heun_constants)(sde, w["model"], times)
-    run = run_pc if loop == "pc" else run_heun
+    consts = dict(pc=pc_constants, heun=heun_constants, ddim=ddim_constants)[loop](sde, w["model"], times)
+    run = dict(pc=run_pc, heun=run_heun, ddim=run_ddim)[loop]
+    evaluations = 1 if loop == "ddim" else 2
     x0 = start(sde, w)
     results = []
     x = None
@@ -166,9 +196,9 @@ def time_loop(sde, w, loop, step, repeats):
             results.append(t)
     ps = w["n"] * w["steps"]
     out = dict(best_s=min(results), median_s=statistics.median(results), particle_steps=ps,
-               score_evaluations=2 * ps, best_particle_steps_per_s=ps / min(results),
+               score_evaluations=evaluations * ps, best_particle_steps_per_s=ps / min(results),
                median_particle_steps_per_s=ps / statistics.median(results),
-               best_score_evals_per_s=2 * ps / min(results), finite=bool(torch.isfinite(x).all()),
+               best_score_evals_per_s=evaluations * ps / min(results), finite=bool(torch.isfinite(x).all()),
                pf_mean=float(x.mean()))
     if w["d"] == 2:
         out["near_mode_0"] = float(((x[:, 0] + x[:, 1]) < 10).double().mean())
@@ -199,12 +229,13 @@ def main():
     for w in workloads(args.particles_scale, args.steps_scale):
         n_level = len(w["model"].level(1.0))
         score = type(w["model"]).score
-        for loop in ("pc", "heun"):
+        for loop in ("pc", "heun", "ddim"):
             name = f"{loop}/{w['name']}"
             res = dict(particles=w["n"], steps=w["steps"])
             if "checksum" in w:
                 res["parameter_checksum"] = w["checksum"]
-            make = (lambda: make_pc_step(score)) if loop == "pc" else (lambda: make_heun_step(score, n_level))
+            make = dict(pc=lambda: make_pc_step(score), heun=lambda: make_heun_step(score, n_level),
+                        ddim=lambda: make_ddim_step(score))[loop]
             variants = [("eager", make())]
             if not args.no_compile:
                 variants.append(("compiled", torch.compile(make(), fullgraph=True, dynamic=False)))

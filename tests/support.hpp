@@ -134,4 +134,18 @@ struct TempDir {
   }
 };
 
+/// The means (-5, -5) and (5, 5) of the 2-D test mixtures, one per row.
+inline Eigen::MatrixXd two_mode_means() {
+  Eigen::MatrixXd means(2, 2);
+  means << -5, -5, 5, 5;
+  return means;
+}
+
+/// 0.2 N((-5,-5), v0 I) + 0.8 N((5,5), v1 I): the 2-D mixture the sampler tests draw from.
+template <class Real, class Mem>
+scorekit::GaussianMixture<Real, Mem> two_modes(double v0, double v1) {
+  return scorekit::GaussianMixture<Real, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), two_mode_means(),
+                                                         Eigen::Vector2d(v0, v1));
+}
+
 }  // namespace scorekit_test

@@ -10,6 +10,7 @@
 #include <scorekit/density/draw.hpp>
 #include <scorekit/density/gaussian_mixture.hpp>
 #include <scorekit/integrate/ancestral.hpp>
+#include <scorekit/integrate/ddim.hpp>
 #include <scorekit/integrate/euler_maruyama.hpp>
 #include <scorekit/integrate/heun.hpp>
 #include <scorekit/integrate/integrate_common.hpp>
@@ -36,21 +37,16 @@ using scorekit_test::Backends;
 namespace {
 
 // 0.2 N((-5,-5), I) + 0.8 N((5,5), 0.5 I), isotropic; and a diagonal mixture on the same means.
-Eigen::MatrixXd means() {
-  Eigen::MatrixXd m(2, 2);
-  m << -5, -5, 5, 5;
-  return m;
-}
 template <class Real, class Mem>
 scorekit::GaussianMixture<Real, Mem> two_modes() {
-  return scorekit::GaussianMixture<Real, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), means(),
-                                                         Eigen::Vector2d(1.0, 0.5));
+  return scorekit_test::two_modes<Real, Mem>(1.0, 0.5);
 }
 template <class Mem>
 scorekit::GaussianMixture<double, Mem> diagonal_modes() {
   Eigen::MatrixXd variances(2, 2);
   variances << 1.0, 0.4, 0.7, 1.3;
-  return scorekit::GaussianMixture<double, Mem>::diagonal(Eigen::Vector2d(0.2, 0.8), means(), variances);
+  return scorekit::GaussianMixture<double, Mem>::diagonal(Eigen::Vector2d(0.2, 0.8),
+                                                          scorekit_test::two_mode_means(), variances);
 }
 
 /// `integrator` through integrate() on `system(model)` (whose score_block makes the host run blocks)
@@ -128,8 +124,8 @@ TEMPLATE_LIST_TEST_CASE("Heun in blocks gives every particle the one-particle ke
 TEMPLATE_LIST_TEST_CASE("Reverse diffusion and predictor-corrector in blocks give the one-particle bits",
                         "[pc][block]", Backends) {
   // The corrector's and the predictor's normals are drawn side by side for a block and continue one
-  // generator a particle from the corrector to the predictor; the per_particle step rule and a predictor
-  // without step_block (Euler-Maruyama, ancestral) run particle by particle inside the blocks.
+  // generator a particle from the corrector to the predictor; the per_particle step rule runs particle by
+  // particle inside the blocks.
   using Exec = TestType;
   using Mem = typename Exec::memory_space;
   const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
@@ -156,6 +152,39 @@ TEMPLATE_LIST_TEST_CASE("Reverse diffusion and predictor-corrector in blocks giv
   require_blocks_match_particles<Exec, double>(
       "ancestral predictor", iso, rev_vp,
       scorekit::predictor_corrector(scorekit::AncestralSampling{}, scorekit::LangevinCorrector{}));
+}
+
+TEMPLATE_LIST_TEST_CASE("Euler-Maruyama, ancestral sampling and DDIM in blocks give the one-particle bits",
+                        "[block]", Backends) {
+  // Each with noise and without (the probability flow's g = 0, the last step's noise removed, DDIM's
+  // eta = 0), on VE (one score_block() call a step) and VP (the model asked per particle at x / a(t)).
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
+  const auto vp = scorekit::vp_sde(scorekit::LinearBeta<double>{0.1, 20});
+  const scorekit::PerturbedMixtureScore<double, Mem> iso(two_modes<double, Mem>()),
+      diag(diagonal_modes<Mem>());
+  const auto rev_ve = [&](const auto& m) { return scorekit::reverse_sde(ve, m); };
+  const auto rev_vp = [&](const auto& m) { return scorekit::reverse_sde(vp, m); };
+  const auto flow_ve = [&](const auto& m) { return scorekit::probability_flow(ve, m); };
+  const auto flow_vp = [&](const auto& m) { return scorekit::probability_flow(vp, m); };
+  const scorekit::EulerMaruyama em;
+  require_blocks_match_particles<Exec, double>("Euler-Maruyama, VE", iso, rev_ve, em);
+  require_blocks_match_particles<Exec, double>("Euler-Maruyama, VP, noise removed", diag, rev_vp, em, true);
+  require_blocks_match_particles<Exec, double>("Euler-Maruyama, probability flow", diag, flow_ve, em);
+  const scorekit::AncestralSampling ancestral;
+  require_blocks_match_particles<Exec, double>("ancestral, VE", iso, rev_ve, ancestral);
+  require_blocks_match_particles<Exec, double>("ancestral, VP", diag, rev_vp, ancestral);
+  require_blocks_match_particles<Exec, double>("ancestral, VE, noise removed", diag, rev_ve, ancestral, true);
+  require_blocks_match_particles<Exec, double>("DDIM eta 0, VE", iso, flow_ve, scorekit::Ddim(0));
+  require_blocks_match_particles<Exec, double>("DDIM eta 0.5, VP", diag, rev_vp, scorekit::Ddim(0.5));
+  require_blocks_match_particles<Exec, double>("DDIM eta 1, VE", iso, rev_ve, scorekit::Ddim(1));
+  require_blocks_match_particles<Exec, double>("DDIM eta 0, VP", diag, flow_vp, scorekit::Ddim(0));
+  const scorekit::VarianceExplodingSDE<float> ve_float(0.01f, 20);
+  const scorekit::PerturbedMixtureScore<float, Mem> iso_float(two_modes<float, Mem>());
+  require_blocks_match_particles<Exec, float>(
+      "ancestral, VE, float", iso_float, [&](const auto& m) { return scorekit::reverse_sde(ve_float, m); },
+      ancestral);
 }
 
 TEMPLATE_LIST_TEST_CASE("A particle that goes non-finite inside a block is named as on the one-particle path",

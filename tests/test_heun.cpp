@@ -37,15 +37,10 @@ constexpr double n_se = 4.5;
 // --------------------------------------------------------------------------- the 2-D mixture to sample
 
 // 0.2 N((-5,-5), I) + 0.8 N((5,5), 0.5 I).
-Eigen::MatrixXd mixture_means() {
-  Eigen::MatrixXd means(2, 2);
-  means << -5, -5, 5, 5;
-  return means;
-}
+using scorekit_test::two_mode_means;
 template <class Real, class Mem>
 scorekit::GaussianMixture<Real, Mem> two_modes() {
-  return scorekit::GaussianMixture<Real, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), mixture_means(),
-                                                         Eigen::Vector2d(1.0, 0.5));
+  return scorekit_test::two_modes<Real, Mem>(1.0, 0.5);
 }
 
 /// n particles drawn exactly from the SDE's marginal at time t (the law the reverse process starts from).
@@ -67,7 +62,7 @@ template <class Exec, class View, class Mixture>
 void require_reproduces(const View& x, const Mixture& target, std::uint64_t seed) {
   using Real = typename View::non_const_value_type;
   const std::int64_t n = std::int64_t(x.extent(0));
-  const auto w = scorekit::mode_weights(Exec(), x, mixture_means());
+  const auto w = scorekit::mode_weights(Exec(), x, two_mode_means());
   const double se = scorekit::binomial_standard_error(0.2, n);
   INFO("weight of mode (-5,-5): " << w.weights[0] << ", exact 0.2, SE " << se);
   CHECK(std::abs(w.weights[0] - 0.2) < 4 * se);
@@ -341,7 +336,7 @@ TEMPLATE_LIST_TEST_CASE("The mixture check sees a first-order method's error at 
   scorekit::integrate(Exec(),
                       scorekit::probability_flow(ve, scorekit::PerturbedMixtureScore<double, Mem>(data)),
                       scorekit::EulerMaruyama{}, x, s);
-  const double w = scorekit::mode_weights(Exec(), x, mixture_means()).weights[0];
+  const double w = scorekit::mode_weights(Exec(), x, two_mode_means()).weights[0];
   INFO("Euler's weight of mode (-5,-5): " << w);
   CHECK(std::abs(w - 0.2) > 8 * scorekit::binomial_standard_error(0.2, n));
 }

@@ -34,10 +34,7 @@ namespace {
 /// The 2-D mixture 0.2 N((-5,-5), I) + 0.8 N((5,5), I).
 template <class Real, class Mem>
 scorekit::GaussianMixture<Real, Mem> mixture_2d() {
-  Eigen::MatrixXd means(2, 2);
-  means << -5, -5, 5, 5;
-  return scorekit::GaussianMixture<Real, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), means,
-                                                         Eigen::Vector2d(1, 1));
+  return scorekit_test::two_modes<Real, Mem>(1, 1);
 }
 
 /// A 5-D mixture of three components with diagonal covariances.

@@ -46,16 +46,9 @@ const auto sub_vp_sde = scorekit::sub_vp_sde(LinearBeta{0.1, 20});
 // nearest-mode fraction of exact draws is 0.2 up to 1e-12.
 template <class Real, class Mem>
 scorekit::GaussianMixture<Real, Mem> two_modes() {
-  Eigen::MatrixXd means(2, 2);
-  means << -5, -5, 5, 5;
-  return scorekit::GaussianMixture<Real, Mem>::isotropic(Eigen::Vector2d(0.2, 0.8), means,
-                                                         Eigen::Vector2d(1, 1));
+  return scorekit_test::two_modes<Real, Mem>(1, 1);
 }
-Eigen::MatrixXd two_mode_means() {
-  Eigen::MatrixXd means(2, 2);
-  means << -5, -5, 5, 5;
-  return means;
-}
+using scorekit_test::two_mode_means;
 
 // Unequal, correlated covariances: 0.3 N((-6,0), C0) + 0.7 N((6,1), C1). Along the line between the means
 // the wider component has sd 1.42 and the bisector is 6.0 away (4.2 sd), so the nearest-mode fraction of

@@ -55,21 +55,38 @@ struct AncestralSampling {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* g,
                                    Real* work, CounterRng<Real>& rng) const {
+    step_block(system, 1, x, system.dim(), t, t_next, noise, g, work, 0,
+               [&rng](int) -> CounterRng<Real>& { return rng; });
+  }
+
+  /// step() of nb particles at one time (integrate_common.hpp's step_block): the transition once, the
+  /// scores through score_block_at_marginal, the normals side by side; `g` is the block's nb d values of
+  /// scratch.
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
+                                         Real t_next, bool noise, Real* g, Real* work, int work_stride,
+                                         RngOf&& rng_of) const {
     if constexpr (accepts<System>) {
       const int d = system.dim();
       const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
-      score_at_marginal(system.model(), d, static_cast<const Real*>(x), tr.to, g, work);
+      score_block_at_marginal(system.model(), nb, d, static_cast<const Real*>(x), x_stride, tr.to, g, d, work,
+                              work_stride);
       const Real inv_ratio = Real(1) / tr.ratio;
       const Real c = tr.variance * inv_ratio;
       if (noise) {
         // sqrt(shat^2 s_t'^2 / s_t^2); s_t > 0 since t > t_next >= 0.
         const Real std = math::sqrt(tr.variance) * (tr.from.std / tr.to.std);
-        rng.for_each_normal(d, [&](int j, Real z) { x[j] = inv_ratio * x[j] + c * g[j] + std * z; });
+        CounterRng<Real>::for_each_normal_block(nb, d, rng_of, [&](int b, int j, Real z) {
+          Real& xj = x[b * x_stride + j];
+          xj = inv_ratio * xj + c * g[b * d + j] + std * z;
+        });
       } else {
-        for (int j = 0; j < d; ++j) x[j] = inv_ratio * x[j] + c * g[j];
+        detail::for_each_coordinate(nb, d, x_stride, d,
+                                    [&](int i, int k) { x[i] = inv_ratio * x[i] + c * g[k]; });
       }
     } else {
-      (void)system, (void)x, (void)t, (void)t_next, (void)noise, (void)g, (void)work, (void)rng;
+      (void)system, (void)nb, (void)x, (void)x_stride, (void)t, (void)t_next, (void)noise, (void)g,
+          (void)work, (void)work_stride, (void)rng_of;
     }
   }
 };

@@ -17,15 +17,28 @@ struct EulerMaruyama {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* v,
                                    Real* work, CounterRng<Real>& rng) const {
+    step_block(system, 1, x, system.dim(), t, t_next, noise, v, work, 0,
+               [&rng](int) -> CounterRng<Real>& { return rng; });
+  }
+
+  /// step() of nb particles at one time (integrate_common.hpp's step_block): the drifts through
+  /// detail::drift_block (one score_block() call where the system and the model have one), the normals
+  /// side by side; `v` is the block's nb d values of scratch.
+  template <class System, class Real, class RngOf>
+  KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
+                                         Real t_next, bool noise, Real* v, Real* work, int work_stride,
+                                         RngOf&& rng_of) const {
     const int d = system.dim();
     const Real h = t_next - t;
-    system.drift(static_cast<const Real*>(x), t, v, work);
+    detail::drift_block(system, nb, static_cast<const Real*>(x), x_stride, t, v, d, work, work_stride);
     const Real g = system.diffusion(t);
     if (!noise || g == Real(0)) {
-      for (int j = 0; j < d; ++j) x[j] += h * v[j];
+      detail::for_each_coordinate(nb, d, x_stride, d, [&](int i, int k) { x[i] += h * v[k]; });
     } else {
-      const Real noise = g * math::sqrt(h < Real(0) ? -h : h);
-      rng.for_each_normal(d, [&](int j, Real z) { x[j] += h * v[j] + noise * z; });
+      const Real amplitude = g * math::sqrt(h < Real(0) ? -h : h);
+      CounterRng<Real>::for_each_normal_block(nb, d, rng_of, [&](int b, int j, Real z) {
+        x[b * x_stride + j] += h * v[b * d + j] + amplitude * z;
+      });
     }
   }
 };

@@ -16,7 +16,7 @@
 // mean, as score_sde's samplers do (their noise_removal); `work` is the system's workspace.
 // `rng.particle()` is the index of the particle being stepped (the row of x in the particle view).
 //
-// Optionally, to step a block of particles at one time (Heun, ReverseDiffusion, PredictorCorrector):
+// Optionally, to step a block of particles at one time (every integrator of integrate/ but Dormand-Prince):
 //   template <class System, class Real, class RngOf>
 //   KOKKOS_INLINE_FUNCTION void step_block(const System& system, int nb, Real* x, int x_stride, Real t,
 //                                          Real t_next, bool noise, Real* vectors, Real* work,
@@ -125,8 +125,8 @@ KOKKOS_INLINE_FUNCTION void drift_block(const System& system, int nb, const Real
       system.drift(x + b * x_stride, t, out + b * out_stride, work + b * work_stride);
 }
 
-/// Integrators that step a block of particles at once (step_block: Heun, ReverseDiffusion,
-/// PredictorCorrector).
+/// Integrators that step a block of particles at once (step_block: Euler-Maruyama, ReverseDiffusion,
+/// AncestralSampling, Ddim, Heun, PredictorCorrector).
 template <class Integrator, class System, class = void>
 struct has_step_block : std::false_type {};
 template <class Integrator, class System>
@@ -162,34 +162,23 @@ void integrate_blocks(const ExecSpace& exec, const System& system, const Integra
   using Real = typename System::value_type;
   constexpr int max_block = System::max_block;
   const int n_steps = int(times.extent(0)) - 1;
-  const std::int64_t n_blocks = (run.n + block - 1) / block;
   const int x_stride = int(x.stride(0)), w_stride = int(run.work.stride(0));
   const std::uint64_t seed = settings.seed, first = settings.first_particle;
   const bool remove_last_noise = settings.remove_last_noise;
   // The vectors of consecutive particles are one span (LayoutRight rows of Integrator::n_vectors d): a
   // block's n_vectors nb d values of scratch start at its first particle's.
   Kokkos::parallel_for(
-      "scorekit::integrate_blocks", Kokkos::RangePolicy<ExecSpace>(exec, 0, n_blocks),
-      KOKKOS_LAMBDA(const std::int64_t blk) {
-        const std::int64_t i0 = blk * block;
-        const int nb = int(run.n - i0 < block ? run.n - i0 : block);
-        bool alive[max_block];
-        bool any = false;
-        for (int b = 0; b < nb; ++b) {
-          alive[b] = run.after_step(i0 + b, 0, &x(i0 + b, 0));
-          any = any || alive[b];
-        }
+      "scorekit::integrate_blocks", Kokkos::RangePolicy<ExecSpace>(exec, 0, block_count(run.n, block)),
+      KOKKOS_LAMBDA(const std::int64_t index) {
+        ParticleBlock<max_block> blk(index, block, run, x);
+        const std::int64_t i0 = blk.first;
+        bool any = blk.any_alive();
         for (int n = 1; n <= n_steps && any; ++n) {
           BlockRngs<Real, max_block> rngs(seed, first + std::uint64_t(i0), std::uint64_t(n));
-          integrator.step_block(system, nb, &x(i0, 0), x_stride, times(n - 1), times(n),
+          integrator.step_block(system, blk.size, &x(i0, 0), x_stride, times(n - 1), times(n),
                                 !(remove_last_noise && n == n_steps), run.vector(i0, 0), run.workspace(i0),
                                 w_stride, rngs);
-          any = false;
-          for (int b = 0; b < nb; ++b)
-            if (alive[b]) {
-              alive[b] = run.after_step(i0 + b, n, &x(i0 + b, 0));
-              any = any || alive[b];
-            }
+          any = blk.after_step(run, n, x);
         }
       });
 }

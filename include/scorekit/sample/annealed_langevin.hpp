@@ -201,30 +201,28 @@ void annealed_langevin_blocks(const ExecSpace& exec, const ScoreModel& model, co
   using Real = typename ScoreModel::value_type;
   constexpr int max_block = ScoreModel::max_block;
   const int n_levels = int(level.extent(0));
-  const std::int64_t n_blocks = (run.n + block - 1) / block;
   const int x_stride = int(x.stride(0)), w_stride = int(run.work.stride(0)),
             v_stride = int(run.vectors.stride(0));
   Kokkos::parallel_for(
-      "scorekit::annealed_langevin_blocks", Kokkos::RangePolicy<ExecSpace>(exec, 0, n_blocks),
-      KOKKOS_LAMBDA(const std::int64_t blk) {
-        const std::int64_t i0 = blk * block;
-        const int nb = int(run.n - i0 < block ? run.n - i0 : block);
-        bool alive[max_block];
-        for (int b = 0; b < nb; ++b) alive[b] = run.after_step(i0 + b, 0, &x(i0 + b, 0));
+      "scorekit::annealed_langevin_blocks",
+      Kokkos::RangePolicy<ExecSpace>(exec, 0, block_count(run.n, block)),
+      KOKKOS_LAMBDA(const std::int64_t index) {
+        ParticleBlock<max_block> blk(index, block, run, x);
+        const std::int64_t i0 = blk.first;
+        const int nb = blk.size;
         std::int64_t t = 0;
         // One step of every particle of the block: Langevin at `step`'s level, or the denoising step.
+        // (A particle that went non-finite keeps being moved, unread, until the block ends.)
         auto advance = [&](const AnnealedLangevinStep<Real>& step, bool denoising) {
           ++t;
           model.score_block(nb, &x(i0, 0), x_stride, step.sigma(), run.vector(i0, 0), v_stride,
                             run.workspace(i0), w_stride);
-          // (A particle that went non-finite keeps being moved, unread, until the block ends.)
           if (denoising)
             for (int b = 0; b < nb; ++b) step.denoise_update(&x(i0 + b, 0), run.vector(i0 + b, 0));
           else
             step.template update_block<max_block>(nb, &x(i0, 0), x_stride, run.vector(i0, 0), v_stride, seed,
                                                   first + i0, t);
-          for (int b = 0; b < nb; ++b)
-            if (alive[b]) alive[b] = run.after_step(i0 + b, t, &x(i0 + b, 0));
+          blk.after_step(run, t, x);
         };
         for (int l = 0; l < n_levels; ++l) {
           const AnnealedLangevinStep<Real> level_step = level(l);

@@ -124,6 +124,44 @@ struct RunState {
   }
 };
 
+/// The particles one work item of a blocked kernel steps (integrate_blocks, annealed_langevin_blocks):
+/// rows first .. first + size - 1 of the run, block `index` of blocks of `block`, and which of them are
+/// still finite. Made inside the kernel; the constructor records and checks the starting points (step 0).
+template <int MaxBlock>
+struct ParticleBlock {
+  std::int64_t first;
+  int size;
+  bool alive[MaxBlock];
+
+  template <class Run, class View>
+  KOKKOS_INLINE_FUNCTION ParticleBlock(std::int64_t index, int block, const Run& run, const View& x)
+      : first(index * block), size(int(run.n - index * block < block ? run.n - index * block : block)) {
+    for (int b = 0; b < size; ++b) alive[b] = run.after_step(first + b, 0, &x(first + b, 0));
+  }
+
+  /// Records and checks step t of the particles still finite (one that went non-finite keeps being
+  /// stepped, unread, until the block ends); true while any of them is finite.
+  template <class Run, class View>
+  KOKKOS_INLINE_FUNCTION bool after_step(const Run& run, std::int64_t t, const View& x) {
+    bool any = false;
+    for (int b = 0; b < size; ++b)
+      if (alive[b]) {
+        alive[b] = run.after_step(first + b, t, &x(first + b, 0));
+        any = any || alive[b];
+      }
+    return any;
+  }
+
+  KOKKOS_INLINE_FUNCTION bool any_alive() const {
+    bool any = false;
+    for (int b = 0; b < size; ++b) any = any || alive[b];
+    return any;
+  }
+};
+
+/// How many blocks of `block` particles cover n.
+inline std::int64_t block_count(std::int64_t n, int block) { return (n + block - 1) / block; }
+
 /// Checks the particles and the step count and allocates what a run needs.
 template <class Model, class View>
 RunState<typename Model::value_type, typename View::memory_space> start_run(const Model& model, const View& x,

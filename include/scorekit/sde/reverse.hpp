@@ -43,13 +43,10 @@ class ScoreDrivenDrift {
   KOKKOS_INLINE_FUNCTION const SDE& sde() const { return m_sde; }
   KOKKOS_INLINE_FUNCTION const Model& model() const { return m_model; }
 
-  /// f(t) x - factor g(t)^2 grad log p_t(x).
+  /// f(t) x - factor g(t)^2 grad log p_t(x): drift_block() of one particle.
   KOKKOS_INLINE_FUNCTION void drift(const value_type* x, value_type t, value_type* out,
                                     value_type* work) const {
-    score_at_time(m_sde, m_model, m_dim, x, t, out, work);
-    const value_type f = m_sde.drift_coefficient(t), g = m_sde.diffusion(t);
-    const value_type c = -m_factor * g * g;
-    for (int j = 0; j < m_dim; ++j) out[j] = combined(x[j], f, c, out[j]);
+    drift_block(1, x, m_dim, t, out, m_dim, work, 0);
   }
 
   /// The most particles drift_block() takes at once, and the block it makes faster (the model's, when
@@ -68,14 +65,10 @@ class ScoreDrivenDrift {
   /// for the block, and the scores come from one score_block() call when the model has one and the
   /// kernel's scale a(t) is 1 (VE; for a(t) != 1 the model is asked particle by particle at x / a(t)). A
   /// particle's drift is the bits drift() gives it, provided the model's score_block() gives a particle
-  /// the bits of its score() (so a block of one is drift() itself).
+  /// the bits of its score() (drift() is a block of one).
   KOKKOS_INLINE_FUNCTION void drift_block(int nb, const value_type* x, int x_stride, value_type t,
                                           value_type* out, int out_stride, value_type* work,
                                           int work_stride) const {
-    if (nb == 1) {
-      drift(x, t, out, work);
-      return;
-    }
     score_block_at_marginal(m_model, nb, m_dim, x, x_stride, m_sde.marginal(t), out, out_stride, work,
                             work_stride);
     const value_type f = m_sde.drift_coefficient(t), g = m_sde.diffusion(t);
