@@ -168,7 +168,7 @@ TEMPLATE_LIST_TEST_CASE("At one tabulated level the batched mixture score is exa
   using Mem = typename Exec::memory_space;
   auto check = [](auto zero) {
     using Real = decltype(zero);
-    const int k = 5, d = 8, n = 40;
+    const int k = 5, d = 11, n = 40;
     const auto mix = random_full_mixture<Real, Mem>(k, d, 29);
     const scorekit::BatchedMixtureScore<Real, Mem> model(mix, {Real(0.05), Real(0.4), Real(3)});
     scorekit::BatchView<Real, Mem> x("x", n, d), out("out", n, d);

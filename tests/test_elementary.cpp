@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <scorekit/core/elementary.hpp>
+#include <scorekit/core/kokkos.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -589,4 +590,51 @@ TEST_CASE("Measured maxima of the elementary functions", "[.elementary-report]")
   };
   report_builds("double", functions<double>(), contraction_builds<double>());
   report_builds("float", functions<float>(), contraction_builds<float>());
+}
+
+namespace {
+
+/// detail::sum_in_lanes<8>'s documented order written out on the host: term i into partial sum i mod 8,
+/// then the partial sums added pairwise (l + 4, l + 2, l + 1).
+double lanes_reference(const std::vector<double>& terms) {
+  double part[8] = {};
+  for (std::size_t i = 0; i < terms.size(); ++i) part[i % 8] += terms[i];
+  for (int w = 4; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) part[l] += part[l + w];
+  return part[0];
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("sum_in_lanes adds in its documented order on every backend", "[elementary][sum]",
+                        Backends) {
+  // Terms of mixed magnitude, so that another order of the sum gives other bits; lengths 0..40 cover a
+  // tail alone, whole groups of 8 and groups with a tail.
+  using Exec = TestType;
+  using Mem = typename Exec::memory_space;
+  const int max_n = 40;
+  std::vector<double> terms(static_cast<std::size_t>(max_n));
+  for (int i = 0; i < max_n; ++i)
+    terms[std::size_t(i)] = (i % 3 == 0 ? 1e16 : 1.0) * (i % 2 ? -1.0 : 1.0) + i / 7.0;
+  Kokkos::View<double*, Kokkos::HostSpace> h_terms(terms.data(), terms.size());
+  Kokkos::View<double*, Mem> d_terms("terms", terms.size());
+  Kokkos::deep_copy(d_terms, h_terms);
+  Kokkos::View<double*, Mem> sums("sums", std::size_t(max_n) + 1);
+  Kokkos::parallel_for(
+      "sum_in_lanes", Kokkos::RangePolicy<Exec>(0, max_n + 1), KOKKOS_LAMBDA(const int n) {
+        sums(n) = scorekit::detail::sum_in_lanes<8, double>(n, [&](int i) { return d_terms(i); });
+      });
+  const auto h_sums = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), sums);
+  int differs_from_sequential = 0;
+  for (int n = 0; n <= max_n; ++n) {
+    const std::vector<double> head(terms.begin(), terms.begin() + n);
+    INFO("n = " << n);
+    const double expected = lanes_reference(head);
+    CHECK(std::memcmp(&h_sums(n), &expected, sizeof(double)) == 0);
+    double sequential = 0;
+    for (double t : head) sequential += t;
+    differs_from_sequential += sequential != h_sums(n);
+  }
+  // The terms do tell the orders apart (else the check above would prove nothing about the order).
+  CHECK(differs_from_sequential > 0);
 }

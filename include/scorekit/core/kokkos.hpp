@@ -36,6 +36,24 @@
 namespace scorekit {
 namespace detail {
 
+/// sum_{i < n} term(i) in Lanes interleaved partial sums (term i into sum i mod Lanes), added pairwise at
+/// the end: a reduction the compiler vectorises, where one running sum is a chain of dependent adds it
+/// may not reorder. The order of the sum is fixed by n alone (the same bits on every backend that
+/// rounds each operation alike).
+template <int Lanes, class Real, class F>
+KOKKOS_FORCEINLINE_FUNCTION Real sum_in_lanes(int n, F&& term) {
+  static_assert(Lanes > 0 && (Lanes & (Lanes - 1)) == 0, "scorekit: sum_in_lanes needs a power of 2");
+  Real part[Lanes];
+  for (int l = 0; l < Lanes; ++l) part[l] = Real(0);
+  int i = 0;
+  for (; i + Lanes <= n; i += Lanes)
+    for (int l = 0; l < Lanes; ++l) part[l] += term(i + l);
+  for (int l = 0; i < n; ++i, ++l) part[l] += term(i);
+  for (int w = Lanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) part[l] += part[l + w];
+  return part[0];
+}
+
 /// Calls f(i, k) for coordinate j of particles b = 0..nb-1 of two particle arrays, i = b stride_a + j into
 /// the first and k = b stride_b + j into the second. When both are contiguous (strides d) this is one
 /// flat loop of nb d iterations, which vectorises where a loop over d = 2 coordinates would not. f must

@@ -273,8 +273,9 @@ class BatchedMixtureScore {
           Real run_max = 0, run_sum = 0;
           for (int c = 0; c < k; ++c) {
             const Real* yc = &y(s, 0) + c * d;
-            Real quad = 0;
-            for (int i = 0; i < d; ++i) quad += (x(s, i) - amu(c, i)) * (yc[i] - pmu(c, i));
+            // (x - a mu_c) . P_c (x - a mu_c), in 8 partial sums so that it vectorises.
+            const Real quad = detail::sum_in_lanes<8, Real>(
+                d, [&](int i) { return (x(s, i) - amu(c, i)) * (yc[i] - pmu(c, i)); });
             const Real lk = log_weights(c) - Real(0.5) * (logdet(c) + quad);
             // Streaming log-sum-exp over the components, accumulating -sum_k w_k v_k into o.
             Real w = 1;
