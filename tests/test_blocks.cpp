@@ -121,11 +121,13 @@ TEMPLATE_LIST_TEST_CASE("Heun in blocks gives every particle the one-particle ke
       [&](const auto& m) { return scorekit::probability_flow(ve_float, m); }, churned);
 }
 
-TEMPLATE_LIST_TEST_CASE("Reverse diffusion and predictor-corrector in blocks give the one-particle bits",
+TEMPLATE_LIST_TEST_CASE("Every other fixed-grid integrator in blocks gives the one-particle bits",
                         "[pc][block]", Backends) {
-  // The corrector's and the predictor's normals are drawn side by side for a block and continue one
-  // generator a particle from the corrector to the predictor; the per_particle step rule runs particle by
-  // particle inside the blocks.
+  // Reverse diffusion, predictor-corrector, Euler-Maruyama, ancestral sampling and DDIM, each with noise
+  // and without (the probability flow's g = 0, the last step's noise removed, DDIM's eta = 0), on VE (one
+  // score_block() call a step) and VP (the model asked per particle at x / a(t)). The corrector's and the
+  // predictor's normals are drawn side by side for a block and continue one generator a particle from the
+  // corrector to the predictor; the per_particle step rule runs particle by particle inside the blocks.
   using Exec = TestType;
   using Mem = typename Exec::memory_space;
   const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
@@ -135,6 +137,7 @@ TEMPLATE_LIST_TEST_CASE("Reverse diffusion and predictor-corrector in blocks giv
   const auto rev_ve = [&](const auto& m) { return scorekit::reverse_sde(ve, m); };
   const auto rev_vp = [&](const auto& m) { return scorekit::reverse_sde(vp, m); };
   const auto flow_ve = [&](const auto& m) { return scorekit::probability_flow(ve, m); };
+  const auto flow_vp = [&](const auto& m) { return scorekit::probability_flow(vp, m); };
   const scorekit::ReverseDiffusion rd;
   const auto pc = scorekit::predictor_corrector(rd, scorekit::LangevinCorrector(0.16, 2));
   require_blocks_match_particles<Exec, double>("reverse diffusion, VE", iso, rev_ve, rd);
@@ -152,22 +155,6 @@ TEMPLATE_LIST_TEST_CASE("Reverse diffusion and predictor-corrector in blocks giv
   require_blocks_match_particles<Exec, double>(
       "ancestral predictor", iso, rev_vp,
       scorekit::predictor_corrector(scorekit::AncestralSampling{}, scorekit::LangevinCorrector{}));
-}
-
-TEMPLATE_LIST_TEST_CASE("Euler-Maruyama, ancestral sampling and DDIM in blocks give the one-particle bits",
-                        "[block]", Backends) {
-  // Each with noise and without (the probability flow's g = 0, the last step's noise removed, DDIM's
-  // eta = 0), on VE (one score_block() call a step) and VP (the model asked per particle at x / a(t)).
-  using Exec = TestType;
-  using Mem = typename Exec::memory_space;
-  const scorekit::VarianceExplodingSDE<double> ve(0.01, 20);
-  const auto vp = scorekit::vp_sde(scorekit::LinearBeta<double>{0.1, 20});
-  const scorekit::PerturbedMixtureScore<double, Mem> iso(two_modes<double, Mem>()),
-      diag(diagonal_modes<Mem>());
-  const auto rev_ve = [&](const auto& m) { return scorekit::reverse_sde(ve, m); };
-  const auto rev_vp = [&](const auto& m) { return scorekit::reverse_sde(vp, m); };
-  const auto flow_ve = [&](const auto& m) { return scorekit::probability_flow(ve, m); };
-  const auto flow_vp = [&](const auto& m) { return scorekit::probability_flow(vp, m); };
   const scorekit::EulerMaruyama em;
   require_blocks_match_particles<Exec, double>("Euler-Maruyama, VE", iso, rev_ve, em);
   require_blocks_match_particles<Exec, double>("Euler-Maruyama, VP, noise removed", diag, rev_vp, em, true);

@@ -33,7 +33,7 @@
 
 namespace scorekit {
 
-struct AncestralSampling {
+struct AncestralSampling : BlockStepper<AncestralSampling> {
   static constexpr int n_vectors = 1;
 
   template <class System>
@@ -52,13 +52,6 @@ struct AncestralSampling {
     return 1;
   }
 
-  template <class System, class Real>
-  KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* g,
-                                   Real* work, CounterRng<Real>& rng) const {
-    step_block(system, 1, x, system.dim(), t, t_next, noise, g, work, 0,
-               [&rng](int) -> CounterRng<Real>& { return rng; });
-  }
-
   /// step() of nb particles at one time (integrate_common.hpp's step_block): the transition once, the
   /// scores through score_block_at_marginal, the normals side by side; `g` is the block's nb d values of
   /// scratch.
@@ -68,9 +61,8 @@ struct AncestralSampling {
                                          RngOf&& rng_of) const {
     if constexpr (accepts<System>) {
       const int d = system.dim();
-      const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
-      score_block_at_marginal(system.model(), nb, d, static_cast<const Real*>(x), x_stride, tr.to, g, d, work,
-                              work_stride);
+      const DiscreteTransition<Real> tr = detail::transition_and_scores(
+          system, nb, static_cast<const Real*>(x), x_stride, t, t_next, g, work, work_stride);
       const Real inv_ratio = Real(1) / tr.ratio;
       const Real c = tr.variance * inv_ratio;
       if (noise) {

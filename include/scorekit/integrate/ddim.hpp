@@ -29,7 +29,7 @@
 
 namespace scorekit {
 
-struct Ddim {
+struct Ddim : BlockStepper<Ddim> {
   double eta = 0;
 
   Ddim() = default;
@@ -57,13 +57,6 @@ struct Ddim {
     return 1;
   }
 
-  template <class System, class Real>
-  KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* g,
-                                   Real* work, CounterRng<Real>& rng) const {
-    step_block(system, 1, x, system.dim(), t, t_next, noise, g, work, 0,
-               [&rng](int) -> CounterRng<Real>& { return rng; });
-  }
-
   /// step() of nb particles at one time (integrate_common.hpp's step_block): the coefficients once, the
   /// scores through score_block_at_marginal, the normals side by side; `g` is the block's nb d values of
   /// scratch.
@@ -73,9 +66,8 @@ struct Ddim {
                                          RngOf&& rng_of) const {
     if constexpr (accepts<System>) {
       const int d = system.dim();
-      const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
-      score_block_at_marginal(system.model(), nb, d, static_cast<const Real*>(x), x_stride, tr.to, g, d, work,
-                              work_stride);
+      const DiscreteTransition<Real> tr = detail::transition_and_scores(
+          system, nb, static_cast<const Real*>(x), x_stride, t, t_next, g, work, work_stride);
       const Real s = tr.to.std, s_next = tr.from.std;
       const Real sigma_eta = Real(eta) * math::sqrt(tr.variance) * (s_next / s);
       const Real c2 = s_next * s_next - sigma_eta * sigma_eta;

@@ -77,6 +77,21 @@ struct is_probability_flow_system : std::false_type {};
 template <class SDE, class Model>
 struct is_probability_flow_system<ProbabilityFlowODE<SDE, Model>> : std::true_type {};
 
+/// What the discrete reverse samplers (reverse diffusion, ancestral sampling, DDIM) start a step with: the
+/// transition from t_next to t of the system's SDE, and the scores at t of nb particles (particle b at
+/// x + b x_stride, its score to g + b d, its workspace at work + b work_stride) through
+/// score_block_at_marginal.
+template <class System, class Real>
+KOKKOS_INLINE_FUNCTION DiscreteTransition<Real> transition_and_scores(const System& system, int nb,
+                                                                      const Real* x, int x_stride, Real t,
+                                                                      Real t_next, Real* g, Real* work,
+                                                                      int work_stride) {
+  const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
+  score_block_at_marginal(system.model(), nb, system.dim(), x, x_stride, tr.to, g, system.dim(), work,
+                          work_stride);
+  return tr;
+}
+
 /// Host check that a discrete reverse sampler steps backwards in time (t_next < t).
 inline void require_backward_step(double t, double t_next, const char* who) {
   if (!(t_next < t))

@@ -8,18 +8,11 @@
 
 namespace scorekit {
 
-struct EulerMaruyama {
+struct EulerMaruyama : BlockStepper<EulerMaruyama> {
   static constexpr int n_vectors = 1;
   template <class System>
   static void check(const System&) {}
   int evaluations(double, double) const { return 1; }
-
-  template <class System, class Real>
-  KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* v,
-                                   Real* work, CounterRng<Real>& rng) const {
-    step_block(system, 1, x, system.dim(), t, t_next, noise, v, work, 0,
-               [&rng](int) -> CounterRng<Real>& { return rng; });
-  }
 
   /// step() of nb particles at one time (integrate_common.hpp's step_block): the drifts through
   /// detail::drift_block (one score_block() call where the system and the model have one), the normals

@@ -116,8 +116,7 @@ struct Heun {
   template <class System, class Real>
   KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* v,
                                    Real* work, CounterRng<Real>& rng) const {
-    step_block(system, 1, x, system.dim(), t, t_next, noise, v, work, 0,
-               [&rng](int) -> CounterRng<Real>& { return rng; });
+    detail::step_as_block(*this, system, x, t, t_next, noise, v, work, rng);
   }
 
   /// step() of nb particles at one time (at most the system's max_block; integrate() steps blocks of the

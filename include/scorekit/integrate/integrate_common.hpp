@@ -40,6 +40,32 @@
 
 namespace scorekit {
 
+namespace detail {
+
+/// step() of an integrator whose one definition is its step_block(): that block of one particle, with
+/// the particle's generator.
+template <class Integrator, class System, class Real>
+KOKKOS_INLINE_FUNCTION void step_as_block(const Integrator& integrator, const System& system, Real* x, Real t,
+                                          Real t_next, bool noise, Real* vectors, Real* work,
+                                          CounterRng<Real>& rng) {
+  integrator.step_block(system, 1, x, system.dim(), t, t_next, noise, vectors, work, 0,
+                        [&rng](int) -> CounterRng<Real>& { return rng; });
+}
+
+}  // namespace detail
+
+/// The base of an integrator whose step() is its step_block() of one particle (Euler-Maruyama, reverse
+/// diffusion, ancestral sampling, DDIM), so that the two are one definition.
+template <class Integrator>
+struct BlockStepper {
+  template <class System, class Real>
+  KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise,
+                                   Real* vectors, Real* work, CounterRng<Real>& rng) const {
+    detail::step_as_block(static_cast<const Integrator&>(*this), system, x, t, t_next, noise, vectors, work,
+                          rng);
+  }
+};
+
 /// A fixed-grid run: the times (t_0 first, monotone), the seed, and trajectory recording.
 struct IntegrateSettings {
   std::vector<double> times;

@@ -23,7 +23,7 @@
 
 namespace scorekit {
 
-struct ReverseDiffusion {
+struct ReverseDiffusion : BlockStepper<ReverseDiffusion> {
   static constexpr int n_vectors = 1;
 
   /// The systems reverse diffusion steps: a ReverseSDE or a ProbabilityFlowODE (sde/reverse.hpp).
@@ -45,13 +45,6 @@ struct ReverseDiffusion {
     return 1;
   }
 
-  template <class System, class Real>
-  KOKKOS_INLINE_FUNCTION void step(const System& system, Real* x, Real t, Real t_next, bool noise, Real* g,
-                                   Real* work, CounterRng<Real>& rng) const {
-    step_block(system, 1, x, system.dim(), t, t_next, noise, g, work, 0,
-               [&rng](int) -> CounterRng<Real>& { return rng; });
-  }
-
   /// step() of nb particles at one time (integrate_common.hpp's step_block): the transition once, the
   /// scores through score_block_at_marginal, the normals side by side (for_each_normal_block); `g` is
   /// the block's nb d values of scratch.
@@ -62,9 +55,8 @@ struct ReverseDiffusion {
     if constexpr (accepts<System>) {
       constexpr bool stochastic = detail::is_reverse_sde_system<System>::value;
       const int d = system.dim();
-      const DiscreteTransition<Real> tr = discrete_transition(system.sde(), t_next, t);
-      score_block_at_marginal(system.model(), nb, d, static_cast<const Real*>(x), x_stride, tr.to, g, d, work,
-                              work_stride);
+      const DiscreteTransition<Real> tr = detail::transition_and_scores(
+          system, nb, static_cast<const Real*>(x), x_stride, t, t_next, g, work, work_stride);
       // x - (abar - 1) x + c G^2 s: c = 1 for the reverse SDE, 1/2 for the probability flow.
       const Real keep = Real(2) - tr.ratio;
       const Real c = stochastic ? tr.variance : Real(0.5) * tr.variance;
