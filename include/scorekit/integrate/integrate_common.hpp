@@ -24,7 +24,9 @@
 // where `vectors` is the block's n_vectors nb d values (one span) and rng_of(b) particle b's generator.
 // When the system has drift_block (sde/reverse.hpp) and block_size() > 1, integrate() runs such an
 // integrator in blocks of block_size() consecutive particles a work item (integrate_blocks below); step()
-// should then be step_block() of one particle, so that both are one definition.
+// should then be step_block() of one particle, so that both are one definition: deriving from
+// BlockStepper<Integrator> gives that step() (or call detail::step_as_block from it, as the aggregate Heun
+// does).
 #pragma once
 
 #include <scorekit/core/batch_model.hpp>
