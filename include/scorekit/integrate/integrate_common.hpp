@@ -153,18 +153,19 @@ KOKKOS_INLINE_FUNCTION void drift_block(const System& system, int nb, const Real
       system.drift(x + b * x_stride, t, out + b * out_stride, work + b * work_stride);
 }
 
-/// Integrators that step a block of particles at once (step_block: Euler-Maruyama, ReverseDiffusion,
-/// AncestralSampling, Ddim, Heun, PredictorCorrector).
-template <class Integrator, class System, class = void>
+/// Integrators (and predictors) that step a block of particles at once with generators from RngOf
+/// (step_block: Euler-Maruyama, ReverseDiffusion, AncestralSampling, Ddim, Heun, PredictorCorrector).
+template <class Integrator, class System, class RngOf = BlockRngs<typename System::value_type, 1>&,
+          class = void>
 struct has_step_block : std::false_type {};
-template <class Integrator, class System>
+template <class Integrator, class System, class RngOf>
 struct has_step_block<
-    Integrator, System,
+    Integrator, System, RngOf,
     std::void_t<decltype(std::declval<const Integrator&>().step_block(
         std::declval<const System&>(), int(), std::declval<typename System::value_type*>(), int(),
         std::declval<typename System::value_type>(), std::declval<typename System::value_type>(), bool(),
         std::declval<typename System::value_type*>(), std::declval<typename System::value_type*>(), int(),
-        std::declval<BlockRngs<typename System::value_type, 1>&>()))>> : std::true_type {};
+        std::declval<RngOf>()))>> : std::true_type {};
 
 /// The block integrate() steps: the system's block_size() (at most its max_block) when both the
 /// integrator and the system step blocks, else 1.

@@ -217,14 +217,6 @@ struct PredictorCorrector {
   }
 
  private:
-  template <class P, class System, class Real, class RngOf, class = void>
-  struct predictor_blocks : std::false_type {};
-  template <class P, class System, class Real, class RngOf>
-  struct predictor_blocks<
-      P, System, Real, RngOf,
-      std::void_t<decltype(std::declval<const P&>().step_block(
-          std::declval<const System&>(), int(), std::declval<Real*>(), int(), Real(), Real(), bool(),
-          std::declval<Real*>(), std::declval<Real*>(), int(), std::declval<RngOf>()))>> : std::true_type {};
   template <class C, class System, class Real, class RngOf, class = void>
   struct corrector_blocks : std::false_type {};
   template <class C, class System, class Real, class RngOf>
@@ -234,7 +226,7 @@ struct PredictorCorrector {
           std::declval<const System&>(), int(), std::declval<Real*>(), int(), Real(), Real(),
           std::declval<Real*>(), std::declval<Real*>(), int(), std::declval<RngOf>()))>> : std::true_type {};
   template <class System, class Real, class RngOf>
-  static constexpr bool blocks = predictor_blocks<Predictor, System, Real, RngOf>::value&&
+  static constexpr bool blocks = detail::has_step_block<Predictor, System, RngOf>::value&&
       corrector_blocks<Corrector, System, Real, RngOf>::value;
 };
 
